@@ -1,0 +1,35 @@
+# bayesrobust — set-up, demo, tests and benchmarks. Everything runs in a local virtual environment.
+# TORCH_SPEC pins the CPU build of PyTorch installed *before* the package, so pip never pulls a
+# multi-GB CUDA build; override it on other platforms: make test TORCH_SPEC="torch==2.5.1".
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA ?= $(if $(wildcard ../shared/data),../shared/data,)
+
+.PHONY: install demo test lint bench bench-peers clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)  ## train + evaluate on the embedded offline data, write runs/quickstart/<time>/report.html
+	$(BIN)/bayesrobust run experiments/quickstart.toml
+
+test: $(STAMP)  ## the whole test suite (uses ../shared/data when present)
+	BAYESROBUST_DATA=$${BAYESROBUST_DATA:-$(DATA)} $(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check bayesrobust tests benchmarks
+
+bench: $(STAMP)  ## MC-dropout throughput (ours vs the naive loop)
+	$(BIN)/python benchmarks/mc_dropout.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,151 @@
+"""The ``bayesrobust`` command: run, train, evaluate, datasets, report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from bayesrobust.errors import BayesRobustError
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="experiment TOML file (see experiments/)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set models.lenet.train.epochs=2 (repeatable)")
+    parser.add_argument("--out", help="run folder to create (default: runs/<name>/<timestamp>)")
+    parser.add_argument("--seed", type=int, help="random seed (overrides run.seed)")
+    parser.add_argument("--device", help="cpu or cuda (overrides run.device)")
+    parser.add_argument("--data-dir", help="folder holding dataset files (else $BAYESROBUST_DATA, else the cache)")
+    parser.add_argument("--download", action="store_true", help="download missing dataset files (checksummed)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bayesrobust",
+        description="Bayesian models of digits, attacks on them, and their predictive uncertainty.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("run", help="train models, run every configured suite, write the report")
+    _common(p)
+    p = sub.add_parser("train", help="train (or load) the configured models and save checkpoints only")
+    _common(p)
+    p = sub.add_parser("evaluate", help="run the suites on checkpoints from an earlier run")
+    _common(p)
+    p.add_argument("--from", dest="from_run", required=True, metavar="RUN_DIR",
+                   help="run folder whose checkpoints/<model>.pt to evaluate")
+    p = sub.add_parser("datasets", help="list datasets, where their files are, and whether they verify")
+    p.add_argument("--data-dir", help="folder holding dataset files")
+    p.add_argument("--verify", action="store_true", help="load each available dataset and check its checksums")
+    p = sub.add_parser("report", help="rebuild figures and report.html / report.md from a run folder")
+    p.add_argument("run_dir", help="the run folder")
+    return parser
+
+
+def _load(args) -> object:
+    from bayesrobust.config import load_config
+
+    config = load_config(args.config, args.overrides)
+    run = config.run
+    if args.seed is not None:
+        run = replace(run, seed=args.seed)
+    if args.device:
+        run = replace(run, device=args.device)
+    return replace(config, run=run)
+
+
+def _out(args, config) -> Path:
+    if args.out:
+        return Path(args.out)
+    return Path("runs") / config.run.name / time.strftime("%Y%m%d-%H%M%S")
+
+
+def cmd_run(args, *, suites: bool = True) -> int:
+    from bayesrobust.experiment import run_experiment, with_checkpoints
+    from bayesrobust.progress import set_quiet
+
+    set_quiet(args.quiet)
+    config = _load(args)
+    if getattr(args, "from_run", None):
+        config = with_checkpoints(config, args.from_run)
+    run = run_experiment(config, _out(args, config), data_dir=args.data_dir, download=args.download,
+                         overwrite=args.overwrite, progress=not args.quiet, suites=suites)
+    print(f"run folder: {run.path}")
+    if run.file("report.html").exists():
+        print(f"report:     {run.file('report.html')}")
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from bayesrobust.data import DATASETS, load_dataset
+    from bayesrobust.data.base import candidate_roots
+
+    print(f"data roots searched: {', '.join(str(p) for p in candidate_roots(args.data_dir))}")
+    print(f"{'name':<15}{'splits':<12}{'status':<42}description")
+    for name in DATASETS.names():
+        spec = DATASETS.get(name)
+        split = spec.splits[-1] if "test" in spec.splits else spec.splits[0]
+        if args.verify or spec.offline:
+            try:
+                ds = load_dataset(name, split, args.data_dir)
+                status = f"ok ({len(ds)} {split}, {'verified' if ds.info.verified else 'unverified'})"
+            except BayesRobustError as exc:
+                status = "unavailable: " + str(exc).split(".")[0][:60]
+        else:
+            status = _locate_status(name, args.data_dir)
+        print(f"{name:<15}{'/'.join(spec.splits):<12}{status:<42}{spec.description}")
+    return 0
+
+
+def _locate_status(name: str, data_dir) -> str:
+    from bayesrobust.data.download import locate
+    from bayesrobust.data.mnist import FASHION_REMOTE, MNIST_REMOTE
+    from bayesrobust.data.semeion import SEMEION
+    from bayesrobust.data.svhn import SVHN_FILES
+
+    files = {"mnist": list(MNIST_REMOTE.values()), "fashion-mnist": list(FASHION_REMOTE.values()),
+             "semeion": [SEMEION], "svhn": [SVHN_FILES["test"]]}[name]
+    found = [locate(f, name, data_dir) for f in files]
+    if all(found):
+        return f"found in {found[0].parent} (--verify to check)"
+    return "missing (use --data-dir, $BAYESROBUST_DATA or --download)"
+
+
+def cmd_report(args) -> int:
+    from bayesrobust.report import build_report
+    from bayesrobust.runs import RunDir
+
+    run = RunDir.open(args.run_dir)
+    build_report(run)
+    if not run.complete:
+        print(f"warning: {run.path} is marked INCOMPLETE; the report says so", file=sys.stderr)
+    print(f"report: {run.file('report.html')}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "train":
+            return cmd_run(args, suites=False)
+        if args.command == "evaluate":
+            return cmd_run(args)
+        if args.command == "datasets":
+            return cmd_datasets(args)
+        return cmd_report(args)
+    except BayesRobustError as exc:
+        print(f"bayesrobust: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bayesrobust: interrupted; the run folder is marked INCOMPLETE", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

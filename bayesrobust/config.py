@@ -1,0 +1,266 @@
+"""Experiment configuration: TOML files read into frozen dataclasses.
+
+Every table maps onto a dataclass; an unknown key, a wrong type or an invalid value raises
+:class:`~bayesrobust.errors.ConfigError` naming the dotted key. ``--set a.b.c=value`` overrides are
+applied to the raw TOML before validation, so they are checked exactly like the file.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from bayesrobust.errors import ConfigError
+
+
+# --- schema -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunSection:
+    """Run-wide settings."""
+
+    name: str = "run"
+    seed: int = 0
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """Which datasets to train and evaluate on."""
+
+    train: str = "mnist-5k"
+    test: str = ""  # empty: the test split of ``train``
+    val_fraction: float = 0.1
+    train_limit: int = 0  # 0: all examples
+    test_limit: int = 0
+    shifted: tuple[str, ...] = ()  # domain-shift / OOD sets evaluated with every model
+    shifted_limit: int = 0
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    """Optimiser and schedule for one model (Lacok: RMSProp lr 1e-3, batch 128, 50 epochs)."""
+
+    optimizer: str = "adam"  # sgd | adam | rmsprop
+    lr: float = 1e-3
+    momentum: float = 0.9
+    epochs: int = 10
+    batch_size: int = 128
+    l1: float = 0.0
+    l2: float = 0.0
+    patience: int = 0  # early stopping on validation NLL; 0 disables it
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """One model: architecture, inference mode, training and optional checkpoint to load."""
+
+    arch: str = "lenet"
+    mode: str = "mc_dropout"  # mc_dropout | plain
+    params: Mapping[str, Any] = field(default_factory=dict)
+    train: TrainSection = field(default_factory=TrainSection)
+    checkpoint: str = ""  # a saved model to load instead of training
+
+
+@dataclass(frozen=True)
+class EvaluationSection:
+    """Clean and shifted-set evaluation (the ``evaluation`` suite)."""
+
+    samples: int = 50
+    batch_size: int = 500
+    grid_size: int = 16
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    run: RunSection = field(default_factory=RunSection)
+    data: DataSection = field(default_factory=DataSection)
+    models: Mapping[str, ModelSection] = field(default_factory=dict)
+    evaluation: EvaluationSection | None = None
+
+
+# --- generic dataclass builder ------------------------------------------------------------------
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, option, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
+        return build(tp, value, where)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        inner = args[0] if args else Any
+        return tuple(_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (dict, collections.abc.Mapping) or tp in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
+        inner = args[1] if len(args) == 2 else Any
+        return types.MappingProxyType({str(k): _coerce(v, inner, f"{where}.{k}") for k, v in value.items()})
+    if tp is Any:
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp in (str, bool):
+        if not isinstance(value, tp):
+            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {tp}")  # a schema bug, not a user error
+
+
+def build(cls: type, data: Mapping[str, Any], where: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, refusing unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"unknown config key {prefix}{unknown[0]!s}; allowed in [{where or 'top level'}]: {', '.join(sorted(names))}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{where}.{name}" if where else name
+        kwargs[name] = _coerce(value, hints[name], key)
+    return cls(**kwargs)
+
+
+def to_plain(obj: Any) -> Any:
+    """Dataclasses / mapping proxies / tuples → plain dicts and lists (for TOML and JSON)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if getattr(obj, f.name) is not None}
+    if isinstance(obj, Mapping):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return obj
+
+
+# --- TOML in and out ---------------------------------------------------------------------------
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"a.b=3"`` → (["a", "b"], 3). Values are TOML literals; bare words are strings."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise ConfigError(f"--set has an empty key in {text!r}")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return path, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {text!r}: {part} is not a table")
+        node[path[-1]] = value
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a TOML experiment file, apply ``--set`` overrides and validate it."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return config_from_dict(apply_overrides(raw, list(overrides or [])))
+
+
+def config_from_dict(raw: Mapping[str, Any]) -> ExperimentConfig:
+    config = build(ExperimentConfig, raw)
+    validate(config)
+    return config
+
+
+def validate(config: ExperimentConfig) -> None:
+    """Cross-field checks the types alone cannot express."""
+    if not 0.0 <= config.data.val_fraction < 1.0:
+        raise ConfigError(f"data.val_fraction must be in [0, 1), got {config.data.val_fraction}")
+    if config.run.device not in ("cpu", "cuda") and not config.run.device.startswith("cuda:"):
+        raise ConfigError(f"run.device must be cpu or cuda, got {config.run.device!r}")
+    for name, model in config.models.items():
+        where = f"models.{name}"
+        if model.mode not in ("mc_dropout", "plain"):
+            raise ConfigError(f"{where}.mode must be 'mc_dropout' or 'plain', got {model.mode!r}")
+        if model.train.optimizer not in ("sgd", "adam", "rmsprop"):
+            raise ConfigError(f"{where}.train.optimizer must be sgd, adam or rmsprop, got {model.train.optimizer!r}")
+        for key in ("epochs", "batch_size"):
+            if getattr(model.train, key) < 1:
+                raise ConfigError(f"{where}.train.{key} must be >= 1")
+        for key in ("lr", "l1", "l2"):
+            if getattr(model.train, key) < 0:
+                raise ConfigError(f"{where}.train.{key} must be >= 0")
+    if config.evaluation is not None and config.evaluation.samples < 1:
+        raise ConfigError("evaluation.samples must be >= 1")
+
+
+def dump_toml(data: Mapping[str, Any]) -> str:
+    """A small TOML writer for resolved configs (tables, arrays, strings, numbers, booleans)."""
+    lines: list[str] = []
+
+    def scalar(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(scalar(x) for x in v) + "]"
+        if isinstance(v, Mapping):
+            return "{" + ", ".join(f"{_key(k)} = {scalar(x)}" for k, x in v.items()) + "}"
+        raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+    def table(prefix: str, node: Mapping[str, Any]) -> None:
+        simple = {k: v for k, v in node.items() if not isinstance(v, Mapping) or not v or k == "params"}
+        nested = {k: v for k, v in node.items() if k not in simple}
+        if prefix and (simple or not nested):
+            lines.append(f"\n[{prefix}]")
+        for k, v in simple.items():
+            lines.append(f"{_key(k)} = {scalar(v)}")
+        for k, v in nested.items():
+            table(f"{prefix}.{_key(k)}" if prefix else _key(k), v)
+
+    table("", data)
+    return "\n".join(lines).lstrip() + "\n"
+
+
+def _key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() else f'"{k}"'

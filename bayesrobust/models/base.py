@@ -1,0 +1,199 @@
+"""The model protocol: every model is a :class:`BayesianClassifier` returning a :class:`Predictive`.
+
+A model is a deterministic *trunk* (every layer before the first dropout) followed by a stochastic
+*head*. Monte-Carlo dropout computes the trunk once and runs only the head S times on a replicated
+batch (sample-major, chunked to bound memory) — the same outputs as S full forward passes with the
+same masks, at a fraction of the cost.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from bayesrobust.errors import CheckpointError, ConfigError
+from bayesrobust.models.layers import MCDropout
+from bayesrobust.predictive import Predictive, log_mean_prob
+from bayesrobust.registry import Registry
+from bayesrobust.validation import check_images
+
+MODES = ("mc_dropout", "plain")
+CHECKPOINT_FORMAT = "bayesrobust-model/1"
+# Upper bound on elements of one replicated head input; bounds MC memory to ~64 MB of float32.
+MC_CHUNK_ELEMENTS = 1 << 24
+
+
+class BayesianClassifier(nn.Module):
+    """Base class: subclasses build ``self.layers`` (an ``nn.Sequential`` mapping images to logits)
+    and call :meth:`_split` once. ``mode`` decides whether dropout stays on when predicting."""
+
+    arch: ClassVar[str]
+    num_classes: int = 10
+    default_samples: int = 50
+
+    def __init__(self, *, mode: str = "mc_dropout", **params: Any) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+        self.mode = mode
+        self.params = dict(params)
+        self.history_: list[dict[str, float]] = []
+
+    # --- structure ------------------------------------------------------------------------
+    def _split(self, layers: nn.Sequential) -> None:
+        """Cut ``layers`` at the first dropout into ``trunk`` (deterministic) and ``head``."""
+        first = next((i for i, m in enumerate(layers) if isinstance(m, MCDropout) and m.p > 0), len(layers))
+        self.trunk = layers[:first]
+        self.head = layers[first:]
+        if self.mode == "mc_dropout" and not self.dropouts():
+            raise ConfigError(f"{self.arch}: mode 'mc_dropout' needs dropout > 0; use mode = 'plain'")
+
+    def dropouts(self) -> list[MCDropout]:
+        return [m for m in self.modules() if isinstance(m, MCDropout) and m.p > 0]
+
+    @property
+    def stochastic(self) -> bool:
+        """True when the predictive is Monte-Carlo (dropout kept on at test time)."""
+        return self.mode == "mc_dropout"
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @contextmanager
+    def dropout_sampling(self, active: bool, generator: torch.Generator | None = None) -> Iterator[None]:
+        """Within the block, dropout is on (``active``) or off, drawing masks from ``generator``.
+        Restores the previous state afterwards; the module's train/eval mode is never touched."""
+        layers = self.dropouts()
+        saved = [(m.active, m.generator) for m in layers]
+        for m in layers:
+            m.active, m.generator = active, generator
+        try:
+            yield
+        finally:
+            for m, (a, g) in zip(layers, saved):
+                m.active, m.generator = a, g
+
+    # --- differentiable outputs -----------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of one pass; dropout follows the training flag and any active sampling."""
+        return self.head(self.trunk(x))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Deterministic logits ``(N, C)`` with dropout off (the weight-averaging approximation):
+        the margin scores C&W and JSMA work on."""
+        check_images(x)
+        with self.dropout_sampling(False):
+            return self(x)
+
+    def sample_logits(self, x: torch.Tensor, samples: int = 1, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Logit samples ``(S, N, C)``, differentiable. Plain models return S = 1 deterministic pass."""
+        check_images(x)
+        if not self.stochastic:
+            return self.logits(x)[None]
+        if samples < 1:
+            raise ValueError(f"samples must be >= 1, got {samples}")
+        with self.dropout_sampling(True, generator):
+            h = self.trunk(x)
+            per_sample = max(1, h[0].numel()) * h.shape[0]
+            chunk = max(1, min(samples, MC_CHUNK_ELEMENTS // max(per_sample, 1)))
+            outs = []
+            for start in range(0, samples, chunk):
+                s = min(chunk, samples - start)
+                rep = self.head[0].replicate(h, s)  # the head starts with its first dropout
+                outs.append(self.head[1:](rep).view(s, h.shape[0], -1))
+        return torch.cat(outs, 0)
+
+    def log_prob(self, x: torch.Tensor, samples: int = 1, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Differentiable log of the MC-averaged class probabilities ``(N, C)``: the objective attacks
+        use. ``samples`` is the number of dropout masks to average over (expectation over
+        transformation); plain models ignore it."""
+        return log_mean_prob(torch.log_softmax(self.sample_logits(x, samples, generator=generator), -1))
+
+    # --- the predictive -----------------------------------------------------------------------
+    @torch.no_grad()
+    def predictive(self, x: torch.Tensor, samples: int | None = None, *, generator: torch.Generator | None = None,
+                   batch_size: int = 1000) -> Predictive:
+        """The predictive distribution on ``x``: ``samples`` MC-dropout draws (default 50) for
+        ``mc_dropout`` models, one deterministic pass for ``plain`` ones. Returned on the CPU."""
+        check_images(x)
+        samples = self.default_samples if samples is None else samples
+        parts = []
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start: start + batch_size].to(self.device)
+            parts.append(torch.softmax(self.sample_logits(xb, samples, generator=generator), -1).float().cpu())
+        return Predictive(torch.cat(parts, 1))
+
+    # --- training ---------------------------------------------------------------------------
+    def fit(self, train, config, *, val=None, seed: int = 0, progress: bool = True) -> BayesianClassifier:
+        """Train on ``train`` (a Dataset) with a ``TrainSection``; early-stop on ``val`` NLL."""
+        from bayesrobust.models.training import train_model
+
+        train_model(self, train, config, val=val, seed=seed, progress=progress)
+        return self
+
+    # --- persistence -------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        return {"arch": self.arch, "mode": self.mode, "params": self.params}
+
+    def save(self, path: str | Path) -> Path:
+        """Write weights + JSON metadata to ``path`` (a ``.pt`` file) and a readable ``.json`` beside it."""
+        from bayesrobust.runs import atomic_path, write_json_atomic
+
+        path = Path(path)
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "metadata": json.dumps({**self.describe(), "history": self.history_}),
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+        }
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+        write_json_atomic(path.with_suffix(".json"), {**self.describe(), "history": self.history_})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, map_location: str = "cpu") -> BayesianClassifier:
+        """Load a checkpoint written by :meth:`save` (``weights_only=True``: nothing is unpickled)."""
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint not found: {path}")
+        try:
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as exc:  # torch raises many types for corrupt files
+            raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+        if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path}: not a bayesrobust model checkpoint (format {payload.get('format') if isinstance(payload, dict) else None!r})")
+        meta = json.loads(payload["metadata"])
+        if cls is not BayesianClassifier and meta["arch"] != cls.arch:
+            raise CheckpointError(f"{path}: checkpoint is a {meta['arch']!r} model, not {cls.arch!r}")
+        model = build_model(meta["arch"], mode=meta["mode"], **meta["params"])
+        try:
+            model.load_state_dict(payload["state_dict"], strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: weights do not fit architecture {meta['arch']!r} {meta['params']}: {exc}") from None
+        model.history_ = meta.get("history", [])
+        return model
+
+
+MODELS: Registry[type[BayesianClassifier]] = Registry("model architecture")
+
+
+def build_model(arch: str, *, mode: str = "mc_dropout", **params: Any) -> BayesianClassifier:
+    """Instantiate a registered architecture; unknown parameters raise ConfigError naming them."""
+    import inspect
+
+    cls = MODELS.get(arch)
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "mode"}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise ConfigError(f"unknown parameter {unknown[0]!r} for model {arch!r}; allowed: {', '.join(sorted(accepted))}")
+    try:
+        return cls(mode=mode, **params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model {arch!r}: {exc}") from None

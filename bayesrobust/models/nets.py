@@ -1,0 +1,80 @@
+"""Network architectures: the Lacok MLP family (and its softmax / sigmoid relatives) and a dropout LeNet."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bayesrobust.models.base import MODELS, BayesianClassifier
+from bayesrobust.models.layers import MCDropout
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+_ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+
+
+class Standardise(nn.Module):
+    """(x − mean) / std inside the model, so attacks always work in [0, 1] pixel space."""
+
+    def __init__(self, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> None:
+        super().__init__()
+        self.mean, self.std = mean, std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+@MODELS.register("mlp")
+class MLP(BayesianClassifier):
+    """Fully connected net on flattened pixels.
+
+    Defaults are Lacok (2016): 784–625–625–10, ReLU, dropout 0.2 on the inputs and 0.5 before each
+    later layer, weights N(0, 0.01²) without biases. ``hidden=()`` gives the shallow softmax
+    (multinomial logistic regression) of Goodfellow et al.; ``activation='sigmoid'`` the FC nets of
+    Szegedy et al.
+    """
+
+    arch = "mlp"
+
+    def __init__(self, *, mode: str = "mc_dropout", hidden: tuple[int, ...] | list[int] = (625, 625),
+                 activation: str = "relu", input_dropout: float = 0.2, hidden_dropout: float = 0.5,
+                 bias: bool = False, init_std: float = 0.01) -> None:
+        hidden = [int(h) for h in hidden]
+        super().__init__(mode=mode, hidden=hidden, activation=activation, input_dropout=input_dropout,
+                         hidden_dropout=hidden_dropout, bias=bias, init_std=init_std)
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        layers: list[nn.Module] = [nn.Flatten()]
+        widths = [784, *hidden, self.num_classes]
+        for i, (w_in, w_out) in enumerate(zip(widths[:-1], widths[1:])):
+            layers.append(MCDropout(input_dropout if i == 0 else hidden_dropout))
+            linear = nn.Linear(w_in, w_out, bias=bias)
+            if init_std > 0:
+                nn.init.normal_(linear.weight, std=init_std)
+            layers.append(linear)
+            if i < len(widths) - 2:
+                layers.append(_ACTIVATIONS[activation]())
+        self._split(nn.Sequential(*layers))
+
+
+@MODELS.register("lenet")
+class LeNet(BayesianClassifier):
+    """LeNet-style CNN with dropout in the dense head (the Alshemali / Wang–Zhang setting).
+
+    conv 5×5 (32) → ReLU → max-pool → conv 5×5 (64) → ReLU → max-pool → dropout → dense 128 → ReLU →
+    dropout → dense 10. Dropout follows the convolutions, so Monte-Carlo dropout reuses them.
+    """
+
+    arch = "lenet"
+
+    def __init__(self, *, mode: str = "mc_dropout", channels: tuple[int, int] | list[int] = (32, 64),
+                 hidden: int = 128, dropout: float = 0.5) -> None:
+        c1, c2 = (int(c) for c in channels)
+        super().__init__(mode=mode, channels=[c1, c2], hidden=hidden, dropout=dropout)
+        self._split(nn.Sequential(
+            Standardise(),
+            nn.Conv2d(1, c1, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(),
+            MCDropout(dropout), nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(),
+            MCDropout(dropout), nn.Linear(hidden, self.num_classes),
+        ))

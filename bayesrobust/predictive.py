@@ -1,0 +1,171 @@
+"""Predictive distributions: the one thing every model returns.
+
+A :class:`Predictive` holds Monte-Carlo samples of class probabilities shaped ``(S, N, C)``
+(sample dimension first, as in GPyTorch and Laplace). Deterministic models give ``S = 1``.
+The uncertainty measures follow Gal (2016) and Houlsby et al. (2011, BALD); ``variance`` is the
+per-example mean over classes of the across-sample standard deviation used by Alshemali et al.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from bayesrobust.errors import InputError
+
+_EPS = 1e-12
+
+
+def _entropy(p: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy (nats) over the last dimension, with 0·log 0 = 0."""
+    return -(p * torch.log(p.clamp_min(_EPS))).sum(-1)
+
+
+@dataclass(frozen=True, eq=False)
+class Predictive:
+    """Monte-Carlo samples of a classifier's predictive distribution.
+
+    Args:
+        probs: class probabilities ``(S, N, C)``; each ``probs[s, n]`` sums to one.
+    """
+
+    probs: torch.Tensor
+
+    def __post_init__(self) -> None:
+        p = self.probs
+        if not isinstance(p, torch.Tensor) or p.dim() != 3:
+            raise InputError(f"Predictive.probs must be a tensor (S, N, C), got {getattr(p, 'shape', type(p))}")
+        if not torch.isfinite(p).all():
+            raise InputError("Predictive.probs contains NaN or inf")
+        object.__setattr__(self, "probs", p.detach())
+
+    # --- shapes -------------------------------------------------------------------------------
+    @property
+    def num_samples(self) -> int:
+        return self.probs.shape[0]
+
+    @property
+    def num_examples(self) -> int:
+        return self.probs.shape[1]
+
+    @property
+    def num_classes(self) -> int:
+        return self.probs.shape[2]
+
+    # --- point summaries ----------------------------------------------------------------------
+    @cached_property
+    def mean(self) -> torch.Tensor:
+        """MC-averaged class probabilities ``(N, C)``."""
+        return self.probs.mean(0)
+
+    @property
+    def predicted(self) -> torch.Tensor:
+        """Arg-max class of the mean probabilities ``(N,)``."""
+        return self.mean.argmax(-1)
+
+    @property
+    def confidence(self) -> torch.Tensor:
+        """Probability of the predicted class under the mean distribution ``(N,)``."""
+        return self.mean.max(-1).values
+
+    # --- uncertainty ------------------------------------------------------------------------
+    @cached_property
+    def entropy(self) -> torch.Tensor:
+        """Predictive (total) entropy H[E_s p_s] in nats ``(N,)``."""
+        return _entropy(self.mean)
+
+    @cached_property
+    def expected_entropy(self) -> torch.Tensor:
+        """Aleatoric part E_s H[p_s] in nats ``(N,)``."""
+        return _entropy(self.probs).mean(0)
+
+    @property
+    def mutual_information(self) -> torch.Tensor:
+        """Epistemic part (BALD): entropy − expected entropy, clamped at 0 ``(N,)``."""
+        return (self.entropy - self.expected_entropy).clamp_min(0.0)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        """Mean over classes of the across-sample standard deviation (Alshemali et al.) ``(N,)``.
+
+        Uses the population standard deviation (divide by S), so S = 1 gives exactly 0.
+        """
+        return self.probs.std(0, correction=0).mean(-1)
+
+    @property
+    def variation_ratio(self) -> torch.Tensor:
+        """1 − (fraction of samples whose arg-max is the modal class) ``(N,)``."""
+        votes = torch.nn.functional.one_hot(self.probs.argmax(-1), self.num_classes).sum(0)
+        return 1.0 - votes.max(-1).values.to(self.probs.dtype) / self.num_samples
+
+    # --- scores against labels ------------------------------------------------------------
+    def _check_labels(self, y: torch.Tensor) -> torch.Tensor:
+        if y.shape != (self.num_examples,):
+            raise InputError(f"labels must have shape ({self.num_examples},), got {tuple(y.shape)}")
+        return y.to(self.probs.device).long()
+
+    def log_likelihood(self, y: torch.Tensor) -> torch.Tensor:
+        """Per-example log of the MC-mean probability of the true class ``(N,)``."""
+        y = self._check_labels(y)
+        return torch.log(self.mean.gather(1, y[:, None]).squeeze(1).clamp_min(_EPS))
+
+    def nll(self, y: torch.Tensor) -> float:
+        """Mean negative log-likelihood of ``y`` under the mean distribution (nats)."""
+        return float(-self.log_likelihood(y).mean())
+
+    def accuracy(self, y: torch.Tensor) -> float:
+        """Fraction of examples whose predicted class equals ``y``."""
+        return float((self.predicted == self._check_labels(y)).float().mean())
+
+    def summary(self) -> dict[str, torch.Tensor]:
+        """Per-example uncertainty measures, keyed by name (for saving and tables)."""
+        return {
+            "predicted": self.predicted,
+            "confidence": self.confidence,
+            "entropy": self.entropy,
+            "expected_entropy": self.expected_entropy,
+            "mutual_information": self.mutual_information,
+            "variance": self.variance,
+            "variation_ratio": self.variation_ratio,
+        }
+
+    # --- composition and export ---------------------------------------------------------
+    def __getitem__(self, index) -> Predictive:
+        """Select examples (not samples): ``pred[mask]``, ``pred[:10]``."""
+        return Predictive(self.probs[:, index])
+
+    @staticmethod
+    def concat(parts: list[Predictive]) -> Predictive:
+        """Join predictives over the example dimension (same S and C)."""
+        return Predictive(torch.cat([p.probs for p in parts], dim=1))
+
+    def to_inference_data(self, y: torch.Tensor | None = None):
+        """Export as ArviZ ``InferenceData``: a posterior-predictive group ``probs`` with dims
+        (chain, draw, example, class), plus ``observed_data`` when labels are given."""
+        import warnings
+
+        with warnings.catch_warnings():  # arviz announces its refactor with a FutureWarning at import
+            warnings.simplefilter("ignore", FutureWarning)
+            import arviz as az
+
+        probs = self.probs.cpu().numpy()[None]
+        coords = {"example": np.arange(self.num_examples), "class": np.arange(self.num_classes)}
+        observed = {"label": y.cpu().numpy()} if y is not None else None
+        return az.from_dict(
+            posterior_predictive={"probs": probs},
+            observed_data=observed,
+            coords=coords,
+            dims={"probs": ["example", "class"], "label": ["example"]},
+        )
+
+    def __repr__(self) -> str:
+        return f"Predictive(S={self.num_samples}, N={self.num_examples}, C={self.num_classes})"
+
+
+def log_mean_prob(log_probs: torch.Tensor) -> torch.Tensor:
+    """Differentiable log of the MC-mean probabilities from log-probability samples ``(S, N, C)``."""
+    return torch.logsumexp(log_probs, dim=0) - math.log(log_probs.shape[0])

@@ -1,0 +1,92 @@
+"""Assemble report.md and a self-contained report.html (figures embedded) from a run folder."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+import matplotlib.pyplot as plt
+
+from bayesrobust.report.sections import SECTIONS, Section, Table
+from bayesrobust.runs import RunDir, atomic_path
+
+
+def save_figure(run: RunDir, name: str, fig) -> bytes:
+    """Write figures/NAME.png and .pdf atomically; return the PNG bytes for embedding."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    png = buffer.getvalue()
+    with atomic_path(run.file(f"figures/{name}.png")) as tmp:
+        tmp.write_bytes(png)
+    with atomic_path(run.file(f"figures/{name}.pdf")) as tmp:
+        fig.savefig(tmp, format="pdf", bbox_inches="tight")
+    plt.close(fig)
+    return png
+
+
+def build_report(run: RunDir, *, assume_complete: bool = False) -> None:
+    """Render every section whose files exist; write figures, report.md and report.html."""
+    sections: list[Section] = [s for s in (SECTIONS.get(n)(run) for n in SECTIONS.names()) if s is not None]
+    env = run.read_json("env.json") if run.file("env.json").exists() else {}
+    complete = assume_complete or run.complete
+    pngs = {name: save_figure(run, name, fig) for s in sections for name, fig, _ in s.figures}
+    run.write_text("report.md", _markdown(run, sections, env, complete))
+    run.write_text("report.html", _html(run, sections, env, complete, pngs))
+
+
+def _title(run: RunDir) -> str:
+    return f"bayesrobust run: {run.path.name}"
+
+
+def _env_line(env: dict) -> str:
+    v = env.get("versions", {})
+    return (f"seed {env.get('seed')}, device {env.get('device')}, git {str(env.get('git_revision'))[:10]}, "
+            f"torch {v.get('torch')}, bayesrobust {v.get('bayesrobust')}, wall time {env.get('wall_seconds', float('nan')):.1f} s")
+
+
+def _markdown(run: RunDir, sections: list[Section], env: dict, complete: bool) -> str:
+    out = [f"# {_title(run)}", ""]
+    if not complete:
+        out += ["**INCOMPLETE RUN: results below are partial.**", ""]
+    out += [_env_line(env), ""]
+    for s in sections:
+        out += [f"## {s.title}", "", s.text, ""]
+        for t in s.tables:
+            out += [f"**{t.caption}**", "", _md_table(t), ""]
+        for name, _, caption in s.figures:
+            out += [f"![{caption}](figures/{name}.png)", "", f"*{caption}*", ""]
+    return "\n".join(out)
+
+
+def _md_table(t: Table) -> str:
+    lines = ["| " + " | ".join(t.headers) + " |", "|" + "---|" * len(t.headers)]
+    lines += ["| " + " | ".join(r) + " |" for r in t.rows]
+    return "\n".join(lines)
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th:first-child,td:first-child{text-align:left}caption{caption-side:top;text-align:left;font-weight:600;padding:.3em 0}
+figure{margin:1em 0}figure img{max-width:100%}figcaption{font-size:.9em;color:#555}
+.warn{background:#fee;border:1px solid #c00;padding:.5em}.env{color:#666;font-size:.9em}"""
+
+
+def _html(run: RunDir, sections: list[Section], env: dict, complete: bool, pngs: dict[str, bytes]) -> str:
+    e = html.escape
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(_title(run))}</title><style>{_CSS}</style></head><body>",
+           f"<h1>{e(_title(run))}</h1>"]
+    if not complete:
+        out.append("<p class='warn'>INCOMPLETE RUN: results below are partial.</p>")
+    out.append(f"<p class='env'>{e(_env_line(env))}</p>")
+    for s in sections:
+        out.append(f"<h2>{e(s.title)}</h2><p>{e(s.text)}</p>")
+        for t in s.tables:
+            head = "".join(f"<th>{e(h)}</th>" for h in t.headers)
+            body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in t.rows)
+            out.append(f"<table><caption>{e(t.caption)}</caption><tr>{head}</tr>{body}</table>")
+        for name, _, caption in s.figures:
+            data = base64.b64encode(pngs[name]).decode()
+            out.append(f"<figure><img alt='{e(caption)}' src='data:image/png;base64,{data}'><figcaption>{e(caption)}</figcaption></figure>")
+    out.append("</body></html>")
+    return "\n".join(out)

@@ -1,0 +1,189 @@
+"""Run folders: every result of an experiment, written atomically.
+
+Layout::
+
+    RUN/
+      INCOMPLETE          present from creation until `finish()`; a crashed run keeps it
+      config.toml         the resolved configuration
+      env.json            versions, seed, device, git revision, timings
+      metrics.json        grouped keys: clean/acc, shift/digits/lenet/nll, ...
+      checkpoints/        model weights (+ JSON metadata)
+      arrays/             per-suite .npz arrays and ArviZ NetCDF files
+      figures/            PNG + PDF, rendered by the report from the arrays
+      report.html, report.md
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bayesrobust.errors import RunError
+
+INCOMPLETE = "INCOMPLETE"
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
+def git_revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment(seed: int, device: str) -> dict[str, Any]:
+    """Versions and settings that make a run reproducible."""
+    import importlib.metadata as md
+
+    versions = {}
+    for pkg in ("bayesrobust", "torch", "numpy", "scipy", "scikit-learn", "gpytorch", "pyro-ppl", "arviz", "matplotlib"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    import torch
+
+    return {
+        "seed": seed,
+        "device": device,
+        "git_revision": git_revision(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch_threads": torch.get_num_threads(),
+        "versions": versions,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+class RunDir:
+    """A run folder. Create with :meth:`create` (new results) or :meth:`open` (read back)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    # --- lifecycle ------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, *, overwrite: bool = False) -> RunDir:
+        """Make a new run folder, marked incomplete. An existing non-empty folder is an error
+        unless ``overwrite`` is set (then its previous results are removed first)."""
+        path = Path(path)
+        if path.exists() and any(path.iterdir()):
+            if not overwrite:
+                raise RunError(f"run folder {path} already exists; pass --overwrite or choose another --out")
+            import shutil
+
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        run = cls(path)
+        (path / INCOMPLETE).write_text("started " + time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        path = Path(path)
+        if not (path / "metrics.json").exists() and not (path / INCOMPLETE).exists():
+            raise RunError(f"{path} is not a run folder (no metrics.json)")
+        return cls(path)
+
+    @property
+    def complete(self) -> bool:
+        return not (self.path / INCOMPLETE).exists()
+
+    def finish(self) -> None:
+        (self.path / INCOMPLETE).unlink(missing_ok=True)
+
+    def mark_failed(self, error: BaseException) -> None:
+        write_text_atomic(self.path / INCOMPLETE, f"failed: {type(error).__name__}: {error}\n")
+
+    # --- writers --------------------------------------------------------------------------
+    def file(self, relative: str) -> Path:
+        return self.path / relative
+
+    def write_json(self, relative: str, data: Any) -> Path:
+        write_json_atomic(self.file(relative), data)
+        return self.file(relative)
+
+    def write_text(self, relative: str, text: str) -> Path:
+        write_text_atomic(self.file(relative), text)
+        return self.file(relative)
+
+    def save_arrays(self, relative: str, **arrays: Any) -> Path:
+        target = self.file(relative)
+        with atomic_path(target) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+        return target
+
+    def save_inference_data(self, relative: str, idata: Any) -> Path:
+        target = self.file(relative)
+        with atomic_path(target) as tmp:
+            idata.to_netcdf(str(tmp), engine="h5netcdf")
+        return target
+
+    def update_metrics(self, metrics: dict[str, float]) -> None:
+        """Merge ``metrics`` into metrics.json (atomically)."""
+        current = self.metrics()
+        current.update(metrics)
+        self.write_json("metrics.json", current)
+
+    # --- readers --------------------------------------------------------------------------
+    def metrics(self) -> dict[str, Any]:
+        path = self.file("metrics.json")
+        if not path.exists():
+            return {}
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise RunError(f"{path} is corrupt: {exc}") from None
+
+    def read_json(self, relative: str) -> Any:
+        return json.loads(self.file(relative).read_text())
+
+    def load_arrays(self, relative: str) -> dict[str, np.ndarray]:
+        with np.load(self.file(relative), allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}

@@ -1,0 +1,41 @@
+"""Checks on images and labels at the public entry points (models, attacks)."""
+
+from __future__ import annotations
+
+import torch
+
+from bayesrobust.errors import InputError
+
+IMAGE_SHAPE = (1, 28, 28)
+
+
+def check_images(x: torch.Tensor, *, name: str = "x") -> None:
+    """Check ``x`` is a float batch ``(N, 1, 28, 28)`` of finite pixels in [0, 1]; raise InputError if not."""
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not torch.is_floating_point(x):
+        raise InputError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if x.dim() != 4 or tuple(x.shape[1:]) != IMAGE_SHAPE:
+        raise InputError(f"{name} must have shape (N, 1, 28, 28), got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise InputError(f"{name} is an empty batch")
+    x = x.detach()
+    if not torch.isfinite(x).all():
+        bad = int((~torch.isfinite(x)).flatten(1).any(1).sum())
+        raise InputError(f"{name} contains NaN or inf in {bad} image(s)")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0.0 or hi > 1.0:
+        raise InputError(f"{name} pixels must lie in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
+
+
+def check_labels(y: torch.Tensor, n: int, num_classes: int, *, name: str = "y") -> torch.Tensor:
+    """Return ``y`` after checking it is ``n`` integer class indices in ``[0, num_classes)``."""
+    if not isinstance(y, torch.Tensor):
+        raise InputError(f"{name} must be a torch.Tensor, got {type(y).__name__}")
+    if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise InputError(f"{name} must be an integer tensor, got dtype {y.dtype}")
+    if y.shape != (n,):
+        raise InputError(f"{name} must have shape ({n},), got {tuple(y.shape)}")
+    if n and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise InputError(f"{name} must lie in [0, {num_classes}), got range [{int(y.min())}, {int(y.max())}]")
+    return y.long()

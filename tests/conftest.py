@@ -1,0 +1,78 @@
+"""Shared fixtures: small real data (embedded digits) and tiny trained models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from bayesrobust.config import TrainSection
+from bayesrobust.data import load_dataset
+from bayesrobust.models import build_model
+from bayesrobust.seeding import seed_everything
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data() -> Path | None:
+    """The real-data folder (``$BAYESROBUST_DATA`` or ``../shared/data``), or None."""
+    for candidate in (os.environ.get("BAYESROBUST_DATA"), REPO.parent / "shared" / "data"):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
+def require_shared(*parts: str) -> Path:
+    root = shared_data()
+    if root is None or not (root.joinpath(*parts)).exists():
+        pytest.skip(f"real data {'/'.join(parts)} not available (set BAYESROBUST_DATA or provide ../shared/data)")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Never touch the user's cache; data roots come only from what a test sets."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="session")
+def digits5k():
+    train = load_dataset("mnist-5k", "train").head(1500, seed=0)
+    test = load_dataset("mnist-5k", "test").head(300, seed=0)
+    return train, test
+
+
+@pytest.fixture(scope="session")
+def trained_lenet(digits5k):
+    """An MC-dropout LeNet trained for three epochs on 1,500 real digits (~90% accuracy)."""
+    seed_everything(0)
+    model = build_model("lenet", mode="mc_dropout", channels=(8, 16), hidden=64)
+    model.fit(digits5k[0], TrainSection(epochs=3, batch_size=32), seed=0, progress=False)
+    return model
+
+
+@pytest.fixture
+def images(digits5k):
+    return digits5k[1].images[:16].clone()
+
+
+@pytest.fixture
+def labels(digits5k):
+    return digits5k[1].labels[:16].clone()
+
+
+def tiny_models():
+    """One small instance of every architecture and mode, for contract tests."""
+    return {
+        "mlp-mc": lambda: build_model("mlp", mode="mc_dropout", hidden=(32,)),
+        "mlp-plain": lambda: build_model("mlp", mode="plain", hidden=(32,)),
+        "softmax": lambda: build_model("mlp", mode="plain", hidden=(), input_dropout=0.0, bias=True),
+        "lenet-mc": lambda: build_model("lenet", mode="mc_dropout", channels=(4, 8), hidden=16),
+        "lenet-plain": lambda: build_model("lenet", mode="plain", channels=(4, 8), hidden=16),
+    }
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)

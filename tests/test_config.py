@@ -1,0 +1,76 @@
+"""Configs: unknown keys and wrong types are errors naming the key; overrides go through the same checks."""
+
+import pytest
+import tomllib
+
+from bayesrobust.config import config_from_dict, dump_toml, load_config, parse_override, to_plain
+from bayesrobust.errors import ConfigError
+from tests.conftest import REPO
+
+
+def test_quickstart_parses():
+    config = load_config(REPO / "experiments" / "quickstart.toml")
+    assert set(config.models) == {"lenet", "mc_lenet"}
+    assert config.models["lenet"].mode == "plain" and config.models["mc_lenet"].mode == "mc_dropout"
+    assert config.data.shifted == ("digits",)
+
+
+@pytest.mark.parametrize("raw, key", [
+    ({"run": {"sede": 1}}, "run.sede"),
+    ({"bogus": {}}, "bogus"),
+    ({"models": {"a": {"arch": "mlp", "train": {"epoch": 3}}}}, "models.a.train.epoch"),
+])
+def test_unknown_keys_are_named(raw, key):
+    with pytest.raises(ConfigError, match=f"unknown config key {key}"):
+        config_from_dict(raw)
+
+
+@pytest.mark.parametrize("raw, key", [
+    ({"run": {"seed": "zero"}}, "run.seed"),
+    ({"run": {"seed": True}}, "run.seed"),
+    ({"data": {"val_fraction": "0.1"}}, "data.val_fraction"),
+    ({"data": {"shifted": "digits"}}, "data.shifted"),
+    ({"models": {"a": {"train": []}}}, "models.a.train"),
+])
+def test_wrong_types_are_named(raw, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        config_from_dict(raw)
+
+
+@pytest.mark.parametrize("raw, text", [
+    ({"data": {"val_fraction": 1.5}}, "val_fraction"),
+    ({"models": {"a": {"mode": "bayes"}}}, "mode"),
+    ({"models": {"a": {"train": {"optimizer": "lbfgs"}}}}, "optimizer"),
+    ({"models": {"a": {"train": {"epochs": 0}}}}, "epochs"),
+    ({"run": {"device": "tpu"}}, "device"),
+])
+def test_invalid_values(raw, text):
+    with pytest.raises(ConfigError, match=text):
+        config_from_dict(raw)
+
+
+def test_overrides_are_typed_and_checked(tmp_path):
+    path = REPO / "experiments" / "quickstart.toml"
+    config = load_config(path, ["models.lenet.train.epochs=2", "run.name=other", "data.shifted=[]"])
+    assert config.models["lenet"].train.epochs == 2 and config.run.name == "other" and config.data.shifted == ()
+    with pytest.raises(ConfigError, match="models.lenet.train.epochz"):
+        load_config(path, ["models.lenet.train.epochz=2"])
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_override("nothing")
+    assert parse_override("a.b=1e-3") == (["a", "b"], 0.001)
+    assert parse_override("a=word") == (["a"], "word")
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[run\nseed = 1")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_config(bad)
+
+
+def test_resolved_config_round_trips_through_toml():
+    config = load_config(REPO / "experiments" / "quickstart.toml")
+    again = config_from_dict(tomllib.loads(dump_toml(to_plain(config))))
+    assert to_plain(again) == to_plain(config)

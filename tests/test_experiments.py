@@ -1,0 +1,111 @@
+"""Every config in experiments/ runs end to end with tiny settings (like Pyro's example tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from bayesrobust.cli import main
+from bayesrobust.config import load_config
+from tests.conftest import REPO, shared_data
+
+CONFIGS = sorted((REPO / "experiments").glob("*.toml"))
+
+
+def tiny_overrides(path: Path) -> list[str]:
+    """Overrides that shrink any experiment to seconds: few examples, one epoch, few samples."""
+    raw = tomllib.loads(path.read_text())
+    sets = ["data.train_limit=300", "data.test_limit=60", "data.shifted_limit=40"]
+    for name in raw.get("models", {}):
+        sets.append(f"models.{name}.train.epochs=1")
+    if "evaluation" in raw:
+        sets += ["evaluation.samples=3", "evaluation.grid_size=8"]
+    return sets
+
+
+def needs_shared(path: Path) -> bool:
+    config = load_config(path)
+    offline = {"mnist-5k", "digits"}
+    used = {config.data.train, config.data.test or config.data.train, *config.data.shifted}
+    return bool(used - offline)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_experiment_runs_with_tiny_settings(path, tmp_path):
+    if needs_shared(path) and shared_data() is None:
+        pytest.skip(f"{path.name} needs real data files (../shared/data or BAYESROBUST_DATA)")
+    out = tmp_path / "run"
+    args = ["run", str(path), "--out", str(out), "--quiet", "--seed", "1"]
+    if shared_data() is not None:
+        args += ["--data-dir", str(shared_data())]
+    for s in tiny_overrides(path):
+        args += ["--set", s]
+    assert main(args) == 0
+    assert not (out / "INCOMPLETE").exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics and all(isinstance(v, (int, float)) for v in metrics.values())
+    for required in ("config.toml", "env.json", "report.html", "report.md"):
+        assert (out / required).exists(), required
+    assert list((out / "figures").glob("*.png")) and list((out / "figures").glob("*.pdf"))
+    assert list((out / "checkpoints").glob("*.pt"))
+
+
+def test_quickstart_through_the_console_script(tmp_path):
+    """The installed command, in a subprocess, exactly as the README shows it (tiny settings)."""
+    out = tmp_path / "qs"
+    path = REPO / "experiments" / "quickstart.toml"
+    cmd = [sys.executable, "-m", "bayesrobust.cli", "run", str(path), "--out", str(out), "--quiet"]
+    for s in tiny_overrides(path):
+        cmd += ["--set", s]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "report:" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    for model in ("lenet", "mc_lenet"):
+        assert 0.0 <= metrics[f"clean/{model}/acc"] <= 1.0
+        assert f"shift/digits/{model}/entropy" in metrics
+    assert metrics["clean/lenet/mi"] == 0.0 and metrics["clean/mc_lenet/mi"] > 0.0
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "Predictive entropy" in html
+    import arviz as az
+
+    idata = az.from_netcdf(out / "arrays" / "predictive_mc_lenet_test.nc")
+    assert idata.posterior_predictive["probs"].shape[1] == 3
+
+
+def test_same_seed_same_numbers(tmp_path):
+    path = REPO / "experiments" / "quickstart.toml"
+    results = []
+    for i in range(2):
+        out = tmp_path / f"r{i}"
+        args = ["run", str(path), "--out", str(out), "--quiet", "--seed", "7", "--set", "models.lenet.train.epochs=1"]
+        for s in tiny_overrides(path):
+            args += ["--set", s]
+        assert main(args) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        results.append({k: v for k, v in metrics.items() if not k.endswith("/seconds")})
+    assert results[0] == results[1]
+
+
+def test_crashed_run_stays_incomplete(tmp_path, monkeypatch):
+    import bayesrobust.suites.evaluation as evaluation
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(evaluation, "predictive_metrics", boom)
+    out = tmp_path / "crash"
+    path = REPO / "experiments" / "quickstart.toml"
+    args = ["run", str(path), "--out", str(out), "--quiet"] + [a for s in tiny_overrides(path) for a in ("--set", s)]
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        main(args)
+    assert "simulated crash" in (out / "INCOMPLETE").read_text()
+    assert not (out / "report.html").exists()
+    # rebuilding the report from a crashed run says so
+    assert main(["report", str(out)]) == 0
+    assert "INCOMPLETE RUN" in (out / "report.md").read_text()

@@ -1,0 +1,200 @@
+"""Contract tests every registered model must pass, plus exact checks of MC dropout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bayesrobust.config import TrainSection
+from bayesrobust.errors import CheckpointError, ConfigError, InputError
+from bayesrobust.models import MODELS, BayesianClassifier, MCDropout, build_model
+from bayesrobust.models.base import MC_CHUNK_ELEMENTS
+from tests.conftest import gen, tiny_models
+
+MODELS_UNDER_TEST = tiny_models()
+
+
+def test_every_architecture_is_covered():
+    assert {name.split("-")[0] for name in MODELS_UNDER_TEST} >= set(MODELS.names()) - {"softmax"}
+
+
+@pytest.mark.parametrize("name", MODELS_UNDER_TEST)
+def test_predictive_contract(name, images):
+    model = MODELS_UNDER_TEST[name]()
+    pred = model.predictive(images, samples=7, generator=gen())
+    expected_s = 7 if model.stochastic else 1
+    assert pred.probs.shape == (expected_s, len(images), 10)
+    assert torch.allclose(pred.probs.sum(-1), torch.ones(expected_s, len(images)), atol=1e-5)
+    if model.stochastic:
+        assert float(pred.mutual_information.mean()) > 0
+    else:
+        assert torch.all(pred.mutual_information == 0)
+
+
+@pytest.mark.parametrize("name", MODELS_UNDER_TEST)
+def test_modes_are_untouched(name, images):
+    model = MODELS_UNDER_TEST[name]()
+    for training in (True, False):
+        model.train(training)
+        model.predictive(images[:2], samples=3)
+        model.log_prob(images[:2], samples=3).sum().backward()
+        model.logits(images[:2])
+        assert model.training is training
+        assert all(m.active is None and m.generator is None for m in model.dropouts())
+
+
+@pytest.mark.parametrize("name", MODELS_UNDER_TEST)
+def test_same_generator_same_numbers(name, images):
+    model = MODELS_UNDER_TEST[name]()
+    a = model.predictive(images, 5, generator=gen(3)).probs
+    b = model.predictive(images, 5, generator=gen(3)).probs
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", MODELS_UNDER_TEST)
+def test_log_prob_is_differentiable_in_the_input(name, images):
+    model = MODELS_UNDER_TEST[name]()
+    x = images[:4].clone().requires_grad_(True)
+    lp = model.log_prob(x, samples=4, generator=gen())
+    assert lp.shape == (4, 10)
+    assert torch.allclose(lp.exp().sum(-1), torch.ones(4), atol=1e-5)
+    lp[:, 0].sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("name", MODELS_UNDER_TEST)
+def test_save_load_round_trip(name, images, tmp_path):
+    model = MODELS_UNDER_TEST[name]()
+    path = model.save(tmp_path / "m.pt")
+    loaded = BayesianClassifier.load(path)
+    assert type(loaded) is type(model) and loaded.mode == model.mode
+    assert torch.equal(model.logits(images), loaded.logits(images))
+    assert torch.equal(model.predictive(images, 4, generator=gen()).probs, loaded.predictive(images, 4, generator=gen()).probs)
+    assert (tmp_path / "m.json").exists()
+
+
+def test_bad_inputs_give_clear_errors(images):
+    model = build_model("lenet", mode="mc_dropout", channels=(4, 8), hidden=16)
+    bad = images.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(InputError, match="NaN"):
+        model.predictive(bad)
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        model.predictive(images * 2)
+    with pytest.raises(InputError, match="shape"):
+        model.predictive(images[:, :, :20])
+    with pytest.raises(InputError, match="floating"):
+        model.predictive((images * 255).to(torch.uint8))
+
+
+def test_corrupt_missing_and_foreign_checkpoints(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        BayesianClassifier.load(tmp_path / "absent.pt")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"PK\x03\x04 definitely not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        BayesianClassifier.load(corrupt)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weight": torch.zeros(3)}, foreign)
+    with pytest.raises(CheckpointError, match="not a bayesrobust model"):
+        BayesianClassifier.load(foreign)
+    # weights of one architecture under another's metadata
+    small = build_model("mlp", hidden=(8,))
+    path = small.save(tmp_path / "small.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["metadata"] = payload["metadata"].replace("[8]", "[9]")
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        BayesianClassifier.load(path)
+    from bayesrobust.models.nets import LeNet
+
+    with pytest.raises(CheckpointError, match="not 'lenet'"):
+        LeNet.load(build_model("mlp", hidden=(8,)).save(tmp_path / "mlp.pt"))
+
+
+def test_config_errors_for_models():
+    with pytest.raises(ConfigError, match="unknown parameter 'width'"):
+        build_model("lenet", width=3)
+    with pytest.raises(ConfigError, match="needs dropout"):
+        build_model("mlp", mode="mc_dropout", hidden=(), input_dropout=0.0)
+    with pytest.raises(ConfigError, match="mode"):
+        build_model("lenet", mode="bayes")
+
+
+def test_batched_mc_equals_naive_loop_with_identical_masks(images, monkeypatch):
+    """The shared-trunk replicated head gives exactly the outputs of S full forward passes when
+    both see the same dropout masks."""
+    model = build_model("lenet", mode="mc_dropout", channels=(4, 8), hidden=16)
+    s, x = 6, images[:5]
+    recorded: dict[int, list[torch.Tensor]] = {}
+    original = MCDropout.sample_keep
+
+    def record(self, shape, device):
+        keep = original(self, shape, device)
+        recorded.setdefault(id(self), []).append(keep.reshape(s, x.shape[0], -1))
+        return keep
+
+    monkeypatch.setattr(MCDropout, "sample_keep", record)
+    batched = model.sample_logits(x, s, generator=gen())
+    masks = {k: torch.cat(v, 0) for k, v in recorded.items()}
+    monkeypatch.setattr(MCDropout, "sample_keep", original)
+
+    naive = []
+    for i in range(s):
+        def replay(self, shape, device, i=i):
+            return masks[id(self)][i].reshape(shape)
+
+        monkeypatch.setattr(MCDropout, "sample_keep", replay)
+        with model.dropout_sampling(True):
+            naive.append(model(x))
+    assert torch.allclose(batched, torch.stack(naive), atol=1e-5)
+
+
+def test_mc_chunking_matches_single_chunk(images, monkeypatch):
+    model = build_model("lenet", mode="mc_dropout", channels=(4, 8), hidden=16)
+    whole = model.predictive(images, 9, generator=gen(1)).probs
+    import bayesrobust.models.base as base
+
+    monkeypatch.setattr(base, "MC_CHUNK_ELEMENTS", 8 * 7 * 7 * len(images) * 2)  # two samples per chunk
+    chunked = model.predictive(images, 9, generator=gen(1)).probs
+    assert MC_CHUNK_ELEMENTS > 0 and chunked.shape == whole.shape
+    assert torch.allclose(chunked.mean(0), whole.mean(0), atol=0.2)  # different mask draws, same model
+
+
+def test_dropout_rate_and_scaling_are_exact_in_expectation():
+    layer = MCDropout(0.2)
+    layer.active, layer.generator = True, gen(0)
+    x = torch.ones(200_000)
+    out = layer(x)
+    assert abs(float((out == 0).float().mean()) - 0.2) < 0.005
+    assert abs(float(out.mean()) - 1.0) < 0.01
+
+
+def test_training_learns_and_early_stopping_restores_best(digits5k):
+    train, test = digits5k
+    model = build_model("mlp", mode="plain", hidden=(64,), input_dropout=0.0, hidden_dropout=0.0, bias=True, init_std=0.0)
+    tr, val = train.split(0.2, seed=0)
+    model.fit(tr, TrainSection(optimizer="sgd", lr=0.1, epochs=4, batch_size=64, patience=1, l1=1e-5, l2=1e-4),
+              val=val, seed=0, progress=False)
+    assert model.history_[-1]["train_loss"] < model.history_[0]["train_loss"]
+    assert model.predictive(test.images).accuracy(test.labels) > 0.8
+    best = min(h["val_nll"] for h in model.history_)
+    from bayesrobust.models.training import evaluate_nll
+
+    assert evaluate_nll(model, val)[0] == pytest.approx(best, rel=1e-5)
+
+
+def test_training_is_deterministic_for_a_seed(digits5k):
+    train = digits5k[0].head(300)
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = build_model("mlp", mode="mc_dropout", hidden=(16,))
+        model.fit(train, TrainSection(optimizer="rmsprop", epochs=1, batch_size=50), seed=5, progress=False)
+        outs.append(model.logits(train.images[:8]))
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_trained_lenet_is_accurate(trained_lenet, digits5k):
+    pred = trained_lenet.predictive(digits5k[1].images, 20, generator=gen())
+    assert pred.accuracy(digits5k[1].labels) > 0.85

@@ -1,0 +1,89 @@
+"""Every Predictive quantity against hand-computed answers."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bayesrobust.errors import InputError
+from bayesrobust.predictive import Predictive, log_mean_prob
+
+
+def one_hot_pair():
+    # two samples, one example, two classes: [1, 0] and [0, 1]
+    return Predictive(torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]]))
+
+
+def test_disagreeing_one_hot_samples_have_mi_ln2():
+    p = one_hot_pair()
+    assert p.mean.tolist() == [[0.5, 0.5]]
+    assert p.entropy.item() == pytest.approx(math.log(2))
+    assert p.expected_entropy.item() == pytest.approx(0.0, abs=1e-9)
+    assert p.mutual_information.item() == pytest.approx(math.log(2))
+    assert p.variance.item() == pytest.approx(0.5)  # std of {1, 0} is 0.5 for both classes
+    assert p.variation_ratio.item() == pytest.approx(0.5)
+
+
+def test_agreeing_samples_have_zero_epistemic_uncertainty():
+    probs = torch.tensor([0.7, 0.2, 0.1]).expand(5, 4, 3).clone()
+    p = Predictive(probs)
+    expected_h = -(0.7 * math.log(0.7) + 0.2 * math.log(0.2) + 0.1 * math.log(0.1))
+    assert torch.allclose(p.entropy, torch.full((4,), expected_h))
+    assert torch.allclose(p.expected_entropy, torch.full((4,), expected_h))
+    assert torch.all(p.mutual_information == 0)
+    assert torch.all(p.variance == 0)
+    assert torch.all(p.variation_ratio == 0)
+    assert p.predicted.tolist() == [0, 0, 0, 0]
+    assert torch.allclose(p.confidence, torch.full((4,), 0.7))
+
+
+def test_uniform_prediction_has_max_entropy():
+    p = Predictive(torch.full((1, 2, 10), 0.1))
+    assert torch.allclose(p.entropy, torch.full((2,), math.log(10)))
+
+
+def test_nll_and_accuracy():
+    probs = torch.tensor([[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]])
+    p = Predictive(probs)
+    y = torch.tensor([0, 1, 1])
+    assert p.accuracy(y) == pytest.approx(2 / 3)
+    assert p.nll(y) == pytest.approx(-(math.log(0.9) + math.log(0.8) + math.log(0.4)) / 3)
+    with pytest.raises(InputError):
+        p.nll(torch.tensor([0, 1]))
+
+
+def test_variation_ratio_counts_modal_votes():
+    # 4 samples vote 0, 0, 1, 2 -> modal fraction 0.5
+    probs = torch.tensor([[[0.9, 0.05, 0.05]], [[0.8, 0.1, 0.1]], [[0.1, 0.8, 0.1]], [[0.1, 0.1, 0.8]]])
+    assert Predictive(probs).variation_ratio.item() == pytest.approx(0.5)
+
+
+def test_indexing_and_concat_select_examples():
+    probs = torch.softmax(torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(0)), -1)
+    p = Predictive(probs)
+    assert p[:2].num_examples == 2 and p[:2].num_samples == 3
+    joined = Predictive.concat([p[:2], p[2:]])
+    assert torch.equal(joined.probs, p.probs)
+
+
+def test_rejects_bad_shapes_and_nan():
+    with pytest.raises(InputError):
+        Predictive(torch.ones(3, 4))
+    with pytest.raises(InputError):
+        Predictive(torch.full((1, 2, 3), float("nan")))
+
+
+def test_log_mean_prob_matches_log_of_mean():
+    logp = torch.log_softmax(torch.randn(7, 3, 5, generator=torch.Generator().manual_seed(1)), -1)
+    assert torch.allclose(log_mean_prob(logp), torch.log(logp.exp().mean(0)), atol=1e-6)
+
+
+def test_inference_data_export_has_sample_and_example_dims():
+    probs = torch.softmax(torch.randn(6, 4, 10, generator=torch.Generator().manual_seed(2)), -1)
+    idata = Predictive(probs).to_inference_data(torch.tensor([0, 1, 2, 3]))
+    da = idata.posterior_predictive["probs"]
+    assert da.dims == ("chain", "draw", "example", "class")
+    assert da.shape == (1, 6, 4, 10)
+    np.testing.assert_allclose(da.values[0], probs.numpy())
+    assert idata.observed_data["label"].values.tolist() == [0, 1, 2, 3]
