@@ -177,7 +177,7 @@ def plain_copy(model):
 
 def test_cw_moves_pixels_that_start_at_zero_or_one(small_model, images, labels):
     """The scale inside the tanh keeps atanh finite at 0 and 1, so Adam can move those pixels."""
-    attack = build_attack("cw_l2", steps=200, binary_search_steps=2, initial_const=1.0, lr=0.1)
+    attack = build_attack("cw_l2", steps=200, binary_search_steps=3, initial_const=100.0, lr=0.1)
     result = attack(plain_copy(small_model), images[:4], labels[:4])
     assert bool(result.success.all())
     x, delta = images[:4], (result.x_adv - images[:4]).abs()

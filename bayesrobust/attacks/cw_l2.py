@@ -63,7 +63,9 @@ class CWL2(Attack):
             succeeded = torch.zeros(n, dtype=torch.bool, device=x.device)
             previous = float("inf")
             for step in range(self.steps):
-                x_adv = ((torch.tanh(w) / _TANH_SCALE + 1) / 2).clamp(0, 1)
+                raw = (torch.tanh(w) / _TANH_SCALE + 1) / 2
+                # rounding can put raw a hair outside [0, 1]; clip the value, keep the gradient
+                x_adv = raw + (raw.clamp(0, 1) - raw).detach()
                 logits = self.margin_logits(model, x_adv, generator)
                 f = self.margin(logits, labels, targeted)
                 l2 = (x_adv - x).flatten(1).pow(2).sum(1)
