@@ -79,11 +79,91 @@ class EvaluationSection:
 
 
 @dataclass(frozen=True)
+class AttackRunSection:
+    """One attack applied to every model (or those listed)."""
+
+    attack: str = "fgsm"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    targets: str = "none"  # none (untargeted) | next ((y + 1) mod 10) | random (seeded, ≠ y)
+    models: tuple[str, ...] = ()  # default: every model
+    limit: int = 0  # 0: the suite's limit
+
+
+@dataclass(frozen=True)
+class LacokSection:
+    """Lacok (2016) Table 1: error and confidence on clean / FGSM ε / sign noise ε."""
+
+    fgsm_eps: tuple[float, ...] = (0.10, 0.25)
+    noise_eps: tuple[float, ...] = (0.25,)
+
+
+@dataclass(frozen=True)
+class PapernotSection:
+    """Papernot et al. (2016): JSMA source-target matrices, hardness and adversarial distance."""
+
+    model: str = ""  # default: the first model
+    per_class: int = 10  # source images per class; each is attacked towards the 9 other classes
+    theta: float = 1.0
+    gamma: float = 0.145
+    hardness_gammas: tuple[float, ...] = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.145)
+    candidates: int = 64
+
+
+@dataclass(frozen=True)
+class SweepSection:
+    """Goodfellow et al. Figure 4: logits along x + ε·sign(∇ₓ CE) for ε in [−eps_max, eps_max]."""
+
+    model: str = ""
+    index: int = 0  # which attacked test example
+    eps_max: float = 1.0
+    steps: int = 41
+    clip: bool = False  # the paper's inputs leave [0, 1] (rubbish-class regime)
+
+
+@dataclass(frozen=True)
+class TransferSection:
+    """Cross-model transfer (Szegedy Table 2 / Bradshaw): crafted on row model, error of column model."""
+
+    attack: str = "fgsm"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    noise_std: tuple[float, ...] = (0.1, 0.3)  # Gaussian-noise control rows
+
+
+@dataclass(frozen=True)
+class TriptychSection:
+    """Choi: original / perturbation / adversarial for `count` digits of class `source` → `target`."""
+
+    model: str = ""
+    source: int = 2
+    target: int = 6
+    count: int = 10
+    attack: str = "targeted_l2"
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AttackSection:
+    """The attack suite: named attack runs plus the paper analyses that are configured."""
+
+    limit: int = 1000  # test examples attacked (stratified, seeded)
+    batch_size: int = 250
+    eval_samples: int = 50  # MC draws judging success and uncertainty on adversarial examples
+    eot_samples: int = 1  # dropout masks averaged per attack gradient
+    runs: Mapping[str, AttackRunSection] = field(default_factory=dict)
+    lacok: LacokSection | None = None
+    papernot: PapernotSection | None = None
+    sweep: SweepSection | None = None
+    transfer: TransferSection | None = None
+    triptych: TriptychSection | None = None
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     run: RunSection = field(default_factory=RunSection)
     data: DataSection = field(default_factory=DataSection)
     models: Mapping[str, ModelSection] = field(default_factory=dict)
     evaluation: EvaluationSection | None = None
+    attack: AttackSection | None = None
 
 
 # --- generic dataclass builder ------------------------------------------------------------------
@@ -229,6 +309,39 @@ def validate(config: ExperimentConfig) -> None:
                 raise ConfigError(f"{where}.train.{key} must be >= 0")
     if config.evaluation is not None and config.evaluation.samples < 1:
         raise ConfigError("evaluation.samples must be >= 1")
+    if config.attack is not None:
+        validate_attack(config)
+
+
+def validate_attack(config: ExperimentConfig) -> None:
+    from bayesrobust.attacks import build_attack
+
+    a = config.attack
+    for key in ("limit", "batch_size", "eval_samples", "eot_samples"):
+        if getattr(a, key) < 1:
+            raise ConfigError(f"attack.{key} must be >= 1")
+    named = [(f"attack.runs.{n}", r.attack, r.params) for n, r in a.runs.items()]
+    if a.transfer is not None:
+        named.append(("attack.transfer", a.transfer.attack, a.transfer.params))
+    if a.triptych is not None:
+        named.append(("attack.triptych", a.triptych.attack, a.triptych.params))
+    for where, attack, params in named:
+        try:
+            build_attack(attack, **dict(params))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    for name, r in a.runs.items():
+        if r.targets not in ("none", "next", "random"):
+            raise ConfigError(f"attack.runs.{name}.targets must be none, next or random, got {r.targets!r}")
+        unknown = sorted(set(r.models) - set(config.models))
+        if unknown:
+            raise ConfigError(f"attack.runs.{name}.models: unknown model {unknown[0]!r}")
+    for section in ("papernot", "sweep", "triptych"):
+        sub = getattr(a, section)
+        if sub is not None and sub.model and sub.model not in config.models:
+            raise ConfigError(f"attack.{section}.model: unknown model {sub.model!r}")
+    if a.triptych is not None and a.triptych.source == a.triptych.target:
+        raise ConfigError("attack.triptych: source and target must differ")
 
 
 def dump_toml(data: Mapping[str, Any]) -> str:

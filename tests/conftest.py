@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 
 from bayesrobust.config import TrainSection
@@ -76,3 +77,31 @@ def tiny_models():
 
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def tiny_overrides(path: Path) -> list[str]:
+    """Overrides that shrink any experiment to seconds: few examples, one epoch, few samples."""
+    raw = tomllib.loads(path.read_text())
+    sets = ["data.train_limit=300", "data.test_limit=60", "data.shifted_limit=40"]
+    for name in raw.get("models", {}):
+        sets.append(f"models.{name}.train.epochs=1")
+    if "evaluation" in raw:
+        sets += ["evaluation.samples=3", "evaluation.grid_size=8"]
+    attack = raw.get("attack")
+    if attack is not None:
+        sets += ["attack.limit=40", "attack.eval_samples=3"]
+        for name, spec in attack.get("runs", {}).items():
+            sets += [f"attack.runs.{name}.limit=10"]
+            params = spec.get("params", {})
+            for key, small in (("steps", 5), ("binary_search_steps", 2), ("search_steps", 2), ("max_iterations", 5)):
+                if key in params:
+                    sets.append(f"attack.runs.{name}.params.{key}={small}")
+        if "papernot" in attack:
+            sets += ["attack.papernot.per_class=1", "attack.papernot.gamma=0.03", "attack.papernot.hardness_gammas=[0.01, 0.03]"]
+        if "sweep" in attack:
+            sets += ["attack.sweep.steps=9"]
+        if "triptych" in attack:
+            sets += ["attack.triptych.count=2"]
+            if "steps" in attack["triptych"].get("params", {}):
+                sets += ["attack.triptych.params.steps=5"]
+    return sets

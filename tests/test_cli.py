@@ -3,7 +3,7 @@
 import pytest
 
 from bayesrobust.cli import build_parser, main
-from tests.conftest import REPO
+from tests.conftest import REPO, tiny_overrides
 
 
 def test_help_lists_commands(capsys):
@@ -36,9 +36,7 @@ def test_datasets_lists_offline_sets(capsys, tmp_path):
 
 def test_train_then_evaluate_from_checkpoints(tmp_path):
     config = str(REPO / "experiments" / "quickstart.toml")
-    tiny = ["--set", "data.train_limit=200", "--set", "data.test_limit=40", "--set", "data.shifted_limit=30",
-            "--set", "models.lenet.train.epochs=1", "--set", "models.mc_lenet.train.epochs=1",
-            "--set", "evaluation.samples=2", "--quiet"]
+    tiny = [a for s in tiny_overrides(REPO / "experiments" / "quickstart.toml") for a in ("--set", s)] + ["--quiet"]
     assert main(["train", config, "--out", str(tmp_path / "t"), *tiny]) == 0
     assert (tmp_path / "t" / "checkpoints" / "mc_lenet.pt").exists()
     assert not (tmp_path / "t" / "arrays" / "evaluation.npz").exists()

@@ -8,24 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from bayesrobust.cli import main
 from bayesrobust.config import load_config
-from tests.conftest import REPO, shared_data
+from tests.conftest import REPO, shared_data, tiny_overrides
 
 CONFIGS = sorted((REPO / "experiments").glob("*.toml"))
-
-
-def tiny_overrides(path: Path) -> list[str]:
-    """Overrides that shrink any experiment to seconds: few examples, one epoch, few samples."""
-    raw = tomllib.loads(path.read_text())
-    sets = ["data.train_limit=300", "data.test_limit=60", "data.shifted_limit=40"]
-    for name in raw.get("models", {}):
-        sets.append(f"models.{name}.train.epochs=1")
-    if "evaluation" in raw:
-        sets += ["evaluation.samples=3", "evaluation.grid_size=8"]
-    return sets
 
 
 def needs_shared(path: Path) -> bool:
@@ -72,6 +60,11 @@ def test_quickstart_through_the_console_script(tmp_path):
     assert metrics["clean/lenet/mi"] == 0.0 and metrics["clean/mc_lenet/mi"] > 0.0
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "Predictive entropy" in html
+    for heading in ("Attacks", "Lacok (2016) Table 1", "Papernot", "Figure 4", "Cross-model transfer", "Choi"):
+        assert heading in html, heading
+    for key in ("adv/fgsm/mc_lenet/success_rate", "adv/clean/lenet/entropy", "lacok/lenet/fgsm eps=0.25/error",
+                "papernot/success_rate", "transfer/lenet/mc_lenet/error", "choi/adv_confidence"):
+        assert key in metrics, key
     import arviz as az
 
     idata = az.from_netcdf(out / "arrays" / "predictive_mc_lenet_test.nc")

@@ -145,3 +145,24 @@ def check_positive(name: str, value: float, *, allow_zero: bool = True) -> float
     if value != value or value < 0 or (value == 0 and not allow_zero):
         raise InputError(f"{name} must be {'>=' if allow_zero else '>'} 0, got {value}")
     return float(value)
+
+
+def run_batched(attack: Attack, model, x: torch.Tensor, y: torch.Tensor, *, target: torch.Tensor | None = None,
+                batch_size: int = 250, generator: torch.Generator | None = None, progress: bool = False,
+                desc: str = "") -> AttackResult:
+    """Apply ``attack`` in batches (bounded memory) and join the results."""
+    from bayesrobust.progress import progress_bar
+
+    parts = []
+    for start in progress_bar(range(0, x.shape[0], batch_size), desc=desc or attack.name, enabled=progress, leave=False):
+        sl = slice(start, start + batch_size)
+        parts.append(attack(model, x[sl], y[sl], target=None if target is None else target[sl], generator=generator))
+    if len(parts) == 1:
+        return parts[0]
+
+    def cat(name: str) -> torch.Tensor:
+        return torch.cat([getattr(p, name) for p in parts])
+
+    return AttackResult(cat("x_adv"), cat("success"), cat("l0"), cat("l2"), cat("linf"), cat("iterations"),
+                        Predictive.concat([p.predictive for p in parts]), cat("labels"),
+                        None if target is None else cat("target"), parts[0].params)

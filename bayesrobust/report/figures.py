@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -63,5 +64,93 @@ def digit_grid(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, co
         ax.set_title(f"{predicted[i]} ({confidence[i]:.2f})", color="black" if ok else "#d62728", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def heatmap(matrix: np.ndarray, *, rows, columns, title: str, fmt: str = "{:.2f}", cmap: str = "viridis",
+            xlabel: str = "", ylabel: str = ""):
+    """Annotated matrix (NaN cells blank), e.g. source × target success rates."""
+    n_rows, n_cols = matrix.shape
+    fig, axes = new_figure(width=0.55 * n_cols + 1.6, height=0.45 * n_rows + 1.0)
+    ax = axes[0][0]
+    masked = np.ma.masked_invalid(matrix)
+    image = ax.imshow(masked, cmap=cmap, aspect="auto")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(n_cols), [str(c) for c in columns], rotation=0 if n_cols <= 10 else 45)
+    ax.set_yticks(range(n_rows), [str(r) for r in rows])
+    finite = matrix[np.isfinite(matrix)]
+    mid = (finite.min() + finite.max()) / 2 if finite.size else 0
+    for i in range(n_rows):
+        for j in range(n_cols):
+            if np.isfinite(matrix[i, j]):
+                ax.text(j, i, fmt.format(matrix[i, j]), ha="center", va="center", fontsize=6.5,
+                        color="white" if matrix[i, j] < mid else "black")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    return fig
+
+
+def logit_sweep_figure(eps: np.ndarray, logits: np.ndarray, images: np.ndarray, label: int):
+    """Goodfellow et al. Figure 4 layout: logits per class versus ε, and the inputs along the path."""
+    fig, axes = new_figure(1, 2, width=3.6, height=3.0)
+    ax = axes[0][0]
+    for c in range(logits.shape[1]):
+        ax.plot(eps, logits[:, c], color=f"C{c}", linewidth=2.0 if c == label else 1.0,
+                label=f"{c}{' (true)' if c == label else ''}")
+    ax.axvline(0, color="0.6", linewidth=0.5)
+    ax.set_xlabel("ε")
+    ax.set_ylabel("logit (argument of the softmax)")
+    ax.legend(ncol=2, fontsize=6)
+    strip = axes[0][1]
+    pick = np.linspace(0, len(eps) - 1, 16).round().astype(int)
+    tiles = [images[i].reshape(28, 28) for i in pick]
+    grid = np.vstack([np.hstack(tiles[r * 4:(r + 1) * 4]) for r in range(4)])
+    strip.imshow(grid, cmap="gray_r", vmin=min(0, grid.min()), vmax=max(1, grid.max()))
+    predicted = logits.argmax(1)
+    for k, i in enumerate(pick):
+        r, c = divmod(k, 4)
+        if predicted[i] == label:
+            strip.add_patch(matplotlib.patches.Rectangle((c * 28, r * 28), 27, 27, fill=False, edgecolor="#e6b800", linewidth=1.5))
+    strip.set_title("inputs, ε from −max (top left) to +max; boxed = correct")
+    strip.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def triptych_figure(original, delta, adversarial, labels: dict[str, tuple[np.ndarray, np.ndarray]], rows: int = 10):
+    """Choi's layout: original / perturbation / adversarial, each titled with label and confidence."""
+    n = min(rows, len(original))
+    fig, axes = new_figure(n, 3, width=1.3, height=1.35)
+    for i in range(n):
+        for j, (key, image) in enumerate((("original", original[i]), ("delta", delta[i]), ("adversarial", adversarial[i]))):
+            ax = axes[i][j]
+            ax.axis("off")
+            if key == "delta":
+                bound = max(float(np.abs(image).max()), 1e-6)
+                ax.imshow(image.reshape(28, 28), cmap="RdBu_r", vmin=-bound, vmax=bound)
+            else:
+                ax.imshow(image.reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
+            lab, conf = labels[key]
+            ax.set_title(f"{key}\nlabel {lab[i]}  conf {conf[i]:.3f}" if i == 0 else f"label {lab[i]}  conf {conf[i]:.3f}", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def image_rows(rows: dict[str, np.ndarray], predicted: dict[str, np.ndarray] | None = None, ncols: int = 8):
+    """One row of digits per named set (Lacok Figure 1: original, FGSM ε, noise)."""
+    names = list(rows)
+    fig, axes = new_figure(len(names), ncols, width=0.9, height=1.05)
+    for r, name in enumerate(names):
+        for c in range(ncols):
+            ax = axes[r][c]
+            ax.axis("off")
+            if c < len(rows[name]):
+                ax.imshow(rows[name][c].reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
+                if predicted is not None:
+                    ax.set_title(str(predicted[name][c]), fontsize=7)
+        axes[r][0].text(-4, 14, name, ha="right", va="center", fontsize=7)
     fig.tight_layout()
     return fig

@@ -1,0 +1,1 @@
+"""Paper analyses built on attacks: each is a plain function returning metrics and arrays."""

@@ -1,0 +1,151 @@
+"""Report sections of the attack suite, drawn from arrays/attack.npz and metrics.json."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bayesrobust.report import figures
+from bayesrobust.report.sections import SECTIONS, Section, Table, fmt
+
+RUN_COLUMNS = ["success_rate", "error_rate", "confidence", "entropy", "mi", "l0", "l2", "linf", "l2_success", "iterations", "seconds"]
+
+
+def _load(run):
+    if not run.file("arrays/attack.npz").exists():
+        return None
+    return run.read_json("arrays/attack.json"), run.load_arrays("arrays/attack.npz"), run.metrics()
+
+
+@SECTIONS.register("20-attacks")
+def attack_runs_section(run) -> Section | None:
+    loaded = _load(run)
+    if loaded is None or not loaded[0]["runs"]:
+        return None
+    meta, arrays, metrics = loaded
+    section = Section(
+        "Attacks",
+        f"{meta['examples']} test examples; success and uncertainty judged on {meta['eval_samples']} MC draws of the "
+        f"predictive (1 for plain networks); gradients averaged over {meta['eot_samples']} dropout mask(s) per step. "
+        "The clean rows give the same quantities on the unattacked examples.",
+    )
+    rows = []
+    for name in meta["models"]:
+        rows.append([f"clean · {name}", "–", fmt(metrics.get(f"adv/clean/{name}/error_rate")),
+                     fmt(metrics.get(f"adv/clean/{name}/confidence")), fmt(metrics.get(f"adv/clean/{name}/entropy")),
+                     fmt(metrics.get(f"adv/clean/{name}/mi"))] + ["–"] * (len(RUN_COLUMNS) - 5))
+    for run_name in meta["runs"]:
+        for name in meta["models"]:
+            key = f"adv/{run_name}/{name}"
+            if f"{key}/success_rate" in metrics:
+                rows.append([f"{run_name} · {name}"] + [fmt(metrics.get(f"{key}/{c}"), 3 if c in ("l0", "iterations", "seconds") else 4)
+                                                        for c in RUN_COLUMNS])
+    section.tables.append(Table("Attack runs (L0 in pixels, L2 / L∞ in [0, 1] pixel units)", ["run · model", *RUN_COLUMNS], rows))
+    stochastic = [n for n in meta["models"] if meta["modes"][n] == "mc_dropout"]
+    for name in stochastic[:2]:
+        clean = {"clean": arrays[f"clean/{name}/mutual_information"]}
+        adv = {r: {name: arrays[f"adv/{r}/{name}/mutual_information"]} for r in meta["runs"] if f"adv/{r}/{name}/mutual_information" in arrays}
+        if adv:
+            section.figures.append((f"attack_mi_{name}", figures.uncertainty_histograms({name: clean["clean"]}, adv, "mutual information (nats)", "clean"),
+                                    f"Mutual information of {name} on clean versus adversarial examples."))
+    originals = arrays.get("adv/examples/original")
+    if originals is not None:
+        rows_img = {"original": originals}
+        for r in meta["runs"]:
+            key = f"adv/{r}/{meta['models'][0]}/examples"
+            if key in arrays:
+                rows_img[r] = arrays[key]
+        section.figures.append(("attack_examples", figures.image_rows(rows_img), f"Adversarial examples against {meta['models'][0]}."))
+    return section
+
+
+@SECTIONS.register("21-lacok")
+def lacok_section(run) -> Section | None:
+    loaded = _load(run)
+    if loaded is None or "lacok/rows" not in loaded[1]:
+        return None
+    _, arrays, metrics = loaded
+    rows_names = [str(r) for r in arrays["lacok/rows"]]
+    section = Section("Lacok (2016) Table 1 layout",
+                      "Error rate and mean confidence of each model on the original test examples, FGSM adversarial "
+                      "examples and random sign noise of the same size (all clipped to [0, 1]), with the model's "
+                      "predictive entropy and mutual information.")
+    for model in [str(m) for m in arrays["lacok/models"]]:
+        rows = [[r] + [fmt(metrics.get(f"lacok/{model}/{r}/{q}")) for q in ("error", "confidence", "entropy", "mi")] for r in rows_names]
+        section.tables.append(Table(model, ["test set", "error rate", "confidence", "entropy", "mi"], rows))
+    images = {r: arrays[f"lacok/images/{r}"] for r in rows_names}
+    predicted = {r: arrays[f"lacok/predicted/{r}"] for r in rows_names}
+    section.figures.append(("lacok_figure1", figures.image_rows(images, predicted), "Lacok Figure 1 layout: one row per test set, predicted labels above."))
+    return section
+
+
+@SECTIONS.register("22-papernot")
+def papernot_section(run) -> Section | None:
+    loaded = _load(run)
+    if loaded is None or "papernot/success" not in loaded[1]:
+        return None
+    meta, arrays, metrics = loaded
+    section = Section("Papernot et al. (2016): JSMA source-target analysis",
+                      f"Model {meta['papernot_model']}; {int(metrics['papernot/examples'])} source-target attacks.")
+    section.tables.append(Table("JSMA summary", ["success rate", "distortion (all)", "distortion (successful)", "entropy adv", "entropy clean", "mi adv", "mi clean"],
+                                [[fmt(metrics["papernot/success_rate"]), fmt(metrics["papernot/distortion_all"]), fmt(metrics["papernot/distortion_success"]),
+                                  fmt(metrics["papernot/entropy"]), fmt(metrics["papernot/clean_entropy"]), fmt(metrics["papernot/mi"]), fmt(metrics["papernot/clean_mi"])]]))
+    digits = list(range(10))
+    for key, title, f in (("success", "success rate", "{:.2f}"), ("distortion", "mean distortion of successful samples", "{:.3f}"),
+                          ("hardness", "hardness H(s, t)", "{:.3f}"), ("adversarial_distance", "adversarial distance A(X, t)", "{:.2f}")):
+        matrix = arrays[f"papernot/{key}"].astype(float)
+        if key == "hardness":
+            matrix = matrix.copy()
+            np.fill_diagonal(matrix, np.nan)
+        section.figures.append((f"papernot_{key}", figures.heatmap(matrix, rows=digits, columns=digits, title=title,
+                                                                   fmt=f, xlabel="target class", ylabel="source class"),
+                                f"JSMA {title} per source (rows) and target (columns) class."))
+    return section
+
+
+@SECTIONS.register("23-sweep")
+def sweep_section(run) -> Section | None:
+    loaded = _load(run)
+    if loaded is None or "sweep/logits" not in loaded[1]:
+        return None
+    meta, arrays, _ = loaded
+    fig = figures.logit_sweep_figure(arrays["sweep/eps"], arrays["sweep/logits"], arrays["sweep/images"], int(arrays["sweep/label"]))
+    return Section("Goodfellow et al. (2015) Figure 4 layout", f"Model {meta['sweep_model']}: logits along one fast-gradient-sign direction.",
+                   figures=[("logit_sweep", fig, "Logits of all classes along x + ε·sign(∇ₓ CE); the inputs beside.")])
+
+
+@SECTIONS.register("24-transfer")
+def transfer_section(run) -> Section | None:
+    loaded = _load(run)
+    if loaded is None or "transfer/error" not in loaded[1]:
+        return None
+    _, arrays, _ = loaded
+    rows, cols = [str(r) for r in arrays["transfer/rows"]], [str(c) for c in arrays["transfer/columns"]]
+    error = arrays["transfer/error"]
+    table = Table(f"Error of each column model on examples crafted on each row model ({arrays['transfer/attack']})",
+                  ["crafted on \\ evaluated by", *cols], [[r] + [fmt(v) for v in error[i]] for i, r in enumerate(rows)])
+    fig = figures.heatmap(error, rows=rows, columns=cols, title="transfer error", xlabel="evaluated by", ylabel="crafted on")
+    mi = Table("Mean mutual information of the evaluating model", ["crafted on \\ evaluated by", *cols],
+               [[r] + [fmt(v) for v in arrays["transfer/mi"][i]] for i, r in enumerate(rows)])
+    return Section("Cross-model transfer", "Szegedy et al. Table 2 / Bradshaw et al. layout, with Gaussian-noise control rows.",
+                   [table, mi], [("transfer_error", fig, "Transfer error matrix.")])
+
+
+@SECTIONS.register("25-choi")
+def choi_section(run) -> Section | None:
+    loaded = _load(run)
+    if loaded is None or "choi/original" not in loaded[1]:
+        return None
+    meta, a, metrics = loaded
+    s, t = (int(v) for v in a["choi/source_target"])
+    rows = [[str(i), f"{a['choi/orig_label'][i]} ({a['choi/orig_conf'][i]:.3f})", f"{a['choi/delta_label'][i]} ({a['choi/delta_conf'][i]:.3f})",
+             f"{a['choi/adv_label'][i]} ({a['choi/adv_conf'][i]:.3f})", f"{a['choi/target_votes'][i]:.2f}", f"{a['choi/orig_mi'][i]:.4f}", f"{a['choi/adv_mi'][i]:.4f}"]
+            for i in range(len(a["choi/original"]))]
+    table = Table(f"{s} → {t}: label (confidence) of original, perturbation and adversarial image",
+                  ["#", "original", "perturbation", "adversarial", "MC votes for target", "MI original", "MI adversarial"], rows)
+    fig = figures.triptych_figure(a["choi/original"], a["choi/delta"], a["choi/adversarial"], {
+        "original": (a["choi/orig_label"], a["choi/orig_conf"]), "delta": (a["choi/delta_label"], a["choi/delta_conf"]),
+        "adversarial": (a["choi/adv_label"], a["choi/adv_conf"])})
+    text = (f"Model {meta['triptych_model']}. Success {fmt(metrics['choi/success_rate'], 3)}, mean adversarial confidence "
+            f"{fmt(metrics['choi/adv_confidence'], 3)}, mean L2 {fmt(metrics['choi/l2'], 3)}. The perturbation is classified after "
+            "scaling |δ| to [0, 1]. MC votes: fraction of dropout samples that predict the target (1.0 for plain networks).")
+    return Section("Choi: original / perturbation / adversarial", text, [table], [("choi_triptych", fig, f"Choi's triptych, {s} → {t}.")])
