@@ -126,6 +126,7 @@ class TransferSection:
 
     attack: str = "fgsm"
     params: Mapping[str, Any] = field(default_factory=dict)
+    targets: str = "none"  # none | next | random, as for attack runs (targeted-only attacks need one)
     noise_std: tuple[float, ...] = (0.1, 0.3)  # Gaussian-noise control rows
 
 
@@ -314,7 +315,7 @@ def validate(config: ExperimentConfig) -> None:
 
 
 def validate_attack(config: ExperimentConfig) -> None:
-    from bayesrobust.attacks import build_attack
+    from bayesrobust.attacks import ATTACKS, build_attack
 
     a = config.attack
     for key in ("limit", "batch_size", "eval_samples", "eot_samples"):
@@ -330,9 +331,13 @@ def validate_attack(config: ExperimentConfig) -> None:
             build_attack(attack, **dict(params))
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-    for name, r in a.runs.items():
+    targeted = [(f"attack.runs.{n}", r) for n, r in a.runs.items()] + ([("attack.transfer", a.transfer)] if a.transfer else [])
+    for where, r in targeted:
         if r.targets not in ("none", "next", "random"):
-            raise ConfigError(f"attack.runs.{name}.targets must be none, next or random, got {r.targets!r}")
+            raise ConfigError(f"{where}.targets must be none, next or random, got {r.targets!r}")
+        if r.targets == "none" and not ATTACKS.get(r.attack).supports_untargeted:
+            raise ConfigError(f"{where}: {r.attack} is targeted only; set targets = 'next' or 'random'")
+    for name, r in a.runs.items():
         unknown = sorted(set(r.models) - set(config.models))
         if unknown:
             raise ConfigError(f"attack.runs.{name}.models: unknown model {unknown[0]!r}")

@@ -10,10 +10,12 @@ from bayesrobust.attacks import build_attack
 from bayesrobust.attacks.base import run_batched
 
 
-def transfer_matrix(models, x, y, section, *, eval_samples: int, eot_samples: int, batch_size: int, generator):
+def transfer_matrix(models, x, y, section, *, eval_samples: int, eot_samples: int, batch_size: int, generator, target=None):
+    """``target``: target classes for targeted attacks (None: untargeted)."""
     names = list(models)
     attack = build_attack(section.attack, eval_samples=eval_samples, eot_samples=eot_samples, **dict(section.params))
-    crafted = {src: run_batched(attack, models[src], x, y, batch_size=batch_size, generator=generator, desc=f"transfer {src}").x_adv
+    crafted = {src: run_batched(attack, models[src], x, y, target=target, batch_size=batch_size, generator=generator,
+                                   desc=f"transfer {src}").x_adv
                for src in names}
     noisy = {}
     for std in section.noise_std:

@@ -12,9 +12,13 @@ from bayesrobust.attacks import build_attack
 def triptych(model, x, y, section, *, eval_samples: int, eot_samples: int, generator):
     """Attack the first ``count`` correctly classified test digits of class ``source`` towards
     ``target``. The perturbation itself is classified after scaling |δ| to [0, 1] (the paper shows and
-    classifies the delta image). MC-dropout votes for the target are reported for stochastic models."""
+    classifies the delta image). Choi's appendix then keeps dropout on at test time: the votes and mutual
+    information come from the same weights with MC dropout (the model itself when it is stochastic)."""
     clean = model.predictive(x, eval_samples, generator=generator)
     idx = torch.nonzero((y == section.source) & (clean.predicted == y)).flatten()[: section.count]
+    only_correct = idx.numel() > 0
+    if not only_correct:  # a weak model: fall back to any digits of the source class
+        idx = torch.nonzero(y == section.source).flatten()[: section.count]
     if idx.numel() == 0:
         return {}, {}
     xs, ys = x[idx], y[idx]
@@ -26,24 +30,40 @@ def triptych(model, x, y, section, *, eval_samples: int, eot_samples: int, gener
     delta_image = magnitude / magnitude.flatten(1).amax(1).clamp_min(1e-12)[:, None, None, None]
     orig, adv = clean[idx], result.predictive
     dpred = model.predictive(delta_image, eval_samples, generator=generator)
-    votes = (adv.probs.argmax(-1) == section.target).float().mean(0)
+    mc = mc_twin(model)
+    mc_orig = mc.predictive(xs, eval_samples, generator=generator)
+    mc_adv = mc.predictive(result.x_adv, eval_samples, generator=generator)
+    votes = (mc_adv.probs.argmax(-1) == section.target).float().mean(0)
     metrics = {
         "choi/success_rate": float(result.success.float().mean()),
+        "choi/only_correct_sources": float(only_correct),
         "choi/adv_confidence": float(adv.confidence.mean()),
         "choi/l2": float(result.l2.mean()),
         "choi/clean_entropy": float(orig.entropy.mean()),
         "choi/adv_entropy": float(adv.entropy.mean()),
-        "choi/clean_mi": float(orig.mutual_information.mean()),
-        "choi/adv_mi": float(adv.mutual_information.mean()),
-        "choi/target_vote_share": float(votes.mean()),
+        "choi/mc_clean_mi": float(mc_orig.mutual_information.mean()),
+        "choi/mc_adv_mi": float(mc_adv.mutual_information.mean()),
+        "choi/mc_clean_source_vote_share": float((mc_orig.probs.argmax(-1) == section.source).float().mean()),
+        "choi/mc_target_vote_share": float(votes.mean()),
     }
     arrays = {
         "choi/original": xs.numpy(), "choi/delta": delta.numpy(), "choi/adversarial": result.x_adv.numpy(),
         "choi/orig_label": orig.predicted.numpy(), "choi/orig_conf": orig.confidence.numpy(),
         "choi/delta_label": dpred.predicted.numpy(), "choi/delta_conf": dpred.confidence.numpy(),
         "choi/adv_label": adv.predicted.numpy(), "choi/adv_conf": adv.confidence.numpy(),
-        "choi/target_votes": votes.numpy(), "choi/adv_mi": adv.mutual_information.numpy(),
-        "choi/orig_mi": orig.mutual_information.numpy(),
+        "choi/target_votes": votes.numpy(), "choi/adv_mi": mc_adv.mutual_information.numpy(),
+        "choi/orig_mi": mc_orig.mutual_information.numpy(),
         "choi/source_target": np.array([section.source, section.target]),
     }
     return metrics, arrays
+
+
+def mc_twin(model):
+    """The same weights with dropout kept on at test time (the model itself if already MC)."""
+    if model.stochastic or not model.dropouts():
+        return model
+    from bayesrobust.models import build_model
+
+    twin = build_model(model.arch, mode="mc_dropout", **model.params).to(model.device)
+    twin.load_state_dict(model.state_dict())
+    return twin

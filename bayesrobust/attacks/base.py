@@ -89,9 +89,29 @@ class Attack:
     def hyperparameters(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
-    # --- entry point ------------------------------------------------------------------------
+    # --- entry points ---------------------------------------------------------------------------
+    def generate(self, model, x: torch.Tensor, y: torch.Tensor, *, target: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Only the adversarial images (on the model's device, clipped to [0, 1]) and the iterations
+        per example — what peer libraries return; ``__call__`` adds the evaluation."""
+        x, y, target = self._validated(model, x, y, target)
+        x_adv, iterations = self.perturb(model, x, y, target, generator)
+        return x_adv.detach().clamp(0.0, 1.0), iterations
+
     def __call__(self, model, x: torch.Tensor, y: torch.Tensor, *, target: torch.Tensor | None = None,
                  generator: torch.Generator | None = None) -> AttackResult:
+        """Attack and evaluate: adversarial images, success, distortions and the model's predictive."""
+        x_adv, iterations = self.generate(model, x, y, target=target, generator=generator)
+        pred = model.predictive(x_adv, self.eval_samples, generator=generator)
+        y_cpu = y.cpu().long()
+        target_cpu = target.cpu().long() if target is not None else None
+        success = pred.predicted == target_cpu if target is not None else pred.predicted != y_cpu
+        l0, l2, linf = distortions(x.cpu(), x_adv.cpu())
+        params = {"attack": self.name, "norm": self.norm, **self.hyperparameters(),
+                  "model_mode": model.mode, "targeted": target is not None}
+        return AttackResult(x_adv.cpu(), success, l0, l2, linf, iterations.cpu(), pred, y_cpu, target_cpu, params)
+
+    def _validated(self, model, x, y, target):
         check_images(x)
         y = check_labels(y, x.shape[0], model.num_classes)
         if target is None and not self.supports_untargeted:
@@ -100,23 +120,10 @@ class Attack:
             if not self.supports_targeted:
                 raise InputError(f"{self.name} is untargeted only")
             target = check_labels(target, x.shape[0], model.num_classes, name="target")
-            if bool((target == y.to(target.device)).any()):
+            if bool((target == y).any()):
                 raise InputError(f"target equals the true label for {int((target == y).sum())} example(s)")
         device = model.device
-        x, y = x.to(device), y.to(device)
-        target = target.to(device) if target is not None else None
-        x_adv, iterations = self.perturb(model, x, y, target, generator)
-        x_adv = x_adv.detach().clamp(0.0, 1.0)
-        pred = model.predictive(x_adv, self.eval_samples, generator=generator)
-        y_cpu = y.cpu()
-        success = pred.predicted == (target.cpu() if target is not None else y_cpu)
-        if target is None:
-            success = ~success
-        l0, l2, linf = distortions(x.cpu(), x_adv.cpu())
-        params = {"attack": self.name, "norm": self.norm, **self.hyperparameters(),
-                  "model_mode": model.mode, "targeted": target is not None}
-        return AttackResult(x_adv.cpu(), success, l0, l2, linf, iterations.cpu(), pred, y_cpu,
-                            target.cpu() if target is not None else None, params)
+        return x.to(device), y.to(device), (target.to(device) if target is not None else None)
 
     def perturb(self, model, x, y, target, generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (adversarial images, iterations per example). Inputs are validated."""

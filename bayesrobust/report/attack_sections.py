@@ -141,11 +141,12 @@ def choi_section(run) -> Section | None:
              f"{a['choi/adv_label'][i]} ({a['choi/adv_conf'][i]:.3f})", f"{a['choi/target_votes'][i]:.2f}", f"{a['choi/orig_mi'][i]:.4f}", f"{a['choi/adv_mi'][i]:.4f}"]
             for i in range(len(a["choi/original"]))]
     table = Table(f"{s} → {t}: label (confidence) of original, perturbation and adversarial image",
-                  ["#", "original", "perturbation", "adversarial", "MC votes for target", "MI original", "MI adversarial"], rows)
+                  ["#", "original", "perturbation", "adversarial", "MC-dropout votes for target", "MC MI original", "MC MI adversarial"], rows)
     fig = figures.triptych_figure(a["choi/original"], a["choi/delta"], a["choi/adversarial"], {
         "original": (a["choi/orig_label"], a["choi/orig_conf"]), "delta": (a["choi/delta_label"], a["choi/delta_conf"]),
         "adversarial": (a["choi/adv_label"], a["choi/adv_conf"])})
     text = (f"Model {meta['triptych_model']}. Success {fmt(metrics['choi/success_rate'], 3)}, mean adversarial confidence "
             f"{fmt(metrics['choi/adv_confidence'], 3)}, mean L2 {fmt(metrics['choi/l2'], 3)}. The perturbation is classified after "
-            "scaling |δ| to [0, 1]. MC votes: fraction of dropout samples that predict the target (1.0 for plain networks).")
+            "scaling |δ| to [0, 1]. MC-dropout columns keep the same weights' dropout on at test time (Choi's appendix): "
+            "the fraction of dropout samples that predict the target, and the mutual information.")
     return Section("Choi: original / perturbation / adversarial", text, [table], [("choi_triptych", fig, f"Choi's triptych, {s} → {t}.")])

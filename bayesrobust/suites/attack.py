@@ -90,7 +90,8 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
         metrics.update(m)
         arrays.update(a)
     if section.transfer is not None and len(models) > 1:
-        m, a = transfer_matrix(models, x, y, section.transfer, generator=gen("transfer"), **common)
+        target = choose_targets(section.transfer.targets, y, derive_seed(seed, "targets", "transfer"))
+        m, a = transfer_matrix(models, x, y, section.transfer, generator=gen("transfer"), target=target, **common)
         metrics.update(m)
         arrays.update(a)
     if section.triptych is not None:

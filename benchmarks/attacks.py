@@ -1,0 +1,191 @@
+"""Attack throughput and quality: bayesrobust beside torchattacks and ART, same model, same images.
+
+Prints JSON: for each attack and library, images/s, success rate, mean L0 / L2 / L∞, the cost in
+forward + backward passes per image next to the method's minimum, and ours/peer ratios. Our speed is
+timed on ``Attack.generate`` (adversarial images only, what the peers return); the full call, which
+also evaluates the model's predictive on the adversarial batch, is reported beside it.
+
+    python benchmarks/attacks.py --checkpoint runs/lenet_mnist/<time>/checkpoints/lenet.pt --data-dir ../shared/data
+
+Peers are optional (``pip install -e .[peers]`` and ``pip install --no-deps torchattacks``); a missing
+peer is reported as such. Without --checkpoint a plain LeNet is trained for --epochs on the data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import numpy as np
+import torch
+
+from bayesrobust.attacks import build_attack
+from bayesrobust.config import TrainSection
+from bayesrobust.data import load_dataset
+from bayesrobust.errors import DatasetError
+from bayesrobust.models import BayesianClassifier, build_model
+from bayesrobust.seeding import seed_everything
+
+
+class DeterministicLogits(torch.nn.Module):
+    """The model's dropout-off logits as a plain module, for the peer libraries."""
+
+    def __init__(self, model: BayesianClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        with self.model.dropout_sampling(False):
+            return self.model(x)
+
+
+def quality(model, x, y, x_adv, target=None) -> dict:
+    with torch.no_grad(), model.dropout_sampling(False):
+        pred = model(x_adv).argmax(1)
+    ok = (pred == target) if target is not None else (pred != y)
+    delta = (x_adv - x).flatten(1)
+    l0 = (delta.abs() > 1e-6).sum(1).float()
+    return {"success_rate": float(ok.float().mean()), "l0": float(l0.mean()), "l0_success": float(l0[ok].mean()) if ok.any() else None,
+            "l2": float(delta.norm(dim=1).mean()), "linf": float(delta.abs().amax(1).mean())}
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def ours(model, attack_name, params, x, y, target=None):
+    """Time ``generate`` (adversarial images only, like the peers) and the full call that also
+    evaluates the predictive (success, uncertainty) on the adversarial batch."""
+    attack = build_attack(attack_name, **params)
+    (x_adv, iterations), seconds = timed(lambda: attack.generate(model, x, y, target=target))
+    result, full_seconds = timed(lambda: attack(model, x, y, target=target))
+    assert torch.equal(result.x_adv, x_adv.cpu())
+    return result, seconds, full_seconds
+
+
+def peer_torchattacks(name, net, x, y, target, params):
+    try:
+        import torchattacks
+    except ImportError:
+        return None, "torchattacks not installed (pip install --no-deps torchattacks)"
+    if name == "fgsm":
+        atk = torchattacks.FGSM(net, eps=params["eps"])
+    elif name == "bim":
+        atk = torchattacks.BIM(net, eps=params["eps"], alpha=params["alpha"], steps=params["steps"])
+    elif name == "jsma":
+        atk = torchattacks.JSMA(net, theta=params["theta"], gamma=params["gamma"])
+    elif name == "cw_l2":
+        atk = torchattacks.CW(net, c=1.0, kappa=0.0, steps=params["steps"], lr=0.01)
+    else:
+        return None, "no torchattacks counterpart"
+    if target is not None:
+        atk.set_mode_targeted_by_function(lambda images, labels: target)
+    out, seconds = timed(lambda: atk(x, y))
+    return (out.detach(), seconds), None
+
+
+def peer_art(name, net, x, y, target, params):
+    try:
+        from art.attacks.evasion import BasicIterativeMethod, FastGradientMethod, SaliencyMapMethod
+        from art.estimators.classification import PyTorchClassifier
+    except ImportError:
+        return None, "adversarial-robustness-toolbox not installed (pip install -e .[peers])"
+    clf = PyTorchClassifier(net, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10, clip_values=(0.0, 1.0))
+    n = x.shape[0]
+    if name == "fgsm":
+        atk = FastGradientMethod(clf, eps=params["eps"], batch_size=n)
+    elif name == "bim":
+        atk = BasicIterativeMethod(clf, eps=params["eps"], eps_step=params["alpha"], max_iter=params["steps"], batch_size=n, verbose=False)
+    elif name == "jsma":
+        atk = SaliencyMapMethod(clf, theta=params["theta"], gamma=params["gamma"], batch_size=n, verbose=False)
+    else:
+        return None, "not benchmarked for ART"
+    labels = np.eye(10)[(target if target is not None else y).numpy()]
+    out, seconds = timed(lambda: atk.generate(x.numpy(), y=labels))
+    return (torch.from_numpy(out).float(), seconds), None
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", help="a saved bayesrobust model (plain mode is used for every library)")
+    parser.add_argument("--data-dir", help="folder with MNIST files; else the embedded mnist-5k")
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--cw-images", type=int, default=100)
+    parser.add_argument("--slow-peer-images", type=int, default=100, help="images for torchattacks JSMA (≈4 img/s)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", nargs="*", default=["fgsm", "bim", "jsma", "cw_l2"])
+    args = parser.parse_args(argv)
+    seed_everything(args.seed)
+    try:
+        test = load_dataset("mnist", "test", root=args.data_dir)
+        train_name = "mnist"
+    except DatasetError:
+        test, train_name = load_dataset("mnist-5k", "test"), "mnist-5k"
+    if args.checkpoint:
+        model = BayesianClassifier.load(args.checkpoint)
+    else:
+        model = build_model("lenet", mode="plain").fit(load_dataset(train_name, "train", root=args.data_dir),
+                                                       TrainSection(epochs=args.epochs), progress=False)
+    model = build_model(model.arch, mode="plain", **model.params).eval() if model.mode != "plain" else model
+    if args.checkpoint and BayesianClassifier.load(args.checkpoint).mode != "plain":
+        model.load_state_dict(BayesianClassifier.load(args.checkpoint).state_dict())
+    for p in model.parameters():
+        p.requires_grad_(False)
+    net = DeterministicLogits(model).eval()
+    sub = test.head(args.images, seed=0)
+    x, y = sub.images, sub.labels
+    setups = {
+        "fgsm": ({"eps": 0.25}, None, args.images, "1 forward + 1 backward"),
+        "bim": ({"eps": 0.3, "alpha": 0.01, "steps": 10}, None, args.images, "10 × (1 forward + 1 backward)"),
+        "jsma": ({"theta": 1.0, "gamma": 0.145}, "next", args.images, "per iteration: 1 forward + 2 backward"),
+        "cw_l2": ({"steps": 100}, None, args.cw_images, "per step: 1 forward + 1 backward"),
+    }
+    report = {"benchmark": "attacks", "model": args.checkpoint or f"lenet trained {args.epochs} epochs on {train_name}",
+              "data": test.info.name, "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "machine": platform.machine(), "attacks": {}}
+    for name in args.only:
+        params, target_mode, n, minimum = setups[name]
+        xs, ys = x[:n], y[:n]
+        target = (ys + 1) % 10 if target_mode == "next" else None
+        entry = {"params": params, "images": n, "targeted": target is not None, "minimum_passes": minimum}
+        our_params = dict(params)
+        if name == "bim":
+            our_params["variant"] = "B"
+        if name == "cw_l2":
+            our_params.update({"binary_search_steps": 9, "initial_const": 1e-2, "lr": 0.1, "steps": 100})
+        result, seconds, full_seconds = ours(model, name, our_params, xs, ys, target)
+        mine = {"seconds": seconds, "img_per_s": n / seconds, "img_per_s_with_predictive": n / full_seconds,
+                **quality(model, xs, ys, result.x_adv, target),
+                "mean_iterations": float(result.iterations.float().mean())}
+        if name == "jsma":
+            mine["passes_per_image"] = {"forward": mine["mean_iterations"], "backward": 2 * mine["mean_iterations"]}
+        if name == "cw_l2":
+            steps = float(result.iterations.max())
+            mine["binary_search"] = our_params
+            mine["ms_per_image_step"] = 1000 * seconds / (n * steps)
+        entry["bayesrobust"] = mine
+        for peer, fn in (("torchattacks", peer_torchattacks), ("art", peer_art)):
+            m = min(n, args.slow_peer_images) if (peer == "torchattacks" and name == "jsma") else n
+            out, why = fn(name, net, xs[:m], ys[:m], None if target is None else target[:m], params)
+            if out is None:
+                entry[peer] = {"skipped": why}
+                continue
+            x_adv, peer_seconds = out
+            entry[peer] = {"seconds": peer_seconds, "images": m, "img_per_s": m / peer_seconds,
+                           **quality(model, xs[:m], ys[:m], x_adv, None if target is None else target[:m])}
+            if name == "cw_l2":
+                entry[peer]["ms_per_image_step"] = 1000 * peer_seconds / (m * params["steps"])
+            entry[f"speed_ratio_vs_{peer}"] = mine["img_per_s"] / entry[peer]["img_per_s"]
+        report["attacks"][name] = entry
+        print(json.dumps({name: entry}), flush=True)
+    print(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()
