@@ -107,6 +107,7 @@ class PapernotSection:
     gamma: float = 0.145
     hardness_gammas: tuple[float, ...] = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.145)
     candidates: int = 64
+    space: str = "logits"  # logits (JSMA-Z, the paper) | probs (JSMA-F)
 
 
 @dataclass(frozen=True)

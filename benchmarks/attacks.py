@@ -118,7 +118,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--slow-peer-images", type=int, default=100, help="images for torchattacks JSMA (≈4 img/s)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", nargs="*", default=["fgsm", "bim", "jsma", "cw_l2"])
+    parser.add_argument("--only", nargs="*", default=["fgsm", "bim", "jsma", "jsma_f", "cw_l2"])
     args = parser.parse_args(argv)
     seed_everything(args.seed)
     try:
@@ -143,6 +143,8 @@ def main(argv=None) -> dict:
         "fgsm": ({"eps": 0.25}, None, args.images, "1 forward + 1 backward"),
         "bim": ({"eps": 0.3, "alpha": 0.01, "steps": 10}, None, args.images, "10 × (1 forward + 1 backward)"),
         "jsma": ({"theta": 1.0, "gamma": 0.145}, "next", args.images, "per iteration: 1 forward + 2 backward"),
+        # JSMA-F: the same two-pixel search on the softmax outputs; peers run their own JSMA
+        "jsma_f": ({"theta": 1.0, "gamma": 0.145}, "next", args.images, "per iteration: 1 forward + 2 backward"),
         "cw_l2": ({"steps": 100}, None, args.cw_images, "per step: 1 forward + 1 backward"),
     }
     report = {"benchmark": "attacks", "model": args.checkpoint or f"lenet trained {args.epochs} epochs on {train_name}",
@@ -154,15 +156,18 @@ def main(argv=None) -> dict:
         target = (ys + 1) % 10 if target_mode == "next" else None
         entry = {"params": params, "images": n, "targeted": target is not None, "minimum_passes": minimum}
         our_params = dict(params)
+        attack_name = "jsma" if name == "jsma_f" else name
+        if name == "jsma_f":
+            our_params["space"] = "probs"
         if name == "bim":
             our_params["variant"] = "B"
         if name == "cw_l2":
             our_params.update({"binary_search_steps": 9, "initial_const": 1e-2, "lr": 0.1, "steps": 100})
-        result, seconds, full_seconds = ours(model, name, our_params, xs, ys, target)
+        result, seconds, full_seconds = ours(model, attack_name, our_params, xs, ys, target)
         mine = {"seconds": seconds, "img_per_s": n / seconds, "img_per_s_with_predictive": n / full_seconds,
                 **quality(model, xs, ys, result.x_adv, target),
                 "mean_iterations": float(result.iterations.float().mean())}
-        if name == "jsma":
+        if attack_name == "jsma":
             mine["passes_per_image"] = {"forward": mine["mean_iterations"], "backward": 2 * mine["mean_iterations"]}
         if name == "cw_l2":
             steps = float(result.iterations.max())
@@ -170,8 +175,8 @@ def main(argv=None) -> dict:
             mine["ms_per_image_step"] = 1000 * seconds / (n * steps)
         entry["bayesrobust"] = mine
         for peer, fn in (("torchattacks", peer_torchattacks), ("art", peer_art)):
-            m = min(n, args.slow_peer_images) if (peer == "torchattacks" and name == "jsma") else n
-            out, why = fn(name, net, xs[:m], ys[:m], None if target is None else target[:m], params)
+            m = min(n, args.slow_peer_images) if (peer == "torchattacks" and attack_name == "jsma") else n
+            out, why = fn(attack_name, net, xs[:m], ys[:m], None if target is None else target[:m], params)
             if out is None:
                 entry[peer] = {"skipped": why}
                 continue

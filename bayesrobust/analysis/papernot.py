@@ -60,7 +60,7 @@ def adversarial_distance(model, x: torch.Tensor, y: torch.Tensor, *, eot_samples
 def papernot_analysis(model, x, y, section, *, eval_samples: int, eot_samples: int, batch_size: int, generator):
     """Run JSMA (θ, γ) from ``per_class`` images per class to every other class."""
     xs, ys, ts = source_target_pairs(x, y, section.per_class)
-    attack = build_attack("jsma", theta=section.theta, gamma=section.gamma, candidates=section.candidates,
+    attack = build_attack("jsma", theta=section.theta, gamma=section.gamma, candidates=section.candidates, space=section.space,
                           eval_samples=eval_samples, eot_samples=eot_samples)
     result = run_batched(attack, model, xs, ys, target=ts, batch_size=batch_size, generator=generator, desc="jsma matrix")
     frac = result.l0.numpy() / PIXELS
@@ -95,6 +95,7 @@ def papernot_analysis(model, x, y, section, *, eval_samples: int, eot_samples: i
         "papernot/clean_entropy": float(clean.entropy.mean()),
         "papernot/clean_mi": float(clean.mutual_information.mean()),
         "papernot/examples": float(len(ys)),
+        "papernot/mean_iterations": float(result.iterations.float().mean()),
     }
     arrays = {
         "papernot/success": success,

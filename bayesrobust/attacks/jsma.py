@@ -28,6 +28,8 @@ class JSMA(Attack):
         gamma: maximum fraction of pixels changed (Papernot: 14.5%).
         candidates: pairs are searched among the union of the top-``candidates`` pixels by α, by −β
             and by single-pixel saliency α·|β| (signs per θ); 0 searches all 784² pairs exactly.
+        space: ``"logits"`` (JSMA-Z, Papernot's choice) or ``"probs"`` (JSMA-F: the saliency map on the
+            softmax outputs, as Carlini & Wagner 2017 also evaluate).
 
     >>> JSMA(theta=1.0, gamma=0.145)(model, x, y, target=t)
     """
@@ -36,7 +38,8 @@ class JSMA(Attack):
     norm = "L0"
     supports_untargeted = False
 
-    def __init__(self, theta: float = 1.0, gamma: float = 0.145, candidates: int = 64, **common) -> None:
+    def __init__(self, theta: float = 1.0, gamma: float = 0.145, candidates: int = 64, space: str = "logits",
+                 **common) -> None:
         super().__init__(**common)
         if theta == 0 or not -1.0 <= theta <= 1.0:
             raise InputError(f"theta must be in [-1, 1] and non-zero, got {theta}")
@@ -44,7 +47,9 @@ class JSMA(Attack):
             raise InputError(f"gamma must be in (0, 1], got {gamma}")
         if candidates < 0:
             raise InputError(f"candidates must be >= 0, got {candidates}")
-        self.theta, self.gamma, self.candidates = float(theta), float(gamma), int(candidates)
+        if space not in ("logits", "probs"):
+            raise InputError(f"space must be 'logits' or 'probs', got {space!r}")
+        self.theta, self.gamma, self.candidates, self.space = float(theta), float(gamma), int(candidates), space
 
     def perturb(self, model, x, y, target, generator):
         n, pixels = x.shape[0], x[0].numel()
@@ -59,6 +64,8 @@ class JSMA(Attack):
             logits = self.margin_logits(model, xa, generator)
             t = target[active]
             reached = logits.detach().argmax(1) == t
+            if self.space == "probs":
+                logits = torch.softmax(logits, 1)
             room = changed[active].sum(1) + 2 <= budget
             alpha, total = _target_and_total_gradients(logits, xa, t)
             alpha, beta = alpha.flatten(1), (total - alpha).flatten(1)

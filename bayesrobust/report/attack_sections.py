@@ -85,7 +85,8 @@ def papernot_section(run) -> Section | None:
         return None
     meta, arrays, metrics = loaded
     section = Section("Papernot et al. (2016): JSMA source-target analysis",
-                      f"Model {meta['papernot_model']}; {int(metrics['papernot/examples'])} source-target attacks.")
+                      f"Model {meta['papernot_model']}; saliency on the {meta.get('papernot_space', 'logits')}; "
+                      f"{int(metrics['papernot/examples'])} source-target attacks. Distortion = fraction of the 784 pixels changed.")
     section.tables.append(Table("JSMA summary", ["success rate", "distortion (all)", "distortion (successful)", "entropy adv", "entropy clean", "mi adv", "mi clean"],
                                 [[fmt(metrics["papernot/success_rate"]), fmt(metrics["papernot/distortion_all"]), fmt(metrics["papernot/distortion_success"]),
                                   fmt(metrics["papernot/entropy"]), fmt(metrics["papernot/clean_entropy"]), fmt(metrics["papernot/mi"]), fmt(metrics["papernot/clean_mi"])]]))

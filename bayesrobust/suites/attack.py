@@ -108,6 +108,7 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
         "examples": len(y), "eval_samples": section.eval_samples, "eot_samples": section.eot_samples,
         "modes": {n: m.mode for n, m in models.items()},
         "papernot_model": (section.papernot.model or first) if section.papernot else None,
+        "papernot_space": section.papernot.space if section.papernot else None,
         "sweep_model": (section.sweep.model or first) if section.sweep else None,
         "triptych_model": (section.triptych.model or first) if section.triptych else None,
     })
