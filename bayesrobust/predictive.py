@@ -168,4 +168,6 @@ class Predictive:
 
 def log_mean_prob(log_probs: torch.Tensor) -> torch.Tensor:
     """Differentiable log of the MC-mean probabilities from log-probability samples ``(S, N, C)``."""
+    if log_probs.shape[0] == 1:
+        return log_probs[0]
     return torch.logsumexp(log_probs, dim=0) - math.log(log_probs.shape[0])

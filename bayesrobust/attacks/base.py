@@ -142,6 +142,8 @@ class Attack:
     def margin_logits(self, model, x: torch.Tensor, generator) -> torch.Tensor:
         """Logits for margin objectives (C&W, JSMA): deterministic for plain models, the mean of
         ``eot_samples`` dropout draws for MC models. Differentiable."""
+        if not model.stochastic:
+            return model.logits(x)
         return model.sample_logits(x, self.eot_samples, generator=generator).mean(0)
 
 

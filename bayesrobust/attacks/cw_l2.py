@@ -78,7 +78,7 @@ class CWL2(Attack):
                     ok = f <= -self.kappa if self.kappa > 0 else f < 0
                     better = ok & (l2 < best_l2)
                     best_l2 = torch.where(better, l2, best_l2)
-                    best_adv[better] = x_adv[better].detach()
+                    best_adv = torch.where(better[:, None, None, None], x_adv, best_adv)
                     succeeded |= ok
                 if self.abort_early and step % max(1, self.steps // 10) == 0:
                     if loss.item() > previous * 0.9999:

@@ -17,7 +17,8 @@ class JSMA(Attack):
     """Two-pixel saliency map on the logits Z, θ = +1 (raise pixels) or −1 (lower them).
 
     Each iteration needs one forward and two backward passes for the whole batch — α = ∂Z_t/∂x and
-    ∂ΣZ/∂x (β = ∂ΣZ/∂x − α) — not the ten-row Jacobian. It picks the pair (p, q) in the search domain
+    ∂ΣZ/∂x (β = ∂ΣZ/∂x − α) — not the ten-row Jacobian; on softmax outputs (JSMA-F) one backward pass,
+    since the outputs sum to one and β = −α. It picks the pair (p, q) in the search domain
     maximising (α_p + α_q)·|β_p + β_q| with α_p + α_q > 0 and β_p + β_q < 0 (signs flipped for θ < 0),
     moves both pixels by θ (clipped to [0, 1]) and drops pixels that saturate from the domain. It stops
     an image when it is classified as the target, when no admissible pair is left, or when another
@@ -64,11 +65,15 @@ class JSMA(Attack):
             logits = self.margin_logits(model, xa, generator)
             t = target[active]
             reached = logits.detach().argmax(1) == t
-            if self.space == "probs":
-                logits = torch.softmax(logits, 1)
             room = changed[active].sum(1) + 2 <= budget
-            alpha, total = _target_and_total_gradients(logits, xa, t)
-            alpha, beta = alpha.flatten(1), (total - alpha).flatten(1)
+            if self.space == "probs":
+                # Σ_j F_j = 1, so ∂ΣF/∂x = 0 and β = −α exactly: one backward pass suffices
+                (alpha,) = torch.autograd.grad(torch.softmax(logits, 1).gather(1, t[:, None]).sum(), xa)
+                alpha = alpha.flatten(1)
+                beta = -alpha
+            else:
+                alpha, total = _target_and_total_gradients(logits, xa, t)
+                alpha, beta = alpha.flatten(1), (total - alpha).flatten(1)
             p, q, found = self._best_pairs(alpha, beta, domain[active])
             go = ~reached & room & found
             active, p, q = active[go], p[go], q[go]
