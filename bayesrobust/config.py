@@ -95,6 +95,7 @@ class LacokSection:
 
     fgsm_eps: tuple[float, ...] = (0.10, 0.25)
     noise_eps: tuple[float, ...] = (0.25,)
+    unclipped: bool = False  # also Lacok's own protocol: perturbed images are not clipped to [0, 1]
 
 
 @dataclass(frozen=True)

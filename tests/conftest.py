@@ -83,8 +83,12 @@ def tiny_overrides(path: Path) -> list[str]:
     """Overrides that shrink any experiment to seconds: few examples, one epoch, few samples."""
     raw = tomllib.loads(path.read_text())
     sets = ["data.train_limit=300", "data.test_limit=60", "data.shifted_limit=40"]
-    for name in raw.get("models", {}):
+    for name, spec in raw.get("models", {}).items():
         sets.append(f"models.{name}.train.epochs=1")
+        if spec.get("arch", "lenet") == "lenet":
+            sets += [f"models.{name}.params.channels=[4, 8]", f"models.{name}.params.hidden=16"]
+        elif spec.get("params", {}).get("hidden"):
+            sets.append(f"models.{name}.params.hidden=[32]")
     if "evaluation" in raw:
         sets += ["evaluation.samples=3", "evaluation.grid_size=8"]
     attack = raw.get("attack")
@@ -96,6 +100,10 @@ def tiny_overrides(path: Path) -> list[str]:
             for key, small in (("steps", 5), ("binary_search_steps", 2), ("search_steps", 2), ("max_iterations", 5)):
                 if key in params:
                     sets.append(f"attack.runs.{name}.params.{key}={small}")
+        transfer_params = attack.get("transfer", {}).get("params", {})
+        for key, small in (("steps", 5), ("binary_search_steps", 2), ("search_steps", 2), ("max_iterations", 5)):
+            if key in transfer_params:
+                sets.append(f"attack.transfer.params.{key}={small}")
         if "papernot" in attack:
             sets += ["attack.papernot.per_class=1", "attack.papernot.gamma=0.03", "attack.papernot.hardness_gammas=[0.01, 0.03]"]
         if "sweep" in attack:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from bayesrobust.attacks import build_attack
 from bayesrobust.attacks.base import run_batched
+from bayesrobust.predictive import Predictive
 
 
 def lacok_table(models, x, y, section, *, eval_samples: int, eot_samples: int, batch_size: int, generator):
@@ -32,6 +34,35 @@ def lacok_table(models, x, y, section, *, eval_samples: int, eot_samples: int, b
             if m_index == 0:
                 arrays[f"lacok/images/{row}"] = images[:8].numpy()
                 arrays[f"lacok/predicted/{row}"] = pred.predicted[:8].numpy()
+    if section.unclipped:
+        for name, model in models.items():
+            metrics.update(unclipped_rows(name, model, x, y, section, eval_samples=eval_samples, generator=generator))
+        rows += [(f"{r} unclipped", None, {}) for r, a, _ in rows if a is not None]
     arrays["lacok/rows"] = np.array([r[0] for r in rows])
     arrays["lacok/models"] = np.array(list(models))
     return metrics, arrays
+
+
+def unclipped_rows(name, model, x, y, section, *, eval_samples: int, generator) -> dict[str, float]:
+    """Lacok's own protocol: x + ε·sign(∇) and x + ε·r without clipping to [0, 1].
+
+    The images leave the model's validated input domain, so the model is run through its layers
+    directly (dropout on for MC models, off for plain ones), outside the checked entry points."""
+    xg = x.clone().requires_grad_(True)
+    loss = -model.log_prob(xg).gather(1, y[:, None]).sum()
+    (grad,) = torch.autograd.grad(loss, xg)
+    noise = torch.randint(0, 2, x.shape, generator=generator).to(x.dtype) * 2 - 1
+    sets = {f"fgsm eps={e:g} unclipped": x + e * grad.sign() for e in section.fgsm_eps}
+    sets.update({f"noise eps={e:g} unclipped": x + e * noise for e in section.noise_eps})
+    samples = eval_samples if model.stochastic else 1
+    metrics = {}
+    for row, images in sets.items():
+        with torch.no_grad(), model.dropout_sampling(model.stochastic, generator):
+            probs = torch.stack([torch.softmax(model(images.to(model.device)), -1).cpu() for _ in range(samples)])
+        pred = Predictive(probs)
+        prefix = f"lacok/{name}/{row}"
+        metrics[f"{prefix}/error"] = 1.0 - pred.accuracy(y)
+        metrics[f"{prefix}/confidence"] = float(pred.confidence.mean())
+        metrics[f"{prefix}/entropy"] = float(pred.entropy.mean())
+        metrics[f"{prefix}/mi"] = float(pred.mutual_information.mean())
+    return metrics

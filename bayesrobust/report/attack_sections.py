@@ -67,13 +67,13 @@ def lacok_section(run) -> Section | None:
     rows_names = [str(r) for r in arrays["lacok/rows"]]
     section = Section("Lacok (2016) Table 1 layout",
                       "Error rate and mean confidence of each model on the original test examples, FGSM adversarial "
-                      "examples and random sign noise of the same size (all clipped to [0, 1]), with the model's "
-                      "predictive entropy and mutual information.")
+                      "examples and random sign noise of the same size (clipped to [0, 1]; 'unclipped' rows follow Lacok's code, "
+                      "which leaves the images unclipped), with the model's predictive entropy and mutual information.")
     for model in [str(m) for m in arrays["lacok/models"]]:
         rows = [[r] + [fmt(metrics.get(f"lacok/{model}/{r}/{q}")) for q in ("error", "confidence", "entropy", "mi")] for r in rows_names]
         section.tables.append(Table(model, ["test set", "error rate", "confidence", "entropy", "mi"], rows))
-    images = {r: arrays[f"lacok/images/{r}"] for r in rows_names}
-    predicted = {r: arrays[f"lacok/predicted/{r}"] for r in rows_names}
+    images = {r: arrays[f"lacok/images/{r}"] for r in rows_names if f"lacok/images/{r}" in arrays}
+    predicted = {r: arrays[f"lacok/predicted/{r}"] for r in images}
     section.figures.append(("lacok_figure1", figures.image_rows(images, predicted), "Lacok Figure 1 layout: one row per test set, predicted labels above."))
     return section
 
