@@ -31,5 +31,10 @@ lint: $(STAMP)
 bench: $(STAMP)  ## MC-dropout throughput (ours vs the naive loop)
 	$(BIN)/python benchmarks/mc_dropout.py
 
+bench-peers: $(STAMP)  ## attacks beside torchattacks and ART (installs them; torchattacks without its CUDA deps)
+	$(BIN)/python -m pip install --quiet -e ".[peers]"
+	$(BIN)/python -m pip install --quiet --no-deps torchattacks
+	BAYESROBUST_DATA=$${BAYESROBUST_DATA:-$(DATA)} $(BIN)/python benchmarks/attacks.py $(if $(DATA),--data-dir $(DATA),)
+
 clean:
 	rm -rf $(VENV) .pytest_cache
