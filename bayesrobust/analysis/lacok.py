@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bayesrobust.analysis import one_per_class
 from bayesrobust.attacks import build_attack
 from bayesrobust.attacks.base import run_batched
 from bayesrobust.predictive import Predictive
@@ -32,8 +33,9 @@ def lacok_table(models, x, y, section, *, eval_samples: int, eot_samples: int, b
             metrics[f"{prefix}/entropy"] = float(pred.entropy.mean())
             metrics[f"{prefix}/mi"] = float(pred.mutual_information.mean())
             if m_index == 0:
-                arrays[f"lacok/images/{row}"] = images[:8].numpy()
-                arrays[f"lacok/predicted/{row}"] = pred.predicted[:8].numpy()
+                shown = one_per_class(y)
+                arrays[f"lacok/images/{row}"] = images[shown].numpy()
+                arrays[f"lacok/predicted/{row}"] = pred.predicted[shown].numpy()
     if section.unclipped:
         for name, model in models.items():
             metrics.update(unclipped_rows(name, model, x, y, section, eval_samples=eval_samples, generator=generator))

@@ -22,6 +22,7 @@ class SignNoise(Attack):
         self.eps = check_positive("eps", eps)
 
     def perturb(self, model, x, y, target, generator):
-        bits = torch.randint(0, 2, x.shape, generator=generator, device=x.device)
+        source = generator.device if generator is not None else x.device
+        bits = torch.randint(0, 2, x.shape, generator=generator, device=source).to(x.device)
         r = bits.to(x.dtype) * 2 - 1
         return (x + self.eps * r).clamp(0, 1), torch.zeros(x.shape[0], dtype=torch.long)

@@ -41,9 +41,11 @@ class MCDropout(nn.Module):
         n = 1
         for d in shape:
             n *= d
+        # draw where the generator lives (a CPU generator may drive a CUDA model), then move
+        source = self.generator.device if self.generator is not None else device
         words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64,
-                              generator=self.generator, device=device)
-        return words.view(torch.int16)[:n].view(shape) >= self._threshold
+                              generator=self.generator, device=source)
+        return (words.view(torch.int16)[:n].view(shape) >= self._threshold).to(device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.on:

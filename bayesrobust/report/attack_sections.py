@@ -47,14 +47,14 @@ def attack_runs_section(run) -> Section | None:
         if adv:
             section.figures.append((f"attack_mi_{name}", figures.uncertainty_histograms({name: clean["clean"]}, adv, "mutual information (nats)", "clean"),
                                     f"Mutual information of {name} on clean versus adversarial examples."))
-    originals = arrays.get("adv/examples/original")
-    if originals is not None:
-        rows_img = {"original": originals}
-        for r in meta["runs"]:
-            key = f"adv/{r}/{meta['models'][0]}/examples"
-            if key in arrays:
-                rows_img[r] = arrays[key]
-        section.figures.append(("attack_examples", figures.image_rows(rows_img), f"Adversarial examples against {meta['models'][0]}."))
+    first_model = meta["models"][0]
+    for r in meta["runs"]:
+        key = f"adv/{r}/{first_model}"
+        if f"{key}/examples" in arrays and f"adv/{r}/original" in arrays:
+            images = {"original (label)": arrays[f"adv/{r}/original"], f"{r} (predicted)": arrays[f"{key}/examples"]}
+            labels = {"original (label)": arrays[f"adv/{r}/original_labels"], f"{r} (predicted)": arrays[f"{key}/predicted"]}
+            section.figures.append((f"attack_examples_{r}", figures.image_rows(images, labels),
+                                    f"{r}: one digit per class and its adversarial version against {first_model}."))
     return section
 
 

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import torch
 
+from bayesrobust.analysis import one_per_class
 from bayesrobust.analysis.lacok import lacok_table
 from bayesrobust.analysis.papernot import papernot_analysis
 from bayesrobust.analysis.sweep import logit_sweep
@@ -71,9 +72,11 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
             metrics[f"{prefix}/examples"] = float(len(ys))
             arrays[f"adv/{run_name}/{name}/entropy"] = result.predictive.entropy.numpy()
             arrays[f"adv/{run_name}/{name}/mutual_information"] = result.predictive.mutual_information.numpy()
-            arrays[f"adv/{run_name}/{name}/examples"] = result.x_adv[:8].numpy()
-            arrays[f"adv/{run_name}/{name}/predicted"] = result.predictive.predicted[:8].numpy()
-        arrays["adv/examples/original"] = xs[:8].numpy()
+            picked = one_per_class(ys)
+            arrays[f"adv/{run_name}/{name}/examples"] = result.x_adv[picked].numpy()
+            arrays[f"adv/{run_name}/{name}/predicted"] = result.predictive.predicted[picked].numpy()
+        arrays[f"adv/{run_name}/original"] = xs[one_per_class(ys)].numpy()
+        arrays[f"adv/{run_name}/original_labels"] = ys[one_per_class(ys)].numpy()
 
     if section.lacok is not None:
         m, a = lacok_table(models, x, y, section.lacok, generator=gen("lacok"), **common)
