@@ -9,6 +9,7 @@ attacked model's confidence, entropy and mutual information for every example.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -64,7 +65,7 @@ def distortions(x: torch.Tensor, x_adv: torch.Tensor, tol: float = 1e-6) -> tupl
     return (delta.abs() > tol).sum(1), delta.norm(dim=1), delta.abs().amax(1)
 
 
-class Attack:
+class Attack(ABC):
     """Base class. Subclasses set ``name``, ``norm``, ``targeted`` support and implement :meth:`perturb`.
 
     Args (common to every attack):
@@ -78,7 +79,6 @@ class Attack:
     norm: ClassVar[str]
     supports_untargeted: ClassVar[bool] = True
     supports_targeted: ClassVar[bool] = True
-    uses_gradients: ClassVar[bool] = True
 
     def __init__(self, *, eot_samples: int = 1, eval_samples: int | None = None) -> None:
         if eot_samples < 1:
@@ -125,9 +125,10 @@ class Attack:
         device = model.device
         return x.to(device), y.to(device), (target.to(device) if target is not None else None)
 
+    @abstractmethod
     def perturb(self, model, x, y, target, generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (adversarial images, iterations per example). Inputs are validated."""
-        raise NotImplementedError
+        """Return (adversarial images, iterations per example); inputs arrive validated, on the
+        model's device."""
 
     # --- helpers shared by gradient attacks --------------------------------------------------
     def loss_and_grad(self, model, x: torch.Tensor, labels: torch.Tensor, generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -15,7 +15,6 @@ class SignNoise(Attack):
     name = "sign_noise"
     norm = "Linf"
     supports_targeted = False
-    uses_gradients = False
 
     def __init__(self, eps: float = 0.25, **common) -> None:
         super().__init__(**common)
