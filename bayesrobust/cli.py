@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -127,8 +129,18 @@ def cmd_report(args) -> int:
     return 0
 
 
+class Terminated(BaseException):
+    """SIGTERM turned into an exception, so an interrupted run records why it is incomplete."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(f"terminated by signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         if args.command == "run":
             return cmd_run(args)
@@ -142,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     except BayesRobustError as exc:
         print(f"bayesrobust: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated):
         print("bayesrobust: interrupted; the run folder is marked INCOMPLETE", file=sys.stderr)
         return 130
 

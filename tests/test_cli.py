@@ -42,3 +42,25 @@ def test_train_then_evaluate_from_checkpoints(tmp_path):
     assert not (tmp_path / "t" / "arrays" / "evaluation.npz").exists()
     assert main(["evaluate", config, "--from", str(tmp_path / "t"), "--out", str(tmp_path / "e"), *tiny]) == 0
     assert (tmp_path / "e" / "arrays" / "evaluation.npz").exists()
+
+
+def test_sigterm_marks_the_run_incomplete(tmp_path):
+    """A run killed with SIGTERM records the signal in INCOMPLETE and exits 130."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "bayesrobust.cli", "run", str(REPO / "experiments" / "quickstart.toml"),
+           "--out", str(out), "--quiet", "--set", "models.lenet.train.epochs=50"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "config.toml").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "signal" in (out / "INCOMPLETE").read_text()
+    assert not (out / "report.html").exists()
