@@ -87,7 +87,7 @@ def cmd_datasets(args) -> int:
     from bayesrobust.data.base import candidate_roots
 
     print(f"data roots searched: {', '.join(str(p) for p in candidate_roots(args.data_dir))}")
-    print(f"{'name':<15}{'splits':<12}{'status':<42}description")
+    rows = []
     for name in DATASETS.names():
         spec = DATASETS.get(name)
         split = spec.splits[-1] if "test" in spec.splits else spec.splits[0]
@@ -99,7 +99,11 @@ def cmd_datasets(args) -> int:
                 status = "unavailable: " + str(exc).split(".")[0][:60]
         else:
             status = _locate_status(name, args.data_dir)
-        print(f"{name:<15}{'/'.join(spec.splits):<12}{status:<42}{spec.description}")
+        rows.append((name, "/".join(spec.splits), status, spec.description))
+    width = max(len(r[2]) for r in rows) + 2
+    print(f"{'name':<15}{'splits':<12}{'status':<{width}}description")
+    for name, splits, status, description in rows:
+        print(f"{name:<15}{splits:<12}{status:<{width}}{description}")
     return 0
 
 
