@@ -166,9 +166,10 @@ class RunDir:
         return target
 
     def update_metrics(self, metrics: dict[str, float]) -> None:
-        """Merge ``metrics`` into metrics.json (atomically)."""
+        """Merge ``metrics`` into metrics.json (atomically). NaN (undefined, e.g. the mean distortion
+        of successful examples when none succeeded) is written as null, keeping the file valid JSON."""
         current = self.metrics()
-        current.update(metrics)
+        current.update({k: (None if isinstance(v, float) and v != v else v) for k, v in metrics.items()})
         self.write_json("metrics.json", current)
 
     # --- readers --------------------------------------------------------------------------

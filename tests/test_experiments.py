@@ -36,7 +36,8 @@ def test_experiment_runs_with_tiny_settings(path, tmp_path):
     assert main(args) == 0
     assert not (out / "INCOMPLETE").exists()
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics and all(isinstance(v, (int, float)) for v in metrics.values())
+    assert metrics and all(v is None or isinstance(v, (int, float)) for v in metrics.values())
+    json.loads((out / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     for required in ("config.toml", "env.json", "report.html", "report.md"):
         assert (out / required).exists(), required
     assert list((out / "figures").glob("*.png")) and list((out / "figures").glob("*.pdf"))

@@ -12,6 +12,8 @@ def test_new_run_is_incomplete_until_finished(tmp_path):
     run.update_metrics({"clean/acc": 0.5})
     run.update_metrics({"clean/nll": 1.0})
     assert run.metrics() == {"clean/acc": 0.5, "clean/nll": 1.0}
+    run.update_metrics({"adv/l2_success": float("nan")})
+    assert "NaN" not in run.file("metrics.json").read_text() and run.metrics()["adv/l2_success"] is None
     run.finish()
     assert run.complete
 

@@ -59,7 +59,8 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
     for run_name, spec in section.runs.items():
         attack = build_attack(spec.attack, eval_samples=section.eval_samples, eot_samples=section.eot_samples,
                               **dict(spec.params))
-        xs, ys = (x, y) if not spec.limit else (test.head(spec.limit, seed=0).images, test.head(spec.limit, seed=0).labels)
+        subset = test.head(spec.limit, seed=0) if spec.limit else test
+        xs, ys = subset.images, subset.labels
         target = choose_targets(spec.targets, ys, derive_seed(seed, "targets", run_name))
         for name in spec.models or tuple(models):
             start = time.perf_counter()
