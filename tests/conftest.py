@@ -72,6 +72,8 @@ def tiny_models():
         "softmax": lambda: build_model("mlp", mode="plain", hidden=(), input_dropout=0.0, bias=True),
         "lenet-mc": lambda: build_model("lenet", mode="mc_dropout", channels=(4, 8), hidden=16),
         "lenet-plain": lambda: build_model("lenet", mode="plain", channels=(4, 8), hidden=16),
+        "ae_softmax-plain": lambda: build_model("ae_softmax", mode="plain", code=16, pretrain_epochs=1),
+        "ae_softmax-mc": lambda: build_model("ae_softmax", mode="mc_dropout", code=16, pretrain_epochs=1, dropout=0.3),
     }
 
 
@@ -87,6 +89,8 @@ def tiny_overrides(path: Path) -> list[str]:
         sets.append(f"models.{name}.train.epochs=1")
         if spec.get("arch", "lenet") == "lenet":
             sets += [f"models.{name}.params.channels=[4, 8]", f"models.{name}.params.hidden=16"]
+        elif spec["arch"] == "ae_softmax":
+            sets += [f"models.{name}.params.code=16", f"models.{name}.params.pretrain_epochs=1"]
         elif spec.get("params", {}).get("hidden"):
             sets.append(f"models.{name}.params.hidden=[32]")
     if "evaluation" in raw:

@@ -198,3 +198,15 @@ def test_training_is_deterministic_for_a_seed(digits5k):
 def test_trained_lenet_is_accurate(trained_lenet, digits5k):
     pred = trained_lenet.predictive(digits5k[1].images, 20, generator=gen())
     assert pred.accuracy(digits5k[1].labels) > 0.85
+
+
+def test_autoencoder_pretraining_reduces_reconstruction_loss(digits5k):
+    from bayesrobust.models.training import pretrain_autoencoder
+
+    torch.manual_seed(0)
+    model = build_model("ae_softmax", mode="plain", code=32, pretrain_epochs=3)
+    losses = pretrain_autoencoder(model.encoder(), model.decoder, digits5k[0], TrainSection(batch_size=64),
+                                  epochs=3, seed=0, progress=False)
+    assert losses[-1] < losses[0]
+    model.fit(digits5k[0], TrainSection(lr=1e-2, epochs=4, batch_size=64), seed=0, progress=False)
+    assert model.predictive(digits5k[1].images).accuracy(digits5k[1].labels) > 0.7

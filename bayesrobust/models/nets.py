@@ -78,3 +78,32 @@ class LeNet(BayesianClassifier):
             MCDropout(dropout), nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(),
             MCDropout(dropout), nn.Linear(hidden, self.num_classes),
         ))
+
+
+@MODELS.register("ae_softmax")
+class AutoencoderSoftmax(BayesianClassifier):
+    """Szegedy et al.'s AE400-10: a one-layer sigmoid autoencoder (784 → ``code`` → 784) pre-trained
+    on reconstruction, whose code then feeds a softmax layer; the whole classifier is fine-tuned.
+
+    ``fit`` runs ``pretrain_epochs`` of binary cross-entropy reconstruction first. ``dropout`` > 0 before
+    the softmax layer makes an MC-dropout variant (the code is then the deterministic trunk).
+    """
+
+    arch = "ae_softmax"
+
+    def __init__(self, *, mode: str = "plain", code: int = 400, pretrain_epochs: int = 5, dropout: float = 0.0) -> None:
+        super().__init__(mode=mode, code=code, pretrain_epochs=pretrain_epochs, dropout=dropout)
+        self.decoder = nn.Sequential(nn.Linear(code, 784), nn.Sigmoid())
+        self._split(nn.Sequential(nn.Flatten(), nn.Linear(784, code), nn.Sigmoid(), MCDropout(dropout),
+                                  nn.Linear(code, self.num_classes)))
+
+    def encoder(self) -> nn.Sequential:
+        """Flatten → linear → sigmoid: the first three layers, wherever the trunk/head cut falls."""
+        return nn.Sequential(*[*self.trunk, *self.head][:3])
+
+    def fit(self, train, config, *, val=None, seed: int = 0, progress: bool = True) -> AutoencoderSoftmax:
+        from bayesrobust.models.training import pretrain_autoencoder
+
+        pretrain_autoencoder(self.encoder(), self.decoder, train, config, epochs=self.params["pretrain_epochs"],
+                             seed=seed, progress=progress)
+        return super().fit(train, config, val=val, seed=seed, progress=progress)

@@ -88,3 +88,27 @@ def train_model(model, train, config, *, val=None, seed: int = 0, progress: bool
     if best_state is not None:
         model.load_state_dict(best_state)
 
+
+
+def pretrain_autoencoder(encoder, decoder, train, config, *, epochs: int, seed: int, progress: bool) -> list[float]:
+    """Greedy reconstruction pre-training (binary cross-entropy on pixels in [0, 1]); returns the
+    mean loss per epoch."""
+    params = [*encoder.parameters(), *decoder.parameters()]
+    optimizer = make_optimizer(params, config)
+    shuffle = make_generator(seed + 2)
+    device = params[0].device
+    losses = []
+    for epoch in range(1, epochs + 1):
+        order = torch.randperm(len(train), generator=shuffle)
+        total = 0.0
+        for i in progress_bar(range(0, len(train), config.batch_size), desc=f"autoencoder {epoch}/{epochs}",
+                              enabled=progress, leave=False):
+            x = train.images[order[i: i + config.batch_size]].to(device)
+            recon = decoder(encoder(x)).view_as(x)
+            loss = F.binary_cross_entropy(recon, x)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * x.shape[0]
+        losses.append(total / len(train))
+    return losses
