@@ -131,9 +131,7 @@ def main(argv=None) -> dict:
     else:
         model = build_model("lenet", mode="plain").fit(load_dataset(train_name, "train", root=args.data_dir),
                                                        TrainSection(epochs=args.epochs), progress=False)
-    model = build_model(model.arch, mode="plain", **model.params).eval() if model.mode != "plain" else model
-    if args.checkpoint and BayesianClassifier.load(args.checkpoint).mode != "plain":
-        model.load_state_dict(BayesianClassifier.load(args.checkpoint).state_dict())
+    model = model.with_mode("plain")
     for p in model.parameters():
         p.requires_grad_(False)
     net = DeterministicLogits(model).eval()

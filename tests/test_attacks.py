@@ -168,17 +168,10 @@ def test_bim_a_stops_at_first_success_and_b_runs_all_steps(small_model, images, 
     assert float(a.linf.mean()) <= float(b.linf.mean())
 
 
-def plain_copy(model):
-    """The same weights as a deterministic (dropout-off) network."""
-    plain = build_model(model.arch, mode="plain", **model.params)
-    plain.load_state_dict(model.state_dict())
-    return plain
-
-
 def test_cw_moves_pixels_that_start_at_zero_or_one(small_model, images, labels):
     """The scale inside the tanh keeps atanh finite at 0 and 1, so Adam can move those pixels."""
     attack = build_attack("cw_l2", steps=200, binary_search_steps=3, initial_const=100.0, lr=0.1)
-    result = attack(plain_copy(small_model), images[:4], labels[:4])
+    result = attack(small_model.with_mode("plain"), images[:4], labels[:4])
     assert bool(result.success.all())
     x, delta = images[:4], (result.x_adv - images[:4]).abs()
     at_bounds = (x == 0) | (x == 1)

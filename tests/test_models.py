@@ -210,3 +210,11 @@ def test_autoencoder_pretraining_reduces_reconstruction_loss(digits5k):
     assert losses[-1] < losses[0]
     model.fit(digits5k[0], TrainSection(lr=1e-2, epochs=4, batch_size=64), seed=0, progress=False)
     assert model.predictive(digits5k[1].images).accuracy(digits5k[1].labels) > 0.7
+
+
+def test_with_mode_shares_weights(images):
+    model = build_model("lenet", mode="plain", channels=(4, 8), hidden=16)
+    twin = model.with_mode("mc_dropout")
+    assert model.with_mode("plain") is model and twin.stochastic and not model.stochastic
+    assert torch.equal(twin.logits(images), model.logits(images))
+    assert twin.predictive(images, 5, generator=gen()).num_samples == 5

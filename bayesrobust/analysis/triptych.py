@@ -30,7 +30,7 @@ def triptych(model, x, y, section, *, eval_samples: int, eot_samples: int, gener
     delta_image = magnitude / magnitude.flatten(1).amax(1).clamp_min(1e-12)[:, None, None, None]
     orig, adv = clean[idx], result.predictive
     dpred = model.predictive(delta_image, eval_samples, generator=generator)
-    mc = mc_twin(model)
+    mc = model.with_mode("mc_dropout") if model.dropouts() else model
     mc_orig = mc.predictive(xs, eval_samples, generator=generator)
     mc_adv = mc.predictive(result.x_adv, eval_samples, generator=generator)
     votes = (mc_adv.probs.argmax(-1) == section.target).float().mean(0)
@@ -57,13 +57,3 @@ def triptych(model, x, y, section, *, eval_samples: int, eot_samples: int, gener
     }
     return metrics, arrays
 
-
-def mc_twin(model):
-    """The same weights with dropout kept on at test time (the model itself if already MC)."""
-    if model.stochastic or not model.dropouts():
-        return model
-    from bayesrobust.models import build_model
-
-    twin = build_model(model.arch, mode="mc_dropout", **model.params).to(model.device)
-    twin.load_state_dict(model.state_dict())
-    return twin

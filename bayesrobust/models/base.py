@@ -138,6 +138,15 @@ class BayesianClassifier(nn.Module):
         train_model(self, train, config, val=val, seed=seed, progress=progress)
         return self
 
+    def with_mode(self, mode: str) -> BayesianClassifier:
+        """The same weights in another inference mode (``self`` when the mode already matches), e.g.
+        a plain network's MC-dropout twin, as in Choi's dropout-at-test-time check."""
+        if mode == self.mode:
+            return self
+        twin = build_model(self.arch, mode=mode, **self.params).to(self.device)
+        twin.load_state_dict(self.state_dict())
+        return twin
+
     # --- persistence -------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         return {"arch": self.arch, "mode": self.mode, "params": self.params}
