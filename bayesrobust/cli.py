@@ -98,7 +98,7 @@ def cmd_datasets(args) -> int:
             except BayesRobustError as exc:
                 status = "unavailable: " + str(exc).split(".")[0][:60]
         else:
-            status = _locate_status(name, args.data_dir)
+            status = _locate_status(spec, args.data_dir)
         rows.append((name, "/".join(spec.splits), status, spec.description))
     width = max(len(r[2]) for r in rows) + 2
     print(f"{'name':<15}{'splits':<12}{'status':<{width}}description")
@@ -107,17 +107,14 @@ def cmd_datasets(args) -> int:
     return 0
 
 
-def _locate_status(name: str, data_dir) -> str:
+def _locate_status(spec, data_dir) -> str:
     from bayesrobust.data.download import locate
-    from bayesrobust.data.mnist import FASHION_REMOTE, MNIST_REMOTE
-    from bayesrobust.data.semeion import SEMEION
-    from bayesrobust.data.svhn import SVHN_FILES
 
-    files = {"mnist": list(MNIST_REMOTE.values()), "fashion-mnist": list(FASHION_REMOTE.values()),
-             "semeion": [SEMEION], "svhn": [SVHN_FILES["test"]]}[name]
-    found = [locate(f, name, data_dir) for f in files]
-    if all(found):
+    found = [locate(f, spec.name, data_dir) for f in spec.remote_files]
+    if found and all(found):
         return f"found in {found[0].parent} (--verify to check)"
+    if any(found):
+        return f"partly found in {next(f for f in found if f).parent}"
     return "missing (use --data-dir, $BAYESROBUST_DATA or --download)"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +128,7 @@ class DatasetSpec:
     splits: tuple[str, ...]
     description: str
     offline: bool = False  # ships inside an installed package
-    files: Callable[[Path], list[Path]] = field(default=lambda root: [])
+    remote_files: tuple = ()  # RemoteFile specs looked for in ROOT/<name>/ or ROOT/ (empty when offline)
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")

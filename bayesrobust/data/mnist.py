@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from bayesrobust.data.base import DATASETS, Dataset, DatasetInfo, DatasetSpec, to_dataset
 from bayesrobust.data.download import RemoteFile, fetch
 from bayesrobust.data.idx import parse_idx
@@ -67,12 +65,8 @@ def load_fashion_mnist(split: str, root=None, download: bool = False) -> Dataset
                             extra_roots=("/usr/share/datasets/fashion-mnist",))
 
 
-def _idx_paths(subdir: str, files: dict[str, RemoteFile]):
-    return lambda root: [Path(root) / subdir / (f + ".gz") for f in files]
-
-
 DATASETS.add("mnist", DatasetSpec("mnist", load_mnist, ("train", "test"),
-                                  "MNIST, 60,000 + 10,000 (IDX files)", files=_idx_paths("mnist", MNIST_REMOTE)))
+                                  "MNIST, 60,000 + 10,000 (IDX files)", remote_files=tuple(MNIST_REMOTE.values())))
 DATASETS.add("fashion-mnist", DatasetSpec("fashion-mnist", load_fashion_mnist, ("train", "test"),
                                           "Fashion-MNIST, out-of-distribution set (IDX files)",
-                                          files=_idx_paths("fashion-mnist", FASHION_REMOTE)))
+                                          remote_files=tuple(FASHION_REMOTE.values())))

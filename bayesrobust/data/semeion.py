@@ -51,4 +51,4 @@ def load_semeion(split: str = "all", root=None, download: bool = False) -> Datas
 
 DATASETS.add("semeion", DatasetSpec("semeion", load_semeion, ("all", "test"),
                                     "Semeion handwritten digits, 1,593 (UCI semeion.data)",
-                                    files=lambda root: [root / "semeion" / "semeion.data"]))
+                                    remote_files=(SEMEION,)))

@@ -57,4 +57,4 @@ def load_svhn(split: str = "test", root=None, download: bool = False) -> Dataset
 
 
 DATASETS.add("svhn", DatasetSpec("svhn", load_svhn, ("train", "test"), "SVHN format 2 (.mat), greyscale 28x28",
-                                 files=lambda root: [root / "svhn" / "test_32x32.mat"]))
+                                 remote_files=tuple(SVHN_FILES.values())))
