@@ -145,6 +145,23 @@ class TriptychSection:
 
 
 @dataclass(frozen=True)
+class UncertaintyAwareSection:
+    """Grosse et al.'s question: is there, within the budget, an adversarial example that is
+    misclassified, confident (≥ ``confidence``) and no more uncertain than ``quantile`` of the
+    model's clean validation digits? Run on every model."""
+
+    attack: str = "bim"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    targets: str = "none"  # none | next | random
+    confidence: float = 0.9  # τ on the MC-mean confidence of the adversarial class
+    quantile: float = 0.95  # the uncertainty cap: this quantile of the model's clean validation values
+    uncertainty: str = "mi"  # mi | entropy
+    eot_samples: int = 10  # masks per gradient (the uncertainty penalty needs several)
+    uncertainty_weight: float = 10.0
+    limit: int = 0  # 0: the suite's limit
+
+
+@dataclass(frozen=True)
 class AttackSection:
     """The attack suite: named attack runs plus the paper analyses that are configured."""
 
@@ -152,7 +169,11 @@ class AttackSection:
     batch_size: int = 250
     eval_samples: int = 50  # MC draws judging success and uncertainty on adversarial examples
     eot_samples: int = 1  # dropout masks averaged per attack gradient
+    adaptive: bool = True  # on stochastic models, also run every attack in its adaptive form
+    adaptive_eot_samples: int = 10  # masks per gradient in the adaptive form
+    adaptive_kappa: float = 5.0  # C&W confidence margin (logits) in the adaptive form
     runs: Mapping[str, AttackRunSection] = field(default_factory=dict)
+    uncertainty_aware: UncertaintyAwareSection | None = None
     lacok: LacokSection | None = None
     papernot: PapernotSection | None = None
     sweep: SweepSection | None = None
@@ -316,14 +337,32 @@ def validate(config: ExperimentConfig) -> None:
         validate_attack(config)
 
 
+RESERVED_RUN_NAMES = ("clean", "worst_case")
+
+
 def validate_attack(config: ExperimentConfig) -> None:
     from bayesrobust.attacks import ATTACKS, build_attack
 
     a = config.attack
-    for key in ("limit", "batch_size", "eval_samples", "eot_samples"):
+    for key in ("limit", "batch_size", "eval_samples", "eot_samples", "adaptive_eot_samples"):
         if getattr(a, key) < 1:
             raise ConfigError(f"attack.{key} must be >= 1")
+    if a.adaptive_kappa < 0:
+        raise ConfigError(f"attack.adaptive_kappa must be >= 0, got {a.adaptive_kappa}")
+    for name in a.runs:
+        if name in RESERVED_RUN_NAMES or "@" in name:
+            raise ConfigError(f"attack.runs.{name}: the names {', '.join(RESERVED_RUN_NAMES)} and names with '@' are "
+                              "reserved for the suite's own rows; rename the run")
     named = [(f"attack.runs.{n}", r.attack, r.params) for n, r in a.runs.items()]
+    if a.uncertainty_aware is not None:
+        u = a.uncertainty_aware
+        if not 0.0 < u.confidence <= 1.0 or not 0.0 < u.quantile <= 1.0:
+            raise ConfigError("attack.uncertainty_aware: confidence and quantile must be in (0, 1]")
+        if u.uncertainty not in ("mi", "entropy"):
+            raise ConfigError(f"attack.uncertainty_aware.uncertainty must be mi or entropy, got {u.uncertainty!r}")
+        if u.eot_samples < 1:
+            raise ConfigError("attack.uncertainty_aware.eot_samples must be >= 1")
+        named.append(("attack.uncertainty_aware", u.attack, u.params))
     if a.transfer is not None:
         named.append(("attack.transfer", a.transfer.attack, a.transfer.params))
     if a.triptych is not None:
@@ -333,7 +372,8 @@ def validate_attack(config: ExperimentConfig) -> None:
             build_attack(attack, **dict(params))
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-    targeted = [(f"attack.runs.{n}", r) for n, r in a.runs.items()] + ([("attack.transfer", a.transfer)] if a.transfer else [])
+    targeted = [(f"attack.runs.{n}", r) for n, r in a.runs.items()] + ([("attack.transfer", a.transfer)] if a.transfer else []) \
+        + ([("attack.uncertainty_aware", a.uncertainty_aware)] if a.uncertainty_aware else [])
     for where, r in targeted:
         if r.targets not in ("none", "next", "random"):
             raise ConfigError(f"{where}.targets must be none, next or random, got {r.targets!r}")

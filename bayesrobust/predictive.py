@@ -31,9 +31,13 @@ class Predictive:
 
     Args:
         probs: class probabilities ``(S, N, C)``; each ``probs[s, n]`` sums to one.
+        log_probs: optional log-probabilities of the same shape (what :meth:`from_logits` keeps).
+            With them the log-likelihood is exact however small the probability; without them it is
+            computed from ``probs`` with a floor of 1e-12 (at most 27.6 nats per example).
     """
 
     probs: torch.Tensor
+    log_probs: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         p = self.probs
@@ -42,6 +46,19 @@ class Predictive:
         if not torch.isfinite(p).all():
             raise InputError("Predictive.probs contains NaN or inf")
         object.__setattr__(self, "probs", p.detach())
+        if self.log_probs is not None:
+            lp = self.log_probs
+            if not isinstance(lp, torch.Tensor) or lp.shape != p.shape:
+                raise InputError(f"Predictive.log_probs must have the shape of probs {tuple(p.shape)}, got {getattr(lp, 'shape', type(lp))}")
+            if torch.isnan(lp).any() or (lp > 0).any():
+                raise InputError("Predictive.log_probs must be <= 0 and not NaN")
+            object.__setattr__(self, "log_probs", lp.detach())
+
+    @staticmethod
+    def from_logits(logits: torch.Tensor) -> Predictive:
+        """From logit samples ``(S, N, C)``: probabilities and exact log-probabilities (float32, CPU)."""
+        log_probs = torch.log_softmax(logits.detach().float(), -1).cpu()
+        return Predictive(log_probs.exp(), log_probs)
 
     # --- shapes -------------------------------------------------------------------------------
     @property
@@ -109,8 +126,12 @@ class Predictive:
         return y.to(self.probs.device).long()
 
     def log_likelihood(self, y: torch.Tensor) -> torch.Tensor:
-        """Per-example log of the MC-mean probability of the true class ``(N,)``."""
+        """Per-example log of the MC-mean probability of the true class ``(N,)``: exact (a log-sum-exp
+        over samples) when log-probabilities are held, else floored at log 1e-12."""
         y = self._check_labels(y)
+        if self.log_probs is not None:
+            chosen = self.log_probs.gather(2, y[None, :, None].expand(self.num_samples, -1, 1)).squeeze(2)
+            return torch.logsumexp(chosen, 0) - math.log(self.num_samples)
         return torch.log(self.mean.gather(1, y[:, None]).squeeze(1).clamp_min(_EPS))
 
     def nll(self, y: torch.Tensor) -> float:
@@ -136,12 +157,15 @@ class Predictive:
     # --- composition and export ---------------------------------------------------------
     def __getitem__(self, index) -> Predictive:
         """Select examples (not samples): ``pred[mask]``, ``pred[:10]``."""
-        return Predictive(self.probs[:, index])
+        return Predictive(self.probs[:, index], None if self.log_probs is None else self.log_probs[:, index])
 
     @staticmethod
     def concat(parts: list[Predictive]) -> Predictive:
-        """Join predictives over the example dimension (same S and C)."""
-        return Predictive(torch.cat([p.probs for p in parts], dim=1))
+        """Join predictives over the example dimension (same S and C); log-probabilities are kept
+        only when every part has them."""
+        logs = [p.log_probs for p in parts]
+        return Predictive(torch.cat([p.probs for p in parts], dim=1),
+                          None if any(lp is None for lp in logs) else torch.cat(logs, dim=1))
 
     def to_inference_data(self, y: torch.Tensor | None = None):
         """Export as ArviZ ``InferenceData``: a posterior-predictive group ``probs`` with dims

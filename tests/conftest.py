@@ -112,6 +112,12 @@ def tiny_overrides(path: Path) -> list[str]:
             sets += ["attack.papernot.per_class=1", "attack.papernot.gamma=0.03", "attack.papernot.hardness_gammas=[0.01, 0.03]"]
         if "sweep" in attack:
             sets += ["attack.sweep.steps=9"]
+        if "uncertainty_aware" in attack:
+            sets += ["attack.uncertainty_aware.limit=10", "attack.uncertainty_aware.eot_samples=2"]
+            if "steps" in attack["uncertainty_aware"].get("params", {}):
+                sets += ["attack.uncertainty_aware.params.steps=5"]
+        if "adaptive_eot_samples" not in attack:
+            sets += ["attack.adaptive_eot_samples=2"]
         if "triptych" in attack:
             sets += ["attack.triptych.count=2"]
             if "steps" in attack["triptych"].get("params", {}):

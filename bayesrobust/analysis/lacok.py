@@ -38,20 +38,22 @@ def lacok_table(models, x, y, section, *, eval_samples: int, eot_samples: int, b
                 arrays[f"lacok/predicted/{row}"] = pred.predicted[shown].numpy()
     if section.unclipped:
         for name, model in models.items():
-            metrics.update(unclipped_rows(name, model, x, y, section, eval_samples=eval_samples, generator=generator))
+            metrics.update(unclipped_rows(name, model, x, y, section, eval_samples=eval_samples, eot_samples=eot_samples,
+                                         generator=generator))
         rows += [(f"{r} unclipped", None, {}) for r, a, _ in rows if a is not None]
     arrays["lacok/rows"] = np.array([r[0] for r in rows])
     arrays["lacok/models"] = np.array(list(models))
     return metrics, arrays
 
 
-def unclipped_rows(name, model, x, y, section, *, eval_samples: int, generator) -> dict[str, float]:
+def unclipped_rows(name, model, x, y, section, *, eval_samples: int, eot_samples: int, generator) -> dict[str, float]:
     """Lacok's own protocol: x + ε·sign(∇) and x + ε·r without clipping to [0, 1].
 
     The images leave the model's validated input domain, so the model is run through its layers
-    directly (dropout on for MC models, off for plain ones), outside the checked entry points."""
+    directly (dropout on for MC models, off for plain ones), outside the checked entry points. Every
+    dropout mask — of the gradient (``eot_samples``) and of the evaluation — comes from ``generator``."""
     xg = x.clone().requires_grad_(True)
-    loss = -model.log_prob(xg).gather(1, y[:, None]).sum()
+    loss = -model.log_prob(xg, eot_samples, generator=generator).gather(1, y[:, None]).sum()
     (grad,) = torch.autograd.grad(loss, xg)
     noise = torch.randint(0, 2, x.shape, generator=generator).to(x.dtype) * 2 - 1
     sets = {f"fgsm eps={e:g} unclipped": x + e * grad.sign() for e in section.fgsm_eps}

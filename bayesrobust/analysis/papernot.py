@@ -14,52 +14,71 @@ from bayesrobust.attacks.base import run_batched
 PIXELS = 784
 
 
-def source_target_pairs(x: torch.Tensor, y: torch.Tensor, per_class: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``per_class`` images of each class, each repeated for the 9 other targets: (x, y, target)."""
-    xs, ys, ts = [], [], []
+def source_target_pairs(x: torch.Tensor, y: torch.Tensor, per_class: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``per_class`` images of each class, each repeated for the 9 other targets: (x, y, target), and
+    the row indices of the source images in ``x``, each once."""
+    xs, ys, ts, sources = [], [], [], []
     for cls in range(10):
         idx = torch.nonzero(y == cls).flatten()[:per_class]
+        sources.append(idx)
         for t in range(10):
             if t != cls and idx.numel():
                 xs.append(x[idx])
                 ys.append(y[idx])
                 ts.append(torch.full_like(y[idx], t))
-    return torch.cat(xs), torch.cat(ys), torch.cat(ts)
+    return torch.cat(xs), torch.cat(ys), torch.cat(ts), torch.cat(sources)
 
 
-def hardness(success_at: np.ndarray, distortion_at: np.ndarray) -> np.ndarray:
-    """H(s, t) ≈ Σ_k (τ_{k+1} − τ_k)·(ε_{k+1} + ε_k)/2 over increasing maximum distortions Υ_k,
-    with τ the success rate and ε the mean distortion of successful samples (arrays (K, 10, 10))."""
-    tau = np.nan_to_num(success_at)
-    eps = np.nan_to_num(distortion_at)
-    return ((tau[1:] - tau[:-1]) * (eps[1:] + eps[:-1]) / 2).sum(0)
+def hardness(success_at: np.ndarray, distortion_at: np.ndarray, first_distortion: np.ndarray) -> np.ndarray:
+    """H(s, t) = ∫ ε(s, t, τ) dτ by the trapezoid rule over the (τ_k, ε_k) of increasing maximum
+    distortions Υ_k (Papernot et al. 2016), arrays (K, 10, 10): τ the success rate, ε the mean
+    distortion of the successful samples.
+
+    Where τ_k = 0, ε_k is undefined (no successful sample), and setting it to 0 biases H down. The
+    integral starts at τ = 0, where ε(s, t, τ → 0) is the distortion of the first sample to succeed as
+    the budget grows — the smallest distortion among the pair's successes, ``first_distortion`` (10, 10).
+    So the curve is the point (0, first_distortion) followed by the points with τ_k > 0. A pair that
+    never succeeds has no curve: NaN."""
+    K = success_at.shape[0]
+    out = np.full(success_at.shape[1:], np.nan)
+    for s, t in np.ndindex(*out.shape):
+        if not np.isfinite(first_distortion[s, t]):
+            continue
+        keep = [k for k in range(K) if success_at[k, s, t] > 0]
+        tau = np.concatenate([[0.0], success_at[keep, s, t]])
+        eps = np.concatenate([[first_distortion[s, t]], distortion_at[keep, s, t]])
+        out[s, t] = float(((tau[1:] - tau[:-1]) * (eps[1:] + eps[:-1]) / 2).sum())
+    return out
 
 
-def adversarial_distance(model, x: torch.Tensor, y: torch.Tensor, *, eot_samples: int, generator) -> np.ndarray:
-    """A(X, t): fraction of pixels whose single-pixel saliency S(X, t) is zero at the first iteration
-    (θ = +1), averaged per (source, target) pair → (10, 10), NaN on the diagonal. Near 1 = hard."""
+def adversarial_distance(model, x: torch.Tensor, y: torch.Tensor, *, eot_samples: int, generator) -> tuple[np.ndarray, np.ndarray]:
+    """A(X, t): the fraction of pixels whose saliency S(X, t) is zero at the first iteration (θ = +1;
+    a pixel is salient when ∂Z_t/∂x_i > 0 and Σ_{j≠t} ∂Z_j/∂x_i < 0). Near 1 = hard.
+
+    Returns (per-example values (N, 10) with NaN where t = y, their means per (source, target) class
+    pair (10, 10) with NaN on the diagonal). Papernot's robustness R(F) is the minimum over individual
+    (X, t) pairs — of the first array, not of the class-pair means."""
     x = x.detach().clone().requires_grad_(True)
     logits = model.sample_logits(x, eot_samples, generator=generator).mean(0)
     jac = torch.stack([torch.autograd.grad(logits[:, c].sum(), x, retain_graph=c < 9)[0].flatten(1) for c in range(10)], 1)
     total = jac.sum(1)
-    out = np.full((10, 10), np.nan)
-    sums, counts = np.zeros((10, 10)), np.zeros((10, 10))
+    per_example = np.full((x.shape[0], 10), np.nan)
     for t in range(10):
         alpha, beta = jac[:, t], total - jac[:, t]
-        zero_fraction = 1.0 - ((alpha > 0) & (beta < 0)).float().mean(1)
-        for s in range(10):
-            mask = (y == s) & (y != t)
-            if mask.any():
-                sums[s, t] += float(zero_fraction[mask].sum())
-                counts[s, t] += int(mask.sum())
-    np.divide(sums, counts, out=out, where=counts > 0)
-    np.fill_diagonal(out, np.nan)
-    return out
+        per_example[:, t] = (1.0 - ((alpha > 0) & (beta < 0)).float().mean(1)).numpy()
+    labels = y.cpu().numpy()
+    per_example[np.arange(len(labels)), labels] = np.nan
+    means = np.full((10, 10), np.nan)
+    for s in range(10):
+        rows = per_example[labels == s]
+        if len(rows):
+            means[s] = rows.mean(0)  # the column t = s is NaN, as the diagonal should be
+    return per_example, means
 
 
 def papernot_analysis(model, x, y, section, *, eval_samples: int, eot_samples: int, batch_size: int, generator):
     """Run JSMA (θ, γ) from ``per_class`` images per class to every other class."""
-    xs, ys, ts = source_target_pairs(x, y, section.per_class)
+    xs, ys, ts, sources = source_target_pairs(x, y, section.per_class)
     attack = build_attack("jsma", theta=section.theta, gamma=section.gamma, candidates=section.candidates, space=section.space,
                           eval_samples=eval_samples, eot_samples=eot_samples)
     result = run_batched(attack, model, xs, ys, target=ts, batch_size=batch_size, generator=generator, desc="jsma matrix")
@@ -70,7 +89,8 @@ def papernot_analysis(model, x, y, section, *, eval_samples: int, eot_samples: i
     distortion = np.full((10, 10), np.nan)
     gammas = sorted(g for g in section.hardness_gammas if g <= section.gamma)
     success_k = np.zeros((len(gammas), 10, 10))
-    distortion_k = np.zeros((len(gammas), 10, 10))
+    distortion_k = np.full((len(gammas), 10, 10), np.nan)
+    first = np.full((10, 10), np.nan)
     for s in range(10):
         for t in range(10):
             sel = (s_np == s) & (t_np == t)
@@ -78,14 +98,16 @@ def papernot_analysis(model, x, y, section, *, eval_samples: int, eot_samples: i
                 continue
             success[s, t] = ok[sel].mean()
             distortion[s, t] = frac[sel & ok].mean() if (sel & ok).any() else np.nan
+            first[s, t] = frac[sel & ok].min() if (sel & ok).any() else np.nan
             for k, g in enumerate(gammas):
                 # JSMA is greedy and deterministic: a smaller budget truncates the same trajectory,
                 # so success under Υ_k is success with at most ⌊784·Υ_k⌋ changed pixels.
                 ok_k = ok[sel] & (result.l0.numpy()[sel] <= math.floor(PIXELS * g))
                 success_k[k, s, t] = ok_k.mean()
-                distortion_k[k, s, t] = frac[sel][ok_k].mean() if ok_k.any() else 0.0
+                distortion_k[k, s, t] = frac[sel][ok_k].mean() if ok_k.any() else np.nan
     summary = result.summary()
-    clean = model.predictive(xs[::9], eval_samples, generator=generator)  # each source image once
+    clean = model.predictive(x[sources], eval_samples, generator=generator)  # each source image once
+    per_pair, distance = adversarial_distance(model, x, y, eot_samples=eot_samples, generator=generator)
     metrics = {
         "papernot/success_rate": summary["success_rate"],
         "papernot/distortion_all": summary["l0_fraction"],
@@ -100,10 +122,11 @@ def papernot_analysis(model, x, y, section, *, eval_samples: int, eot_samples: i
     arrays = {
         "papernot/success": success,
         "papernot/distortion": distortion,
-        "papernot/hardness": hardness(success_k, distortion_k),
+        "papernot/hardness": hardness(success_k, distortion_k, first),
         "papernot/hardness_gammas": np.array(gammas),
-        "papernot/adversarial_distance": adversarial_distance(model, x, y, eot_samples=eot_samples, generator=generator),
+        "papernot/adversarial_distance": distance,
         "papernot/examples": result.x_adv[:: max(1, len(ys) // 10)][:10].numpy(),
     }
-    metrics["papernot/adversarial_distance_min"] = float(np.nanmin(arrays["papernot/adversarial_distance"]))
+    metrics["papernot/robustness"] = float(np.nanmin(per_pair))  # R(F): the minimum over (X, t) pairs
+    metrics["papernot/adversarial_distance_min_class_pair"] = float(np.nanmin(distance))
     return metrics, arrays

@@ -2,6 +2,7 @@
 
 from bayesrobust.attacks import bim, cw_l2, fgsm, jsma, lbfgs, sign_noise, targeted_l2  # noqa: F401
 from bayesrobust.attacks.base import ATTACKS, Attack, AttackResult, distortions
+from bayesrobust.attacks.criterion import Goal, Judge
 
 
 def build_attack(name: str, **params) -> Attack:
@@ -11,7 +12,8 @@ def build_attack(name: str, **params) -> Attack:
     from bayesrobust.errors import ConfigError, InputError
 
     cls = ATTACKS.get(name)
-    accepted = (set(inspect.signature(cls.__init__).parameters) | {"eot_samples", "eval_samples"}) - {"self", "common"}
+    common = set(inspect.signature(Attack.__init__).parameters)
+    accepted = (set(inspect.signature(cls.__init__).parameters) | common) - {"self", "common"}
     unknown = sorted(set(params) - accepted)
     if unknown:
         raise ConfigError(f"unknown parameter {unknown[0]!r} for attack {name!r}; allowed: {', '.join(sorted(accepted))}")
@@ -21,4 +23,4 @@ def build_attack(name: str, **params) -> Attack:
         raise ConfigError(f"attack {name!r}: {exc}") from None
 
 
-__all__ = ["ATTACKS", "Attack", "AttackResult", "build_attack", "distortions"]
+__all__ = ["ATTACKS", "Attack", "AttackResult", "Goal", "Judge", "build_attack", "distortions"]

@@ -2,21 +2,25 @@
 
 Attacks see stochastic models honestly: gradients come from ``model.log_prob`` / ``sample_logits``
 with ``eot_samples`` dropout masks per step (expectation over transformation), and no attack ever
-changes a model's train/eval mode. Success is judged on the model's predictive distribution on the
-adversarial batch (``eval_samples`` Monte-Carlo draws for MC-dropout models), which also gives the
-attacked model's confidence, entropy and mutual information for every example.
+changes a model's train/eval mode. Every decision an attack takes about success, and the success it
+reports, come from one :class:`~bayesrobust.attacks.criterion.Judge`: the model's predictive on the
+batch over ``eval_samples`` Monte-Carlo draws with fixed draws per call (see ``criterion.py``), under
+the attack's :class:`~bayesrobust.attacks.criterion.Goal`. The same predictive gives the attacked
+model's confidence, entropy and mutual information for every example.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 
+from bayesrobust.attacks.criterion import Goal, Judge, draw_seed
 from bayesrobust.errors import InputError
-from bayesrobust.predictive import Predictive
+from bayesrobust.predictive import Predictive, log_mean_prob
 from bayesrobust.registry import Registry
 from bayesrobust.validation import check_images, check_labels
 
@@ -26,23 +30,27 @@ class AttackResult:
     """Adversarial images and everything measured on them (all tensors on the CPU)."""
 
     x_adv: torch.Tensor          # (N, 1, 28, 28) in [0, 1]
-    success: torch.Tensor        # (N,) bool: misclassified (untargeted) or classified as target
+    success: torch.Tensor        # (N,) bool: the goal reached under the attack's judge
     l0: torch.Tensor             # (N,) number of changed pixels
     l2: torch.Tensor             # (N,) Euclidean distortion
     linf: torch.Tensor           # (N,) largest absolute pixel change
     iterations: torch.Tensor     # (N,) optimisation steps spent on each example
-    predictive: Predictive       # the model's predictive on x_adv
+    predictive: Predictive       # the model's predictive on x_adv (the judge's draws)
     labels: torch.Tensor         # (N,) true labels
     target: torch.Tensor | None  # (N,) target classes for targeted attacks
     params: dict[str, Any] = field(default_factory=dict)
+    claimed: torch.Tensor | None = None        # (N,) bool: examples the attack itself judged successful
+    success_fresh: torch.Tensor | None = None  # (N,) bool: the goal on independent draws (stochastic models)
 
     def summary(self) -> dict[str, float]:
         """Aggregates: success rate, distortions over all and over successful examples, and the
         model's uncertainty on the adversarial examples."""
         ok = self.success
         pred = self.predictive
+        fresh = self.success if self.success_fresh is None else self.success_fresh
         out = {
             "success_rate": float(ok.float().mean()),
+            "success_rate_fresh": float(fresh.float().mean()),
             "error_rate": float((pred.predicted != self.labels).float().mean()),
             "confidence": float(pred.confidence.mean()),
             "entropy": float(pred.entropy.mean()),
@@ -71,45 +79,69 @@ class Attack(ABC):
     Args (common to every attack):
         eot_samples: dropout masks averaged per gradient evaluation on MC-dropout models (plain
             models ignore it).
-        eval_samples: Monte-Carlo draws of the predictive used to judge success and report
-            uncertainty (default: the model's own default, 50 for MC dropout).
+        eval_samples: Monte-Carlo draws of the predictive that judge success — inside the attack and
+            in the result — and report uncertainty (default: the model's own default, 50 for MC dropout).
+        min_confidence, max_uncertainty, uncertainty: the :class:`Goal` (default: any misclassification
+            or the target). With a confidence or uncertainty requirement the gradient attacks (FGSM,
+            BIM, targeted L2, L-BFGS) descend −log p̄(aim) + ``uncertainty_weight``·max(U − cap, 0),
+            with U computed differentiably from the ``eot_samples`` draws (needs ``eot_samples`` ≥ 2
+            for mutual information); C&W and JSMA keep their margin objectives and honour the goal in
+            their stopping and bookkeeping.
     """
 
     name: ClassVar[str]
     norm: ClassVar[str]
     supports_untargeted: ClassVar[bool] = True
     supports_targeted: ClassVar[bool] = True
+    uses_gradients: ClassVar[bool] = True  # False: nothing for an adaptive (EOT) form to change
 
-    def __init__(self, *, eot_samples: int = 1, eval_samples: int | None = None) -> None:
+    def __init__(self, *, eot_samples: int = 1, eval_samples: int | None = None, min_confidence: float = 0.0,
+                 max_uncertainty: float = math.inf, uncertainty: str = "mi", uncertainty_weight: float = 10.0) -> None:
         if eot_samples < 1:
             raise InputError(f"eot_samples must be >= 1, got {eot_samples}")
-        self.eot_samples = eot_samples
+        if eval_samples is not None and eval_samples < 1:
+            raise InputError(f"eval_samples must be >= 1, got {eval_samples}")
+        self.eot_samples = int(eot_samples)
         self.eval_samples = eval_samples
+        self.goal = Goal(float(min_confidence), float(max_uncertainty), uncertainty)
+        self.uncertainty_weight = check_positive("uncertainty_weight", uncertainty_weight)
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        out = {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "goal"}
+        out.update(min_confidence=self.goal.min_confidence, max_uncertainty=self.goal.max_uncertainty,
+                   uncertainty=self.goal.uncertainty)
+        return out
 
     # --- entry points ---------------------------------------------------------------------------
     def generate(self, model, x: torch.Tensor, y: torch.Tensor, *, target: torch.Tensor | None = None,
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Only the adversarial images (on the model's device, clipped to [0, 1]) and the iterations
         per example — what peer libraries return; ``__call__`` adds the evaluation."""
-        x, y, target = self._validated(model, x, y, target)
-        x_adv, iterations = self.perturb(model, x, y, target, generator)
-        return x_adv.detach().clamp(0.0, 1.0), iterations
+        x_adv, iterations, _, _ = self._run(model, x, y, target, generator)
+        return x_adv, iterations
 
     def __call__(self, model, x: torch.Tensor, y: torch.Tensor, *, target: torch.Tensor | None = None,
                  generator: torch.Generator | None = None) -> AttackResult:
         """Attack and evaluate: adversarial images, success, distortions and the model's predictive."""
-        x_adv, iterations = self.generate(model, x, y, target=target, generator=generator)
-        pred = model.predictive(x_adv, self.eval_samples, generator=generator)
-        y_cpu = y.cpu().long()
-        target_cpu = target.cpu().long() if target is not None else None
-        success = pred.predicted == target_cpu if target is not None else pred.predicted != y_cpu
+        x_adv, iterations, claimed, judge = self._run(model, x, y, target, generator)
+        pred = judge.predictive(x_adv)
+        success = judge.goal.reached(pred, judge.y, judge.target)
+        fresh = None
+        if model.stochastic:  # the same goal on independent draws: shows any over-fitting to the judge's draws
+            fresh = judge.goal.reached(model.predictive(x_adv, judge.samples, generator=generator), judge.y, judge.target)
         l0, l2, linf = distortions(x.cpu(), x_adv.cpu())
         params = {"attack": self.name, "norm": self.norm, **self.hyperparameters(),
-                  "model_mode": model.mode, "targeted": target is not None}
-        return AttackResult(x_adv.cpu(), success, l0, l2, linf, iterations.cpu(), pred, y_cpu, target_cpu, params)
+                  "model_mode": getattr(model, "mode", None), "targeted": target is not None,
+                  "judge_samples": judge.samples, "judge_seed": judge.seed}
+        return AttackResult(x_adv.cpu(), success, l0, l2, linf, iterations.cpu(), pred, judge.y.cpu(),
+                            None if judge.target is None else judge.target.cpu(), params, claimed.cpu(), fresh)
+
+    def _run(self, model, x, y, target, generator):
+        x, y, target = self._validated(model, x, y, target)
+        samples = self.eval_samples if self.eval_samples is not None else model.default_samples
+        judge = Judge(model, y, target, samples=samples if model.stochastic else 1, seed=draw_seed(generator), goal=self.goal)
+        x_adv, iterations, claimed = self.perturb(model, x, y, target, generator, judge)
+        return x_adv.detach().clamp(0.0, 1.0), iterations, claimed, judge
 
     def _validated(self, model, x, y, target):
         check_images(x)
@@ -126,19 +158,36 @@ class Attack(ABC):
         return x.to(device), y.to(device), (target.to(device) if target is not None else None)
 
     @abstractmethod
-    def perturb(self, model, x, y, target, generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (adversarial images, iterations per example); inputs arrive validated, on the
-        model's device."""
+    def perturb(self, model, x, y, target, generator, judge: Judge) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return (adversarial images, iterations per example, examples the attack judged successful).
+
+        Inputs arrive validated, on the model's device. Every decision about success must go through
+        ``judge`` (given the whole batch), so what the attack claims is what ``__call__`` reports."""
 
     # --- helpers shared by gradient attacks --------------------------------------------------
-    def loss_and_grad(self, model, x: torch.Tensor, labels: torch.Tensor, generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-example cross-entropy of ``labels`` under the MC-averaged predictive, its input
-        gradient (EOT over ``eot_samples`` dropout masks for MC models) and the log-probabilities."""
+    def objective_and_grad(self, model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,
+                           generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A per-example objective to *descend*, its input gradient and the log MC-mean probabilities.
+
+        Plain goal: log p̄(y) untargeted (descending it raises the cross-entropy of the true class),
+        −log p̄(t) targeted, with p̄ the mean over ``eot_samples`` dropout masks (EOT). Constrained goal
+        (confidence / uncertainty): −log p̄(aim) + ``uncertainty_weight``·max(U − cap, 0), aiming at the
+        target or at the most probable wrong class."""
         x = x.detach().requires_grad_(True)
-        logp = model.log_prob(x, self.eot_samples, generator=generator)
-        loss = -logp.gather(1, labels[:, None]).squeeze(1)
-        (grad,) = torch.autograd.grad(loss.sum(), x)
-        return loss.detach(), grad, logp.detach()
+        if self.goal.constrained:
+            log_samples = torch.log_softmax(model.sample_logits(x, self.eot_samples, generator=generator), -1)
+            logp = log_mean_prob(log_samples)
+            aim = target if target is not None else logp.detach().scatter(1, y[:, None], float("-inf")).argmax(1)
+            objective = -logp.gather(1, aim[:, None]).squeeze(1)
+            if math.isfinite(self.goal.max_uncertainty):
+                excess = (uncertainty_of(log_samples, logp, self.goal.uncertainty) - self.goal.max_uncertainty).clamp(min=0)
+                objective = objective + self.uncertainty_weight * excess
+        else:
+            logp = model.log_prob(x, self.eot_samples, generator=generator)
+            chosen = logp.gather(1, (y if target is None else target)[:, None]).squeeze(1)
+            objective = chosen if target is None else -chosen
+        (grad,) = torch.autograd.grad(objective.sum(), x)
+        return objective.detach(), grad, logp.detach()
 
     def margin_logits(self, model, x: torch.Tensor, generator) -> torch.Tensor:
         """Logits for margin objectives (C&W, JSMA): deterministic for plain models, the mean of
@@ -148,6 +197,16 @@ class Attack(ABC):
         return model.sample_logits(x, self.eot_samples, generator=generator).mean(0)
 
 
+def uncertainty_of(log_samples: torch.Tensor, log_mean: torch.Tensor, measure: str) -> torch.Tensor:
+    """Differentiable predictive entropy or mutual information ``(N,)`` from log-probability samples
+    ``(S, N, C)`` and the log of their mean ``(N, C)``."""
+    entropy = -(log_mean.exp() * log_mean).sum(-1)
+    if measure == "entropy":
+        return entropy
+    expected = -(log_samples.exp() * log_samples).sum(-1).mean(0)
+    return entropy - expected
+
+
 ATTACKS: Registry[type[Attack]] = Registry("attack")
 
 
@@ -155,6 +214,11 @@ def check_positive(name: str, value: float, *, allow_zero: bool = True) -> float
     if value != value or value < 0 or (value == 0 and not allow_zero):
         raise InputError(f"{name} must be {'>=' if allow_zero else '>'} 0, got {value}")
     return float(value)
+
+
+def no_claims(x: torch.Tensor) -> torch.Tensor:
+    """For attacks that take no decision about success (one-step and random attacks)."""
+    return torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
 
 
 def run_batched(attack: Attack, model, x: torch.Tensor, y: torch.Tensor, *, target: torch.Tensor | None = None,
@@ -170,9 +234,11 @@ def run_batched(attack: Attack, model, x: torch.Tensor, y: torch.Tensor, *, targ
     if len(parts) == 1:
         return parts[0]
 
-    def cat(name: str) -> torch.Tensor:
-        return torch.cat([getattr(p, name) for p in parts])
+    def cat(name: str) -> torch.Tensor | None:
+        values = [getattr(p, name) for p in parts]
+        return None if values[0] is None else torch.cat(values)
 
+    params = {k: v for k, v in parts[0].params.items() if k != "judge_seed"}
     return AttackResult(cat("x_adv"), cat("success"), cat("l0"), cat("l2"), cat("linf"), cat("iterations"),
-                        Predictive.concat([p.predictive for p in parts]), cat("labels"),
-                        None if target is None else cat("target"), parts[0].params)
+                        Predictive.concat([p.predictive for p in parts]), cat("labels"), cat("target"), params,
+                        cat("claimed"), cat("success_fresh"))

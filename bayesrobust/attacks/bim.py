@@ -1,6 +1,7 @@
 """Basic iterative method (Kurakin, Goodfellow & Bengio 2016, arXiv:1607.02533), with the two
 variants of Feinman et al. (2017, arXiv:1703.00410): BIM-A stops each example at its first
-misclassified iterate, BIM-B runs every step."""
+successful iterate, BIM-B runs every step. "Successful" is the attack's judge (``criterion.py``): on
+an MC-dropout model the MC-mean predictive, the same criterion the result reports."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ class BIM(Attack):
     """x_{k+1} = clip_{x,ε}(x_k + α·sign(∇ CE)), projected onto the ε-ball and [0, 1], ``steps`` times.
 
     One forward + one backward pass per active image per step; BIM-A drops finished images from the
-    batch. Inputs ``(N, 1, 28, 28)`` in [0, 1].
+    batch after judging the whole batch once per step (``eval_samples`` draws of the dropout head for
+    MC models, one deterministic pass for plain ones). Inputs ``(N, 1, 28, 28)`` in [0, 1].
 
     >>> BIM(eps=0.3, alpha=0.01, steps=50, variant="A")(model, x, y)
     """
@@ -33,23 +35,23 @@ class BIM(Attack):
             raise InputError(f"variant must be 'A' (stop at first success) or 'B' (all steps), got {variant!r}")
         self.steps, self.variant = int(steps), variant
 
-    def perturb(self, model, x, y, target, generator):
-        labels = y if target is None else target
-        sign = 1.0 if target is None else -1.0
+    def perturb(self, model, x, y, target, generator, judge):
         x_adv = x.clone()
         iterations = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-        active = torch.arange(x.shape[0], device=x.device)
+        finished = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         for _ in range(self.steps):
-            xa = x_adv[active]
-            _, grad, logp = self.loss_and_grad(model, xa, labels[active], generator)
             if self.variant == "A":
-                pred = logp.argmax(1)
-                done = pred != y[active] if target is None else pred == target[active]
-                active, xa, grad = active[~done], xa[~done], grad[~done]
-                if active.numel() == 0:
+                finished = judge.success(x_adv)  # finished images no longer move, so this never un-finishes
+                if bool(finished.all()):
                     break
-            step = xa + sign * self.alpha * grad.sign()
+            active = torch.nonzero(~finished).flatten()
+            xa = x_adv[active]
+            _, grad, _ = self.objective_and_grad(model, xa, y[active], None if target is None else target[active], generator)
             x0 = x[active]
+            step = xa - self.alpha * grad.sign()
             x_adv[active] = torch.min(torch.max(step, x0 - self.eps), x0 + self.eps).clamp(0, 1)
             iterations[active] += 1
-        return x_adv, iterations
+        else:  # the last step moved the active images: judge them once more
+            if self.variant == "A":
+                finished = judge.success(x_adv)
+        return x_adv, iterations, finished

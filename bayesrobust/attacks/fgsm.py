@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from bayesrobust.attacks.base import ATTACKS, Attack, check_positive
+from bayesrobust.attacks.base import ATTACKS, Attack, check_positive, no_claims
 
 
 @ATTACKS.register("fgsm")
@@ -24,8 +24,7 @@ class FGSM(Attack):
         super().__init__(**common)
         self.eps = check_positive("eps", eps)
 
-    def perturb(self, model, x, y, target, generator):
-        labels = y if target is None else target
-        _, grad, _ = self.loss_and_grad(model, x, labels, generator)
-        direction = grad.sign() if target is None else -grad.sign()
-        return (x + self.eps * direction).clamp(0, 1), torch.ones(x.shape[0], dtype=torch.long)
+    def perturb(self, model, x, y, target, generator, judge):
+        _, grad, _ = self.objective_and_grad(model, x, y, target, generator)
+        x_adv = (x - self.eps * grad.sign()).clamp(0, 1)
+        return x_adv, torch.ones(x.shape[0], dtype=torch.long, device=x.device), no_claims(x)

@@ -20,9 +20,10 @@ class JSMA(Attack):
     ∂ΣZ/∂x (β = ∂ΣZ/∂x − α) — not the ten-row Jacobian; on softmax outputs (JSMA-F) one backward pass,
     since the outputs sum to one and β = −α. It picks the pair (p, q) in the search domain
     maximising (α_p + α_q)·|β_p + β_q| with α_p + α_q > 0 and β_p + β_q < 0 (signs flipped for θ < 0),
-    moves both pixels by θ (clipped to [0, 1]) and drops pixels that saturate from the domain. It stops
-    an image when it is classified as the target, when no admissible pair is left, or when another
-    pair would exceed ⌊784·γ⌋ changed pixels.
+    moves both pixels by θ (clipped to [0, 1]) and updates the search domain (``domain``). It stops an
+    image when the attack's judge (the MC-mean predictive on MC models, ``criterion.py``) classifies it
+    as the target, when no admissible pair is left, or when another pair would exceed ⌊784·γ⌋
+    changed pixels.
 
     Args:
         theta: pixel change per step (Papernot: +1).
@@ -31,6 +32,9 @@ class JSMA(Attack):
             and by single-pixel saliency α·|β| (signs per θ); 0 searches all 784² pairs exactly.
         space: ``"logits"`` (JSMA-Z, Papernot's choice) or ``"probs"`` (JSMA-F: the saliency map on the
             softmax outputs, as Carlini & Wagner 2017 also evaluate).
+        domain: ``"saturation"`` (default) drops a pixel from the search domain once it reaches 1 (0 for
+            θ < 0), so with |θ| < 1 a pixel can be chosen again; ``"paper"`` drops both chosen pixels
+            after every step, as Papernot et al.'s Algorithm 3 does. With θ = ±1 the two coincide.
 
     >>> JSMA(theta=1.0, gamma=0.145)(model, x, y, target=t)
     """
@@ -40,7 +44,7 @@ class JSMA(Attack):
     supports_untargeted = False
 
     def __init__(self, theta: float = 1.0, gamma: float = 0.145, candidates: int = 64, space: str = "logits",
-                 **common) -> None:
+                 domain: str = "saturation", **common) -> None:
         super().__init__(**common)
         if theta == 0 or not -1.0 <= theta <= 1.0:
             raise InputError(f"theta must be in [-1, 1] and non-zero, got {theta}")
@@ -50,21 +54,26 @@ class JSMA(Attack):
             raise InputError(f"candidates must be >= 0, got {candidates}")
         if space not in ("logits", "probs"):
             raise InputError(f"space must be 'logits' or 'probs', got {space!r}")
+        if domain not in ("saturation", "paper"):
+            raise InputError(f"domain must be 'saturation' or 'paper', got {domain!r}")
         self.theta, self.gamma, self.candidates, self.space = float(theta), float(gamma), int(candidates), space
+        self.domain = domain
 
-    def perturb(self, model, x, y, target, generator):
+    def perturb(self, model, x, y, target, generator, judge):
         n, pixels = x.shape[0], x[0].numel()
         budget = math.floor(pixels * self.gamma)
         x_adv = x.detach().flatten(1).clone()
         domain = x_adv < 1.0 if self.theta > 0 else x_adv > 0.0
         changed = torch.zeros_like(domain)
         iterations = torch.zeros(n, dtype=torch.long, device=x.device)
+        claimed = torch.zeros(n, dtype=torch.bool, device=x.device)
         active = torch.arange(n, device=x.device)
         while active.numel():
             xa = x_adv[active].view(-1, *x.shape[1:]).requires_grad_(True)
             logits = self.margin_logits(model, xa, generator)
             t = target[active]
-            reached = logits.detach().argmax(1) == t
+            reached = judge.success(x_adv.view_as(x), rows=active, logits=None if model.stochastic else logits)
+            claimed[active[reached]] = True
             room = changed[active].sum(1) + 2 <= budget
             if self.space == "probs":
                 # Σ_j F_j = 1, so ∂ΣF/∂x = 0 and β = −α exactly: one backward pass suffices
@@ -84,9 +93,9 @@ class JSMA(Attack):
                 x_adv[active, idx] = new
                 changed[active, idx] = True
                 saturated = new >= 1.0 if self.theta > 0 else new <= 0.0
-                domain[active, idx] = ~saturated
+                domain[active, idx] = False if self.domain == "paper" else ~saturated
             iterations[active] += 1
-        return x_adv.view_as(x), iterations
+        return x_adv.view_as(x), iterations, claimed
 
     def _best_pairs(self, alpha, beta, domain):
         """Best admissible pair per image: indices (p, q) and whether one exists."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from bayesrobust.attacks.base import ATTACKS, Attack, check_positive
+from bayesrobust.attacks.base import ATTACKS, Attack, check_positive, no_claims
 
 
 @ATTACKS.register("sign_noise")
@@ -15,13 +15,14 @@ class SignNoise(Attack):
     name = "sign_noise"
     norm = "Linf"
     supports_targeted = False
+    uses_gradients = False
 
     def __init__(self, eps: float = 0.25, **common) -> None:
         super().__init__(**common)
         self.eps = check_positive("eps", eps)
 
-    def perturb(self, model, x, y, target, generator):
+    def perturb(self, model, x, y, target, generator, judge):
         source = generator.device if generator is not None else x.device
         bits = torch.randint(0, 2, x.shape, generator=generator, device=source).to(x.device)
         r = bits.to(x.dtype) * 2 - 1
-        return (x + self.eps * r).clamp(0, 1), torch.zeros(x.shape[0], dtype=torch.long)
+        return (x + self.eps * r).clamp(0, 1), torch.zeros(x.shape[0], dtype=torch.long, device=x.device), no_claims(x)

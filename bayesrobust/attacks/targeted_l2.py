@@ -12,8 +12,9 @@ from bayesrobust.errors import InputError
 class TargetedL2(Attack):
     """Gradient descent on CE(f(x'), t) + λ‖x − x'‖₂², starting at x' = x (the weight update of
     training, applied to the image with the weights frozen). Each step is clipped to [0, 1]; the
-    image stops moving once it is classified as the target with confidence ≥ ``stop_confidence``
-    (1.0 never stops early: the paper runs a fixed number of steps).
+    image stops moving once the attack's judge (the MC-mean predictive on MC models) classifies it as
+    the target with probability ≥ ``stop_confidence`` (1.0 never stops early: the paper runs a fixed
+    number of steps).
 
     >>> TargetedL2(lam=0.05, lr=0.1, steps=200)(model, x, y, target=torch.full_like(y, 6))
     """
@@ -32,21 +33,26 @@ class TargetedL2(Attack):
             raise InputError(f"stop_confidence must be in (0, 1], got {stop_confidence}")
         self.steps, self.stop_confidence = int(steps), float(stop_confidence)
 
-    def perturb(self, model, x, y, target, generator):
+    def perturb(self, model, x, y, target, generator, judge):
         x_adv = x.clone()
         iterations = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-        active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        stopped = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         for _ in range(self.steps):
-            xa = x_adv.detach().requires_grad_(True)
-            logp = model.log_prob(xa, self.eot_samples, generator=generator)
-            ce = -logp.gather(1, target[:, None]).squeeze(1)
-            objective = ce + self.lam * (xa - x).flatten(1).pow(2).sum(1)
-            (grad,) = torch.autograd.grad(objective.sum(), xa)
             if self.stop_confidence < 1.0:
-                active &= ~(logp.detach().exp().gather(1, target[:, None]).squeeze(1) >= self.stop_confidence)
-                if not active.any():
+                stopped = self._confident(judge, x_adv, target)
+                if bool(stopped.all()):
                     break
-            step = (xa.detach() - self.lr * grad).clamp(0, 1)
-            x_adv = torch.where(active[:, None, None, None], step, x_adv)
-            iterations += active.long()
-        return x_adv, iterations
+            objective, grad, _ = self.objective_and_grad(model, x_adv, y, target, generator)
+            grad = grad + 2 * self.lam * (x_adv - x)
+            x_adv = torch.where(stopped[:, None, None, None], x_adv, (x_adv - self.lr * grad).clamp(0, 1))
+            iterations += (~stopped).long()
+        else:
+            if self.stop_confidence < 1.0:
+                stopped = self._confident(judge, x_adv, target)
+        return x_adv, iterations, stopped
+
+    def _confident(self, judge, x_adv, target):
+        """The judge's success with the target's MC-mean probability at least ``stop_confidence``."""
+        pred = judge.predictive(x_adv)
+        sure = pred.mean.gather(1, target.cpu()[:, None]).squeeze(1) >= self.stop_confidence
+        return (judge.goal.reached(pred, judge.y, judge.target) & sure).to(x_adv.device)

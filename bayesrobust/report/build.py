@@ -52,6 +52,7 @@ def _markdown(run: RunDir, sections: list[Section], env: dict, complete: bool) -
     out += [_env_line(env), ""]
     for s in sections:
         out += [f"## {s.title}", "", s.text, ""]
+        out += [line for w in s.warnings for line in (f"> **Warning:** {w}", "")]
         for t in s.tables:
             out += [f"**{t.caption}**", "", _md_table(t), ""]
         for name, _, caption in s.figures:
@@ -81,6 +82,7 @@ def _html(run: RunDir, sections: list[Section], env: dict, complete: bool, pngs:
     out.append(f"<p class='env'>{e(_env_line(env))}</p>")
     for s in sections:
         out.append(f"<h2>{e(s.title)}</h2><p>{e(s.text)}</p>")
+        out += [f"<p class='warn'>Warning: {e(w)}</p>" for w in s.warnings]
         for t in s.tables:
             head = "".join(f"<th>{e(h)}</th>" for h in t.headers)
             body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in t.rows)

@@ -25,6 +25,7 @@ class Section:
     text: str = ""
     tables: list[Table] = field(default_factory=list)
     figures: list[tuple[str, object, str]] = field(default_factory=list)  # (name, matplotlib Figure, caption)
+    warnings: list[str] = field(default_factory=list)  # shown prominently, above the tables
 
 
 SECTIONS: Registry[Callable] = Registry("report section")

@@ -1,13 +1,18 @@
 """The attack suite: configured attack runs on every model plus the paper analyses.
 
-Metrics: ``adv/<run>/<model>/{success_rate,error_rate,confidence,entropy,mi,l0,l2,linf,...}`` beside
-``adv/clean/<model>/{error_rate,confidence,entropy,mi}`` on the same attacked examples, and the
-analyses' own groups (``lacok/``, ``papernot/``, ``sweep/``, ``transfer/``, ``choi/``). Arrays go to
-``arrays/attack.npz``; the report draws every figure from them.
+Metrics: ``adv/<run>/<model>/{success_rate,success_rate_fresh,error_rate,confidence,entropy,mi,l0,l2,
+linf,...}`` beside ``adv/clean/<model>/{error_rate,confidence,entropy,mi}`` on the same attacked
+examples; on stochastic models also ``adv/<run>@adaptive/<model>/…`` (the adaptive form: EOT and a
+confidence margin); ``adv/worst_case/<model>/{success_rate,robust_accuracy}`` (an example counts as
+broken when any run broke it, as AutoAttack reports robust accuracy); ``hclu/<model>/…`` (the
+uncertainty-aware goal of Grosse et al.); and the analyses' own groups (``lacok/``, ``papernot/``,
+``sweep/``, ``transfer/``, ``choi/``). Arrays go to ``arrays/attack.npz``; the report draws every
+figure from them.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 
 import numpy as np
@@ -19,7 +24,7 @@ from bayesrobust.analysis.papernot import papernot_analysis
 from bayesrobust.analysis.sweep import logit_sweep
 from bayesrobust.analysis.transfer import transfer_matrix
 from bayesrobust.analysis.triptych import triptych
-from bayesrobust.attacks import build_attack
+from bayesrobust.attacks import ATTACKS, build_attack
 from bayesrobust.attacks.base import run_batched
 from bayesrobust.seeding import derive_seed, make_generator
 
@@ -33,20 +38,87 @@ def choose_targets(mode: str, y: torch.Tensor, seed: int) -> torch.Tensor | None
     return (y + shift) % 10
 
 
+def adaptive_form(attack_name: str, params, section) -> dict | None:
+    """The adaptive form of a configured attack on a stochastic model: EOT over at least
+    ``adaptive_eot_samples`` masks per gradient and, for margin attacks (C&W), a confidence margin of at
+    least ``adaptive_kappa`` so the MC mean lands past the boundary, not on it. None when nothing would
+    change (an attack without gradients, or one already configured that way)."""
+    cls = ATTACKS.get(attack_name)
+    if not cls.uses_gradients:
+        return None
+    params = dict(params)
+    form = {**params, "eot_samples": max(int(params.get("eot_samples", section.eot_samples)), section.adaptive_eot_samples)}
+    if "kappa" in inspect.signature(cls.__init__).parameters:
+        form["kappa"] = max(float(params.get("kappa", 0.0)), section.adaptive_kappa)
+    unchanged = form["eot_samples"] == params.get("eot_samples", section.eot_samples) and form.get("kappa") == params.get("kappa")
+    return None if unchanged else form
+
+
+def worst_case(outcomes: list[tuple[torch.Tensor, torch.Tensor]], clean_wrong: torch.Tensor) -> dict[str, float]:
+    """The ensemble of every run on one model, as AutoAttack reports it: an example is broken when
+    any run that attacked it succeeded. ``outcomes`` holds (row indices into the attacked set, success)
+    per run; ``clean_wrong`` marks examples the model already gets wrong. Rates are over the examples
+    attacked by at least one run; ``examples_all_runs`` counts those every run attacked."""
+    broken = torch.zeros_like(clean_wrong, dtype=torch.bool)
+    count = torch.zeros(clean_wrong.shape, dtype=torch.long)
+    for index, success in outcomes:
+        broken[index] |= success
+        count[index] += 1
+    hit = count > 0
+    return {"success_rate": float(broken[hit].float().mean()),
+            "robust_accuracy": float((~(broken | clean_wrong))[hit].float().mean()),
+            "examples": float(hit.sum()), "examples_all_runs": float((count == len(outcomes)).sum())}
+
+
+def uncertainty_caps(models, data, section, gen) -> dict[str, float]:
+    """Each model's cap for the uncertainty-aware goal: the configured quantile of its mutual
+    information (or entropy) on clean validation digits — never the test split."""
+    u = section.uncertainty_aware
+    reference = data.val if data.val is not None else data.train
+    caps = {}
+    for name, model in models.items():
+        pred = model.predictive(reference.images, section.eval_samples, generator=gen("uncertainty-cap", name),
+                                batch_size=section.batch_size)
+        values = pred.mutual_information if u.uncertainty == "mi" else pred.entropy
+        caps[name] = float(torch.quantile(values.double(), u.quantile))
+    return caps
+
+
 def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
-    """Execute every configured attack run and analysis; write arrays/attack.npz + attack.json."""
+    """Execute every configured attack run (configured and, on stochastic models, adaptive form), the
+    uncertainty-aware goal and the analyses; write arrays/attack.npz + attack.json."""
     test = data.test.head(section.limit, seed=0)
     x, y = test.images, test.labels
     common = {"eval_samples": section.eval_samples, "eot_samples": section.eot_samples, "batch_size": section.batch_size}
     metrics: dict[str, float] = {}
     arrays: dict[str, np.ndarray] = {"attacked/labels": y.numpy()}
     first = next(iter(models))
+    outcomes: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {name: [] for name in models}  # for the worst case
+    clean_wrong = {}
 
     def gen(*names: str) -> torch.Generator:
         return make_generator(derive_seed(seed, "attack", *names))
 
+    def record(prefix: str, result, seconds: float, examples: int) -> None:
+        metrics.update({f"{prefix}/{k}": v for k, v in result.summary().items()})
+        metrics[f"{prefix}/seconds"] = seconds
+        metrics[f"{prefix}/examples"] = float(examples)
+        arrays[f"{prefix}/entropy"] = result.predictive.entropy.numpy()
+        arrays[f"{prefix}/mutual_information"] = result.predictive.mutual_information.numpy()
+        picked = one_per_class(result.labels)
+        arrays[f"{prefix}/examples"] = result.x_adv[picked].numpy()
+        arrays[f"{prefix}/predicted"] = result.predictive.predicted[picked].numpy()
+
+    def attack_all(run_name: str, attack, name: str, xs, ys, target, index) -> None:
+        start = time.perf_counter()
+        result = run_batched(attack, models[name], xs, ys, target=target, batch_size=section.batch_size,
+                             generator=gen(run_name, name), progress=True, desc=f"{run_name} on {name}")
+        record(f"adv/{run_name}/{name}", result, time.perf_counter() - start, len(ys))
+        outcomes[name].append((index, result.success))
+
     for name, model in models.items():
         clean = model.predictive(x, section.eval_samples, generator=gen("clean", name), batch_size=section.batch_size)
+        clean_wrong[name] = clean.predicted != y
         metrics.update({
             f"adv/clean/{name}/error_rate": 1.0 - clean.accuracy(y),
             f"adv/clean/{name}/confidence": float(clean.confidence.mean()),
@@ -56,28 +128,46 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
         arrays[f"clean/{name}/entropy"] = clean.entropy.numpy()
         arrays[f"clean/{name}/mutual_information"] = clean.mutual_information.numpy()
 
+    adaptive_runs: dict[str, dict] = {}
     for run_name, spec in section.runs.items():
         attack = build_attack(spec.attack, eval_samples=section.eval_samples, eot_samples=section.eot_samples,
                               **dict(spec.params))
-        subset = test.head(spec.limit, seed=0) if spec.limit else test
-        xs, ys = subset.images, subset.labels
+        index = torch.from_numpy(test.head_index(spec.limit, seed=0)) if spec.limit else torch.arange(len(y))
+        xs, ys = x[index], y[index]
         target = choose_targets(spec.targets, ys, derive_seed(seed, "targets", run_name))
+        form = adaptive_form(spec.attack, spec.params, section) if section.adaptive else None
         for name in spec.models or tuple(models):
-            start = time.perf_counter()
-            result = run_batched(attack, models[name], xs, ys, target=target, batch_size=section.batch_size,
-                                 generator=gen(run_name, name), progress=True, desc=f"{run_name} on {name}")
-            seconds = time.perf_counter() - start
-            prefix = f"adv/{run_name}/{name}"
-            metrics.update({f"{prefix}/{k}": v for k, v in result.summary().items()})
-            metrics[f"{prefix}/seconds"] = seconds
-            metrics[f"{prefix}/examples"] = float(len(ys))
-            arrays[f"adv/{run_name}/{name}/entropy"] = result.predictive.entropy.numpy()
-            arrays[f"adv/{run_name}/{name}/mutual_information"] = result.predictive.mutual_information.numpy()
-            picked = one_per_class(ys)
-            arrays[f"adv/{run_name}/{name}/examples"] = result.x_adv[picked].numpy()
-            arrays[f"adv/{run_name}/{name}/predicted"] = result.predictive.predicted[picked].numpy()
+            attack_all(run_name, attack, name, xs, ys, target, index)
+            if form is not None and models[name].stochastic:
+                adaptive = build_attack(spec.attack, eval_samples=section.eval_samples, **form)
+                attack_all(f"{run_name}@adaptive", adaptive, name, xs, ys, target, index)
+                adaptive_runs[f"{run_name}@adaptive"] = {"of": run_name, "params": form}
         arrays[f"adv/{run_name}/original"] = xs[one_per_class(ys)].numpy()
         arrays[f"adv/{run_name}/original_labels"] = ys[one_per_class(ys)].numpy()
+
+    for name in models:
+        if outcomes[name]:
+            metrics.update({f"adv/worst_case/{name}/{k}": v for k, v in worst_case(outcomes[name], clean_wrong[name]).items()})
+
+    hclu_meta = None
+    if section.uncertainty_aware is not None:
+        u = section.uncertainty_aware
+        caps = uncertainty_caps(models, data, section, gen)
+        subset = test.head(u.limit, seed=0) if u.limit else test
+        target = choose_targets(u.targets, subset.labels, derive_seed(seed, "targets", "uncertainty_aware"))
+        for name, model in models.items():
+            attack = build_attack(u.attack, **{**dict(u.params), "eval_samples": section.eval_samples,
+                                               "eot_samples": u.eot_samples, "min_confidence": u.confidence,
+                                               "max_uncertainty": caps[name], "uncertainty": u.uncertainty,
+                                               "uncertainty_weight": u.uncertainty_weight})
+            start = time.perf_counter()
+            result = run_batched(attack, model, subset.images, subset.labels, target=target, batch_size=section.batch_size,
+                                 generator=gen("uncertainty_aware", name), progress=True, desc=f"uncertainty-aware on {name}")
+            record(f"hclu/{name}", result, time.perf_counter() - start, len(subset))
+            metrics[f"hclu/{name}/cap"] = caps[name]
+        hclu_meta = {"attack": u.attack, "params": dict(u.params), "confidence": u.confidence, "quantile": u.quantile,
+                     "uncertainty": u.uncertainty, "eot_samples": u.eot_samples,
+                     "reference": "validation" if data.val is not None else "train"}
 
     if section.lacok is not None:
         m, a = lacok_table(models, x, y, section.lacok, generator=gen("lacok"), **common)
@@ -109,6 +199,7 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
     run.write_json("arrays/attack.json", {
         "models": list(models), "runs": {n: {"attack": r.attack, "params": dict(r.params), "targets": r.targets}
                                          for n, r in section.runs.items()},
+        "adaptive": adaptive_runs, "uncertainty_aware": hclu_meta,
         "examples": len(y), "eval_samples": section.eval_samples, "eot_samples": section.eot_samples,
         "modes": {n: m.mode for n, m in models.items()},
         "papernot_model": (section.papernot.model or first) if section.papernot else None,
