@@ -61,11 +61,17 @@ def test_quickstart_through_the_console_script(tmp_path):
     assert metrics["clean/lenet/mi"] == 0.0 and metrics["clean/mc_lenet/mi"] > 0.0
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "Predictive entropy" in html
-    for heading in ("Attacks", "Lacok (2016) Table 1", "Papernot", "Figure 4", "Cross-model transfer", "Choi"):
+    for heading in ("Attacks", "Lacok (2016) Table 1", "Papernot", "Figure 4", "Cross-model transfer", "Choi",
+                    "High-confidence, low-uncertainty", "Worst case over every run", "Adaptive forms"):
         assert heading in html, heading
     for key in ("adv/fgsm/mc_lenet/success_rate", "adv/clean/lenet/entropy", "lacok/lenet/fgsm eps=0.25/error",
-                "papernot/success_rate", "transfer/lenet/mc_lenet/error", "choi/adv_confidence"):
+                "papernot/success_rate", "papernot/robustness", "transfer/lenet/mc_lenet/error", "choi/adv_confidence",
+                "adv/bim_a@adaptive/mc_lenet/success_rate", "adv/cw_l2@adaptive/mc_lenet/success_rate_fresh",
+                "adv/worst_case/lenet/robust_accuracy", "adv/worst_case/mc_lenet/success_rate",
+                "hclu/lenet/success_rate", "hclu/mc_lenet/cap", "hclu/mc_lenet/l2_success"):
         assert key in metrics, key
+    # adaptive forms run on the stochastic model only
+    assert "adv/bim_a@adaptive/lenet/success_rate" not in metrics and "adv/fgsm@adaptive/mc_lenet/success_rate" in metrics
     import arviz as az
 
     idata = az.from_netcdf(out / "arrays" / "predictive_mc_lenet_test.nc")

@@ -87,3 +87,25 @@ def test_inference_data_export_has_sample_and_example_dims():
     assert da.shape == (1, 6, 4, 10)
     np.testing.assert_allclose(da.values[0], probs.numpy())
     assert idata.observed_data["label"].values.tolist() == [0, 1, 2, 3]
+
+
+def test_nll_is_exact_on_confident_mistakes():
+    """float32 probabilities underflow; with log-probabilities kept, a mistake at logit gap 100 costs
+    100 nats, not the 27.6 a 1e-12 floor would give."""
+    logits = torch.tensor([[[0.0, -100.0]]])
+    pred = Predictive.from_logits(logits)
+    assert pred.nll(torch.tensor([1])) == pytest.approx(100.0, rel=1e-6)
+    floored = Predictive(pred.probs)  # probabilities only: the documented floor
+    assert floored.nll(torch.tensor([1])) == pytest.approx(-math.log(1e-12), rel=1e-6)
+    # two MC samples: log ½(e^−100 + e^−200) = −100 − ln 2 + log(1 + e^−100)
+    two = Predictive.from_logits(torch.tensor([[[0.0, -100.0]], [[0.0, -200.0]]]))
+    assert two.nll(torch.tensor([1])) == pytest.approx(100.0 + math.log(2), rel=1e-6)
+    assert two[0:1].nll(torch.tensor([1])) == pytest.approx(100.0 + math.log(2), rel=1e-6)
+    joined = Predictive.concat([two, two])
+    assert joined.log_probs is not None and joined.nll(torch.tensor([1, 1])) == pytest.approx(100.0 + math.log(2), rel=1e-6)
+
+
+def test_model_predictive_keeps_log_probabilities(trained_lenet, digits5k):
+    pred = trained_lenet.predictive(digits5k[1].images[:8], 4, generator=torch.Generator().manual_seed(0))
+    assert pred.log_probs is not None
+    assert torch.allclose(pred.log_probs.exp(), pred.probs)

@@ -172,7 +172,7 @@ class Attack(ABC):
         Plain goal: log p̄(y) untargeted (descending it raises the cross-entropy of the true class),
         −log p̄(t) targeted, with p̄ the mean over ``eot_samples`` dropout masks (EOT). Constrained goal
         (confidence / uncertainty): −log p̄(aim) + ``uncertainty_weight``·max(U − cap, 0), aiming at the
-        target or at the most probable wrong class."""
+        target or at the most probable wrong class; the penalty applies once p̄ already predicts the aim."""
         x = x.detach().requires_grad_(True)
         if self.goal.constrained:
             log_samples = torch.log_softmax(model.sample_logits(x, self.eot_samples, generator=generator), -1)
@@ -180,8 +180,10 @@ class Attack(ABC):
             aim = target if target is not None else logp.detach().scatter(1, y[:, None], float("-inf")).argmax(1)
             objective = -logp.gather(1, aim[:, None]).squeeze(1)
             if math.isfinite(self.goal.max_uncertainty):
+                # only once the aim is the prediction: before that, lowering the uncertainty would pull
+                # the example back towards its confident true class
                 excess = (uncertainty_of(log_samples, logp, self.goal.uncertainty) - self.goal.max_uncertainty).clamp(min=0)
-                objective = objective + self.uncertainty_weight * excess
+                objective = objective + self.uncertainty_weight * excess * (logp.detach().argmax(1) == aim)
         else:
             logp = model.log_prob(x, self.eot_samples, generator=generator)
             chosen = logp.gather(1, (y if target is None else target)[:, None]).squeeze(1)

@@ -39,19 +39,22 @@ class BIM(Attack):
         x_adv = x.clone()
         iterations = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
         finished = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        active = torch.arange(x.shape[0], device=x.device)
         for _ in range(self.steps):
-            if self.variant == "A":
-                finished = judge.success(x_adv)  # finished images no longer move, so this never un-finishes
-                if bool(finished.all()):
-                    break
-            active = torch.nonzero(~finished).flatten()
             xa = x_adv[active]
-            _, grad, _ = self.objective_and_grad(model, xa, y[active], None if target is None else target[active], generator)
+            _, grad, logp = self.objective_and_grad(model, xa, y[active], None if target is None else target[active], generator)
+            if self.variant == "A":
+                # judged before stepping; a plain model reuses the gradient pass's own outputs
+                done = judge.success(x_adv, rows=active, logits=None if model.stochastic else logp)
+                finished[active] = done
+                active, xa, grad = active[~done], xa[~done], grad[~done]
+                if active.numel() == 0:
+                    break
             x0 = x[active]
             step = xa - self.alpha * grad.sign()
             x_adv[active] = torch.min(torch.max(step, x0 - self.eps), x0 + self.eps).clamp(0, 1)
             iterations[active] += 1
         else:  # the last step moved the active images: judge them once more
             if self.variant == "A":
-                finished = judge.success(x_adv)
+                finished[active] = judge.success(x_adv, rows=active)
         return x_adv, iterations, finished
