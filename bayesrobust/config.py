@@ -172,6 +172,7 @@ class AttackSection:
     adaptive: bool = True  # on stochastic models, also run every attack in its adaptive form
     adaptive_eot_samples: int = 10  # masks per gradient in the adaptive form
     adaptive_kappa: float = 5.0  # C&W confidence margin (logits) in the adaptive form
+    adaptive_margin: float = 1.0  # BIM-A's stopping margin (nats of log-probability) in the adaptive form
     runs: Mapping[str, AttackRunSection] = field(default_factory=dict)
     uncertainty_aware: UncertaintyAwareSection | None = None
     lacok: LacokSection | None = None
@@ -347,8 +348,9 @@ def validate_attack(config: ExperimentConfig) -> None:
     for key in ("limit", "batch_size", "eval_samples", "eot_samples", "adaptive_eot_samples"):
         if getattr(a, key) < 1:
             raise ConfigError(f"attack.{key} must be >= 1")
-    if a.adaptive_kappa < 0:
-        raise ConfigError(f"attack.adaptive_kappa must be >= 0, got {a.adaptive_kappa}")
+    for key in ("adaptive_kappa", "adaptive_margin"):
+        if getattr(a, key) < 0:
+            raise ConfigError(f"attack.{key} must be >= 0, got {getattr(a, key)}")
     for name in a.runs:
         if name in RESERVED_RUN_NAMES or "@" in name:
             raise ConfigError(f"attack.runs.{name}: the names {', '.join(RESERVED_RUN_NAMES)} and names with '@' are "

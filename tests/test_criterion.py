@@ -73,6 +73,20 @@ def test_bim_a_agrees_with_bim_b_on_an_mc_model(mc_model, digits5k):
     assert abs(rates["A"] - rates["B"]) <= 0.1, rates
 
 
+def test_bim_a_margin_delays_the_stop(mc_model, images, labels):
+    """BIM-A with a margin no step can reach never stops early: it is BIM-B, image for image; a small
+    margin stops later than none."""
+    common = dict(eps=0.3, alpha=0.05, steps=6, eval_samples=4)
+    never = build_attack("bim", variant="A", kappa=1e3, **common)(mc_model, images, labels, generator=gen(4))
+    b = build_attack("bim", variant="B", **common)(mc_model, images, labels, generator=gen(4))
+    assert torch.equal(never.x_adv, b.x_adv) and torch.all(never.iterations == 6)
+    assert torch.equal(never.claimed, never.success)  # judged once more after the last step
+    plain = mc_model.with_mode("plain")
+    a0 = build_attack("bim", variant="A", **common)(plain, images, labels)
+    a1 = build_attack("bim", variant="A", kappa=1.0, **common)(plain, images, labels)
+    assert torch.all(a1.iterations >= a0.iterations) and bool((a1.iterations > a0.iterations).any())
+
+
 def test_no_attack_fills_model_gradients(mc_model, images, labels):
     mc_model.zero_grad(set_to_none=True)
     for name in sorted(FAST):
@@ -217,3 +231,16 @@ def test_stochastic_attack_benchmark_runs(tmp_path, mc_model):
     assert "bim_a eot10" in report["models"]["mc"] and "bim_a eot10" not in report["models"]["plain"]
     row = report["models"]["mc"]["bim_a"]
     assert 0.0 <= row["claimed_rate"] <= row["success_rate"] <= 1.0 and row["seconds"] > 0
+
+
+def test_report_warns_where_the_configured_form_understates():
+    from bayesrobust.report.attack_sections import understated_runs
+
+    meta = {"models": ["plain", "mc"], "adaptive": {"bim_a@adaptive": {"of": "bim_a", "params": {}},
+                                                     "fgsm@adaptive": {"of": "fgsm", "params": {}}}}
+    metrics = {"adv/bim_a/mc/success_rate": 0.98, "adv/bim_a/mc/success_rate_fresh": 0.70,
+               "adv/bim_a@adaptive/mc/success_rate": 0.99, "adv/bim_a@adaptive/mc/success_rate_fresh": 0.98,
+               "adv/fgsm/mc/success_rate": 0.61, "adv/fgsm/mc/success_rate_fresh": 0.60,
+               "adv/fgsm@adaptive/mc/success_rate": 0.64, "adv/fgsm@adaptive/mc/success_rate_fresh": 0.64,
+               "adv/bim_a/plain/success_rate": 0.99}
+    assert understated_runs(meta, metrics) == [("bim_a", "mc", "success_rate_fresh", 0.70, 0.98)]

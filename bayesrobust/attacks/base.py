@@ -40,7 +40,7 @@ class AttackResult:
     target: torch.Tensor | None  # (N,) target classes for targeted attacks
     params: dict[str, Any] = field(default_factory=dict)
     claimed: torch.Tensor | None = None        # (N,) bool: examples the attack itself judged successful
-    success_fresh: torch.Tensor | None = None  # (N,) bool: the goal on independent draws (stochastic models)
+    success_fresh: torch.Tensor | None = None  # (N,) bool: the goal on independent draws (= success if deterministic)
 
     def summary(self) -> dict[str, float]:
         """Aggregates: success rate, distortions over all and over successful examples, and the
@@ -94,6 +94,7 @@ class Attack(ABC):
     supports_untargeted: ClassVar[bool] = True
     supports_targeted: ClassVar[bool] = True
     uses_gradients: ClassVar[bool] = True  # False: nothing for an adaptive (EOT) form to change
+    kappa_unit: ClassVar[str | None] = None  # "logits" or "nats" where the attack takes a margin ``kappa``
 
     def __init__(self, *, eot_samples: int = 1, eval_samples: int | None = None, min_confidence: float = 0.0,
                  max_uncertainty: float = math.inf, uncertainty: str = "mi", uncertainty_weight: float = 10.0) -> None:
@@ -126,7 +127,7 @@ class Attack(ABC):
         x_adv, iterations, claimed, judge = self._run(model, x, y, target, generator)
         pred = judge.predictive(x_adv)
         success = judge.goal.reached(pred, judge.y, judge.target)
-        fresh = None
+        fresh = success  # a deterministic model has no other draws
         if model.stochastic:  # the same goal on independent draws: shows any over-fitting to the judge's draws
             fresh = judge.goal.reached(model.predictive(x_adv, judge.samples, generator=generator), judge.y, judge.target)
         l0, l2, linf = distortions(x.cpu(), x_adv.cpu())

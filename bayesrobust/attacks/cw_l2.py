@@ -21,9 +21,11 @@ class CWL2(Attack):
     (checked every ``steps // 10``). Returns the smallest-L2 adversarial example found; examples never
     broken are returned unchanged.
 
-    On an MC-dropout model Z is the mean logit over ``eot_samples`` masks, but "adversarial" — for the
-    best-example bookkeeping and the binary search — is decided by the attack's judge (the MC-mean
-    predictive the result reports): a step's margin only nominates candidates. With κ = 0 the optimum
+    On an MC-dropout model Z is the mean logit over ``eot_samples`` masks. An iterate counts as
+    adversarial — for the best-example bookkeeping and the binary search — when C&W's own rule holds on
+    this step's masks (f₆ ≤ −κ; f₆ < 0 for κ = 0) *and* the attack's judge (the MC-mean predictive the
+    result reports) agrees. The smallest-L2 iterate the judge accepts sits on the judge's boundary; the
+    margin κ is what keeps it past the boundary of fresh draws too. With κ = 0 the optimum
     sits on the boundary of the few masks' mean logit, which the MC mean moves back; Carlini & Wagner
     (2017, "Adversarial examples are not easily detected") attack dropout with EOT and κ > 0, as the
     suite's adaptive rows do.
@@ -36,6 +38,7 @@ class CWL2(Attack):
 
     name = "cw_l2"
     norm = "L2"
+    kappa_unit = "logits"
 
     def __init__(self, kappa: float = 0.0, lr: float = 0.01, steps: int = 1000, binary_search_steps: int = 9,
                  initial_const: float = 1e-3, abort_early: bool = True, **common) -> None:
@@ -81,8 +84,9 @@ class CWL2(Attack):
                 optimizer.step()
                 iterations += 1
                 with torch.no_grad():
-                    # the margin on this step's masks only nominates; the judge decides
-                    candidate = (f <= 0) & (l2 < best_l2)
+                    # C&W's own rule nominates (margin κ reached on this step's masks); the judge decides
+                    reached = f <= -self.kappa if self.kappa > 0 else f < 0
+                    candidate = reached & (l2 < best_l2)
                     if candidate.any():
                         ok = candidate & judge.success(x_adv.detach(), logits=None if model.stochastic else logits)
                         best_l2 = torch.where(ok, l2, best_l2)

@@ -49,6 +49,33 @@ def uncertainty_histograms(in_dist: dict[str, np.ndarray], shifted: dict[str, di
     return fig
 
 
+def attack_uncertainty_panels(clean: np.ndarray, runs: dict[str, dict[str, np.ndarray]], quantity: str, title: str = ""):
+    """Small multiples, one panel per attack run: the uncertainty measure on the clean digits (filled)
+    beside the run's adversarial examples in each form (outlines), on a shared axis, with each
+    distribution's median in the legend."""
+    upper = max([float(np.max(clean))] + [float(np.max(v)) for forms in runs.values() for v in forms.values()] + [1e-3])
+    bins = np.linspace(0.0, upper * 1.02, 30)
+    ncols = min(4, max(1, len(runs)))
+    nrows = int(np.ceil(len(runs) / ncols))
+    fig, axes = new_figure(nrows, ncols, width=2.6, height=2.2, sharex=True)
+    for ax in axes.ravel()[len(runs):]:
+        ax.axis("off")
+    styles = ["-", "--", ":"]
+    for ax, (run, forms) in zip(axes.ravel(), runs.items()):
+        ax.hist(clean, bins=bins, density=True, alpha=0.45, color=PALETTE[0], label=f"clean (median {np.median(clean):.2f})")
+        for i, (form, values) in enumerate(forms.items()):
+            ax.hist(values, bins=bins, density=True, histtype="step", linewidth=1.4, linestyle=styles[i % len(styles)],
+                    color=PALETTE[1 + i % (len(PALETTE) - 1)], label=f"{form} (median {np.median(values):.2f})")
+        ax.set_title(run)
+        ax.set_xlabel(quantity)
+        ax.set_ylabel("density")
+        ax.legend(loc="upper right", fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def digit_grid(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, confidence: np.ndarray,
                title: str = "", ncols: int = 8):
     """Digits with their predicted label and confidence; wrong predictions in red."""

@@ -12,7 +12,6 @@ figure from them.
 
 from __future__ import annotations
 
-import inspect
 import time
 
 import numpy as np
@@ -40,16 +39,18 @@ def choose_targets(mode: str, y: torch.Tensor, seed: int) -> torch.Tensor | None
 
 def adaptive_form(attack_name: str, params, section) -> dict | None:
     """The adaptive form of a configured attack on a stochastic model: EOT over at least
-    ``adaptive_eot_samples`` masks per gradient and, for margin attacks (C&W), a confidence margin of at
-    least ``adaptive_kappa`` so the MC mean lands past the boundary, not on it. None when nothing would
-    change (an attack without gradients, or one already configured that way)."""
+    ``adaptive_eot_samples`` masks per gradient and, for attacks with a margin, at least
+    ``adaptive_kappa`` (C&W, logits) or ``adaptive_margin`` (BIM-A's stop, nats of log-probability) so
+    the examples land past the MC mean's boundary, not on it. None when nothing would change (an attack
+    without gradients, or one already configured that way)."""
     cls = ATTACKS.get(attack_name)
     if not cls.uses_gradients:
         return None
     params = dict(params)
     form = {**params, "eot_samples": max(int(params.get("eot_samples", section.eot_samples)), section.adaptive_eot_samples)}
-    if "kappa" in inspect.signature(cls.__init__).parameters:
-        form["kappa"] = max(float(params.get("kappa", 0.0)), section.adaptive_kappa)
+    if cls.kappa_unit is not None:
+        floor = section.adaptive_kappa if cls.kappa_unit == "logits" else section.adaptive_margin
+        form["kappa"] = max(float(params.get("kappa", 0.0)), floor)
     unchanged = form["eot_samples"] == params.get("eot_samples", section.eot_samples) and form.get("kappa") == params.get("kappa")
     return None if unchanged else form
 
