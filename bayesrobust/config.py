@@ -318,12 +318,13 @@ def validate(config: ExperimentConfig) -> None:
     """Cross-field checks the types alone cannot express."""
     if not 0.0 <= config.data.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in [0, 1), got {config.data.val_fraction}")
-    if config.run.device not in ("cpu", "cuda") and not config.run.device.startswith("cuda:"):
-        raise ConfigError(f"run.device must be cpu or cuda, got {config.run.device!r}")
+    check_device(config.run.device)
     for name, model in config.models.items():
         where = f"models.{name}"
         if model.mode not in ("mc_dropout", "plain"):
             raise ConfigError(f"{where}.mode must be 'mc_dropout' or 'plain', got {model.mode!r}")
+        if not model.checkpoint:
+            check_model(model, where)
         if model.train.optimizer not in ("sgd", "adam", "rmsprop"):
             raise ConfigError(f"{where}.train.optimizer must be sgd, adam or rmsprop, got {model.train.optimizer!r}")
         for key in ("epochs", "batch_size"):
@@ -336,6 +337,59 @@ def validate(config: ExperimentConfig) -> None:
         raise ConfigError("evaluation.samples must be >= 1")
     if config.attack is not None:
         validate_attack(config)
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine's PyTorch cannot use, before any data is loaded."""
+    import torch
+
+    where = f"run.device = {device!r}"
+    if device == "cpu":
+        return
+    if device == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ConfigError(f"{where}: Apple's MPS backend is not available in this PyTorch build or machine; use --device cpu")
+        return
+    if device != "cuda" and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise ConfigError(f"{where}: expected cpu, cuda, cuda:N or mps")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"{where}: this PyTorch ({torch.__version__}) has no usable CUDA device; use --device cpu, "
+                          "or install a CUDA build of torch on a machine with an NVIDIA GPU")
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"{where}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0")
+
+
+def typed_params(func, params: Mapping[str, Any], where: str, extra_hints: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Check keyword ``params`` against the annotations of ``func`` (a constructor) like config
+    sections are checked: each value must have the annotated type; the error names the dotted key,
+    the expected type and the value given. Unknown names are left to the constructor's own check."""
+    hints = {**(extra_hints or {}), **typing.get_type_hints(func)}
+    out = {}
+    for key, value in params.items():
+        tp = hints.get(key, Any)
+        if tp in (float, int) or typing.get_origin(tp) in (typing.Union, types.UnionType, tuple, list):
+            try:
+                value = _coerce(value, tp, f"{where}.{key}")
+            except ConfigError as exc:
+                raise ConfigError(f"{exc} (expected {_type_name(tp)})") from None
+        elif tp in (str, bool) and not isinstance(value, tp):
+            raise ConfigError(f"{where}.{key}: expected {_type_name(tp)}, got {value!r}")
+        out[key] = value
+    return out
+
+
+def check_model(section: ModelSection, where: str) -> None:
+    """Build the model once (cheap) so a bad architecture or parameter of any model is found before
+    the first one trains."""
+    from bayesrobust.models import MODELS, build_model
+
+    if section.arch not in MODELS:
+        raise ConfigError(f"{where}.arch: unknown architecture {section.arch!r}; known: {', '.join(MODELS.names())}")
+    params = typed_params(MODELS.get(section.arch).__init__, section.params, f"{where}.params")
+    try:
+        build_model(section.arch, mode=section.mode, **params)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 RESERVED_RUN_NAMES = ("clean", "worst_case")
@@ -369,9 +423,15 @@ def validate_attack(config: ExperimentConfig) -> None:
         named.append(("attack.transfer", a.transfer.attack, a.transfer.params))
     if a.triptych is not None:
         named.append(("attack.triptych", a.triptych.attack, a.triptych.params))
+    from bayesrobust.attacks import Attack
+
     for where, attack, params in named:
+        if attack not in ATTACKS:
+            raise ConfigError(f"{where}.attack: unknown attack {attack!r}; known: {', '.join(ATTACKS.names())}")
+        checked = typed_params(ATTACKS.get(attack).__init__, params, f"{where}.params",
+                               extra_hints=typing.get_type_hints(Attack.__init__))
         try:
-            build_attack(attack, **dict(params))
+            build_attack(attack, **checked)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
     targeted = [(f"attack.runs.{n}", r) for n, r in a.runs.items()] + ([("attack.transfer", a.transfer)] if a.transfer else []) \
@@ -381,6 +441,8 @@ def validate_attack(config: ExperimentConfig) -> None:
             raise ConfigError(f"{where}.targets must be none, next or random, got {r.targets!r}")
         if r.targets == "none" and not ATTACKS.get(r.attack).supports_untargeted:
             raise ConfigError(f"{where}: {r.attack} is targeted only; set targets = 'next' or 'random'")
+        if r.targets != "none" and not ATTACKS.get(r.attack).supports_targeted:
+            raise ConfigError(f"{where}: {r.attack} is untargeted only; set targets = 'none'")
     for name, r in a.runs.items():
         unknown = sorted(set(r.models) - set(config.models))
         if unknown:
@@ -391,6 +453,9 @@ def validate_attack(config: ExperimentConfig) -> None:
             raise ConfigError(f"attack.{section}.model: unknown model {sub.model!r}")
     if a.triptych is not None and a.triptych.source == a.triptych.target:
         raise ConfigError("attack.triptych: source and target must differ")
+    if a.triptych is not None and not ATTACKS.get(a.triptych.attack).supports_targeted:
+        raise ConfigError(f"attack.triptych.attack: {a.triptych.attack} is untargeted only; the triptych pushes "
+                          f"{a.triptych.source} towards {a.triptych.target}, so it needs a targeted attack")
 
 
 def dump_toml(data: Mapping[str, Any]) -> str:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from bayesrobust.config import ExperimentConfig, dump_toml, to_plain
 from bayesrobust.data import Dataset, load_dataset
+from bayesrobust.errors import ConfigError
 from bayesrobust.models import BayesianClassifier, build_model
 from bayesrobust.runs import RunDir, environment
-from bayesrobust.seeding import derive_seed, seed_everything
+from bayesrobust.seeding import derive_seed, deterministic_algorithms, seed_everything
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def prepare_models(config: ExperimentConfig, data: ExperimentData, run: RunDir |
     for name, spec in config.models.items():
         start = time.perf_counter()
         if spec.checkpoint:
-            model = BayesianClassifier.load(spec.checkpoint)
+            model = conform(BayesianClassifier.load(spec.checkpoint), spec, f"models.{name}")
         else:
             seed = derive_seed(config.run.seed, "model", name)
             seed_everything(seed)  # weight initialisation
@@ -56,6 +57,24 @@ def prepare_models(config: ExperimentConfig, data: ExperimentData, run: RunDir |
     return models, metrics
 
 
+def conform(model: BayesianClassifier, spec, where: str) -> BayesianClassifier:
+    """A loaded checkpoint made to match its config section, or a ConfigError: the architecture and
+    every parameter the section sets must be the checkpoint's; a different mode is applied to the
+    same weights (a plain network's MC-dropout twin, or the reverse)."""
+    if model.arch != spec.arch:
+        raise ConfigError(f"{where}: checkpoint {spec.checkpoint} is a {model.arch!r} model, the config says arch = {spec.arch!r}")
+    for key, value in spec.params.items():
+        saved = model.params.get(key)
+        if _plain(saved) != _plain(value):
+            raise ConfigError(f"{where}.params.{key} = {value!r}, but checkpoint {spec.checkpoint} was trained with {saved!r}; "
+                              "remove the parameter or train a new model")
+    return model.with_mode(spec.mode)
+
+
+def _plain(value):
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
 def with_checkpoints(config: ExperimentConfig, run_dir: str | Path) -> ExperimentConfig:
     """The same config with every model loaded from ``run_dir/checkpoints/<name>.pt``."""
     folder = Path(run_dir) / "checkpoints"
@@ -68,33 +87,40 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, data_dir: str |
     """Execute ``config`` into a new run folder ``out`` and return it.
 
     The folder is marked INCOMPLETE until every stage has finished; a failure records the error
-    there and re-raises, so a crashed run never looks complete."""
-    from bayesrobust.suites.registry import SUITES
-
+    there and re-raises, so a crashed run never looks complete. Deterministic kernels are on for the
+    run and restored afterwards."""
     run = RunDir.create(out, overwrite=overwrite)
     try:
-        seed_everything(config.run.seed)
-        run.write_text("config.toml", dump_toml(to_plain(config)))
-        env = environment(config.run.seed, config.run.device)
-        run.write_json("env.json", env)
-        start = time.perf_counter()
-        data = load_data(config, data_dir, download)
-        run.write_json("data.json", {k: v.info.__dict__ for k, v in
-                                     [("train", data.train), ("test", data.test), *data.shifted.items()]})
-        models, metrics = prepare_models(config, data, run, progress=progress)
-        run.update_metrics(metrics)
-        if suites:
-            for suite_name in SUITES.names():
-                section = getattr(config, suite_name, None)
-                if section is not None:
-                    run.update_metrics(SUITES.get(suite_name)(run, models, data, section, config.run.seed))
-        run.write_json("env.json", {**env, "wall_seconds": time.perf_counter() - start})
-        if report:
-            from bayesrobust.report import build_report
-
-            build_report(run, assume_complete=True)
+        with deterministic_algorithms():
+            _execute(run, config, data_dir=data_dir, download=download, progress=progress, suites=suites, report=report)
     except BaseException as exc:
         run.mark_failed(exc)
         raise
     run.finish()
     return run
+
+
+def _execute(run: RunDir, config: ExperimentConfig, *, data_dir, download, progress, suites, report) -> None:
+    """The stages of :func:`run_experiment`, in order, into ``run``."""
+    from bayesrobust.suites.registry import SUITES
+
+    seed_everything(config.run.seed)
+    run.write_text("config.toml", dump_toml(to_plain(config)))
+    env = environment(config.run.seed, config.run.device)
+    run.write_json("env.json", env)
+    start = time.perf_counter()
+    data = load_data(config, data_dir, download)
+    run.write_json("data.json", {k: v.info.__dict__ for k, v in
+                                 [("train", data.train), ("test", data.test), *data.shifted.items()]})
+    models, metrics = prepare_models(config, data, run, progress=progress)
+    run.update_metrics(metrics)
+    if suites:
+        for suite_name in SUITES.names():
+            section = getattr(config, suite_name, None)
+            if section is not None:
+                run.update_metrics(SUITES.get(suite_name)(run, models, data, section, config.run.seed))
+    run.write_json("env.json", {**env, "wall_seconds": time.perf_counter() - start})
+    if report:
+        from bayesrobust.report import build_report
+
+        build_report(run, assume_complete=True)

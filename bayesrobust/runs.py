@@ -100,6 +100,49 @@ def environment(seed: int, device: str) -> dict[str, Any]:
     }
 
 
+RUN_FILES = ("metrics.json", "config.toml", "env.json")
+
+
+def is_run_folder(path: Path) -> bool:
+    """A folder this package wrote: its INCOMPLETE marker, or the files every finished run has."""
+    return (path / INCOMPLETE).is_file() or all((path / name).is_file() for name in RUN_FILES)
+
+
+def live_writer(path: Path) -> int | None:
+    """The pid recorded in an INCOMPLETE marker when that process still runs on this machine."""
+    try:
+        words = (path / INCOMPLETE).read_text().split()
+    except OSError:
+        return None
+    if "pid" not in words or "host" not in words or words[-1] != platform.node():
+        return None
+    try:
+        pid = int(words[words.index("pid") + 1])
+    except (ValueError, IndexError):
+        return None
+    if pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def _discard(path: Path) -> None:
+    """Move a run folder aside atomically (one of several racing callers wins), then delete it."""
+    import shutil
+
+    trash = path.with_name(f".{path.name}.replaced-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        os.rename(path, trash)
+    except FileNotFoundError:
+        return  # another process moved it first
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 class RunDir:
     """A run folder. Create with :meth:`create` (new results) or :meth:`open` (read back)."""
 
@@ -109,19 +152,38 @@ class RunDir:
     # --- lifecycle ------------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | Path, *, overwrite: bool = False) -> RunDir:
-        """Make a new run folder, marked incomplete. An existing non-empty folder is an error
-        unless ``overwrite`` is set (then its previous results are removed first)."""
+        """Make a new run folder, marked incomplete, claimed exclusively: of several processes creating
+        the same folder at once exactly one succeeds, the others get a RunError.
+
+        An existing folder that is not empty is replaced only with ``overwrite`` and only when it is
+        recognisably a run folder (its INCOMPLETE marker, or metrics.json + config.toml + env.json) that
+        no live process on this machine is still writing; anything else is refused, overwrite or not,
+        so ``--out ~ --overwrite`` cannot delete a home directory."""
         path = Path(path)
-        if path.exists() and any(path.iterdir()):
+        if path.exists() and not path.is_dir():
+            raise RunError(f"{path} exists and is not a folder; choose another --out")
+        if path.is_dir() and any(path.iterdir()):
+            if not is_run_folder(path):
+                raise RunError(f"{path} is not empty and is not a bayesrobust run folder; refusing to use or replace it "
+                               "(choose another --out)")
             if not overwrite:
                 raise RunError(f"run folder {path} already exists; pass --overwrite or choose another --out")
-            import shutil
-
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
-        run = cls(path)
-        (path / INCOMPLETE).write_text("started " + time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
-        return run
+            writer = live_writer(path)
+            if writer is not None:
+                raise RunError(f"run folder {path} is being written by process {writer}; wait for it or choose another --out")
+            _discard(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            pass  # an empty folder made beforehand: the marker below is the claim
+        marker = path / INCOMPLETE
+        try:
+            with open(marker, "x") as fh:  # O_CREAT | O_EXCL: one winner
+                fh.write(f"started {time.strftime('%Y-%m-%dT%H:%M:%S%z')} pid {os.getpid()} host {platform.node()}\n")
+        except FileExistsError:
+            raise RunError(f"run folder {path} was just created by another process; choose another --out") from None
+        return cls(path)
 
     @classmethod
     def open(cls, path: str | Path) -> RunDir:

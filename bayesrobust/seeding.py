@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA) and ask torch for deterministic kernels."""
+    """Seed Python, NumPy and torch (CPU and CUDA). Deterministic kernels are a separate, scoped
+    choice (:func:`deterministic_algorithms`), so seeding never changes a user's global settings."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@contextmanager
+def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
+    """Within the block, ask torch for deterministic kernels (warning where none exists); restore the
+    caller's setting afterwards. Experiments run inside it."""
+    before, before_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=before_warn)
 
 
 def make_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:

@@ -9,8 +9,13 @@ from bayesrobust.errors import InputError
 IMAGE_SHAPE = (1, 28, 28)
 
 
-def check_images(x: torch.Tensor, *, name: str = "x") -> None:
-    """Check ``x`` is a float batch ``(N, 1, 28, 28)`` of finite pixels in [0, 1]; raise InputError if not."""
+def check_images(x: torch.Tensor, *, name: str = "x") -> torch.Tensor:
+    """Check ``x`` is a floating-point batch ``(N, 1, 28, 28)`` of finite pixels in [0, 1] and return
+    it as float32 (raise InputError if not).
+
+    Any floating dtype is accepted — float64 arrives from NumPy, float16 from mixed precision — and
+    converted once, here, so models and attacks always compute in float32. The conversion is
+    differentiable: gradients flow back to the caller's tensor in its own dtype."""
     if not isinstance(x, torch.Tensor):
         raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not torch.is_floating_point(x):
@@ -19,14 +24,13 @@ def check_images(x: torch.Tensor, *, name: str = "x") -> None:
         raise InputError(f"{name} must have shape (N, 1, 28, 28), got {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise InputError(f"{name} is an empty batch")
-    x = x.detach()
-    lo, hi = (float(v) for v in torch.aminmax(x))  # one pass; NaN and ±inf fail the range test too
-    if lo >= 0.0 and hi <= 1.0:
-        return
-    if not torch.isfinite(x).all():
-        bad = int((~torch.isfinite(x)).flatten(1).any(1).sum())
-        raise InputError(f"{name} contains NaN or inf in {bad} image(s)")
-    raise InputError(f"{name} pixels must lie in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
+    lo, hi = (float(v) for v in torch.aminmax(x.detach()))  # one pass; NaN and ±inf fail the range test too
+    if not (lo >= 0.0 and hi <= 1.0):
+        if not torch.isfinite(x.detach()).all():
+            bad = int((~torch.isfinite(x.detach())).flatten(1).any(1).sum())
+            raise InputError(f"{name} contains NaN or inf in {bad} image(s)")
+        raise InputError(f"{name} pixels must lie in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
+    return x if x.dtype == torch.float32 else x.float()
 
 
 def check_labels(y: torch.Tensor, n: int, num_classes: int, *, name: str = "y") -> torch.Tensor:

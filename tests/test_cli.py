@@ -3,7 +3,7 @@
 import pytest
 
 from bayesrobust.cli import build_parser, main
-from tests.conftest import REPO, tiny_overrides
+from tests.conftest import REPO
 
 
 def test_help_lists_commands(capsys):
@@ -22,45 +22,83 @@ def test_config_error_is_a_clean_exit(capsys, tmp_path):
 
 def test_existing_run_folder_is_refused(capsys, tmp_path):
     (tmp_path / "x").mkdir()
-    (tmp_path / "x" / "metrics.json").write_text("{}")
+    for name in ("metrics.json", "config.toml", "env.json"):
+        (tmp_path / "x" / name).write_text("{}")
     code = main(["run", str(REPO / "experiments" / "quickstart.toml"), "--out", str(tmp_path / "x")])
     assert code == 2 and "already exists" in capsys.readouterr().err
 
 
-def test_datasets_lists_offline_sets(capsys, tmp_path):
-    assert main(["datasets", "--data-dir", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "mnist-5k" in out and "ok (1000 test, verified)" in out
-    assert "missing" in out  # mnist is not in an empty data dir
+def test_overwrite_never_replaces_a_folder_that_is_not_a_run(capsys, tmp_path):
+    (tmp_path / "notes.txt").write_text("keep me")
+    code = main(["run", str(REPO / "experiments" / "quickstart.toml"), "--out", str(tmp_path), "--overwrite"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("bayesrobust: error:") and "not a bayesrobust run folder" in err
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
 
 
-def test_train_then_evaluate_from_checkpoints(tmp_path):
-    config = str(REPO / "experiments" / "quickstart.toml")
-    tiny = [a for s in tiny_overrides(REPO / "experiments" / "quickstart.toml") for a in ("--set", s)] + ["--quiet"]
-    assert main(["train", config, "--out", str(tmp_path / "t"), *tiny]) == 0
-    assert (tmp_path / "t" / "checkpoints" / "mc_lenet.pt").exists()
-    assert not (tmp_path / "t" / "arrays" / "evaluation.npz").exists()
-    assert main(["evaluate", config, "--from", str(tmp_path / "t"), "--out", str(tmp_path / "e"), *tiny]) == 0
-    assert (tmp_path / "e" / "arrays" / "evaluation.npz").exists()
+@pytest.mark.parametrize("override, expected", [
+    ("attack.runs.fgsm.params.eps=abc", "attack.runs.fgsm.params.eps: expected a number, got 'abc'"),
+    ("attack.runs.bim_a.params.steps=2.5", "attack.runs.bim_a.params.steps: expected an integer, got 2.5"),
+    ("attack.runs.bim_a.params.variant=3", "attack.runs.bim_a.params.variant: expected str, got 3"),
+    ("models.mc_lenet.params.hidden=wide", "models.mc_lenet.params.hidden: expected an integer, got 'wide'"),
+    ("models.mc_lenet.params.dropout=1.5", "models.mc_lenet"),
+    ("models.mc_lenet.arch=resnet", "models.mc_lenet.arch: unknown architecture 'resnet'"),
+    ("models.lenet.train.optimizer=lbfgs", "models.lenet.train.optimizer"),
+    ("attack.runs.noise.attack=sign_noise", "untargeted only"),
+    ("attack.triptych.attack=fgsm", None),
+    ("attack.triptych.attack=sign_noise", "attack.triptych.attack: sign_noise is untargeted only"),
+    ("attack.runs.clean.attack=fgsm", "reserved"),
+    ("run.device=cuda:7", "run.device = 'cuda:7'"),
+    ("run.device=tpu", "expected cpu, cuda, cuda:N or mps"),
+])
+def test_bad_values_are_one_line_errors_before_any_work(override, expected, capsys, tmp_path, monkeypatch):
+    """Every model and attack of a config is checked up front: a bad parameter of the second model is
+    an error before the first one trains (no data is loaded: the patched loader would say so)."""
+    import bayesrobust.experiment as experiment
+
+    class DataLoaded(Exception):
+        pass
+
+    def loader(*args, **kwargs):
+        raise DataLoaded
+
+    monkeypatch.setattr(experiment, "load_data", loader)
+    args = ["run", str(REPO / "experiments" / "quickstart.toml"), "--out", str(tmp_path / "r"), "--set", override]
+    if override.startswith("attack.runs.noise"):
+        args += ["--set", "attack.runs.noise.targets=random"]
+    if override.startswith("attack.triptych"):
+        args += ["--set", "attack.triptych.params={}"]
+    if expected is None:  # a valid change gets as far as loading data
+        with pytest.raises(DataLoaded):
+            main(args)
+        return
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("bayesrobust: error:") and expected in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
 
 
-def test_sigterm_marks_the_run_incomplete(tmp_path):
-    """A run killed with SIGTERM records the signal in INCOMPLETE and exits 130."""
-    import signal
+def test_importing_the_report_leaves_the_matplotlib_backend_alone():
     import subprocess
     import sys
-    import time
 
-    out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "bayesrobust.cli", "run", str(REPO / "experiments" / "quickstart.toml"),
-           "--out", str(out), "--quiet", "--set", "models.lenet.train.epochs=50"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (out / "config.toml").exists() and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "signal" in (out / "INCOMPLETE").read_text()
-    assert not (out / "report.html").exists()
+    code = ("import matplotlib; matplotlib.use('svg'); import bayesrobust.report, bayesrobust.report.figures as f; "
+            "fig, ax = f.new_figure(); ax[0][0].plot([0, 1]); import io; fig.savefig(io.BytesIO(), format='png'); "
+            "print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "svg"
+
+
+def test_seeding_does_not_change_global_determinism_settings(tmp_path):
+    import torch
+
+    from bayesrobust.seeding import deterministic_algorithms, seed_everything
+
+    before = torch.are_deterministic_algorithms_enabled()
+    seed_everything(3)
+    assert torch.are_deterministic_algorithms_enabled() == before
+    with deterministic_algorithms():
+        assert torch.are_deterministic_algorithms_enabled()
+    assert torch.are_deterministic_algorithms_enabled() == before

@@ -56,3 +56,135 @@ def test_arrays_round_trip(tmp_path):
     run.save_arrays("arrays/x.npz", **{"a/b": np.arange(3), "c": np.ones((2, 2))})
     back = run.load_arrays("arrays/x.npz")
     assert back["a/b"].tolist() == [0, 1, 2] and back["c"].shape == (2, 2)
+
+
+def test_overwrite_refuses_folders_that_are_not_runs(tmp_path):
+    """`--out ~ --overwrite` must never delete a home directory."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.tex").write_text("years of work")
+    (home / "metrics.json").write_text("{}")  # one run-like file is not enough
+    for overwrite in (False, True):
+        with pytest.raises(RunError, match="not a bayesrobust run folder"):
+            RunDir.create(home, overwrite=overwrite)
+    assert (home / "thesis.tex").read_text() == "years of work"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunError, match="not a folder"):
+        RunDir.create(tmp_path / "file", overwrite=True)
+
+
+def test_overwrite_replaces_finished_and_crashed_runs(tmp_path):
+    finished = RunDir.create(tmp_path / "a")
+    for name in ("metrics.json", "config.toml", "env.json"):
+        finished.write_text(name, "{}")
+    finished.write_text("report.md", "old")
+    finished.finish()
+    fresh = RunDir.create(tmp_path / "a", overwrite=True)
+    assert not (fresh.path / "report.md").exists() and not fresh.complete
+    crashed = RunDir.create(tmp_path / "b")
+    crashed.mark_failed(RuntimeError("boom"))
+    assert not RunDir.create(tmp_path / "b", overwrite=True).complete
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # nothing left aside
+
+
+def test_overwrite_refuses_a_run_that_a_live_process_is_writing(tmp_path):
+    import platform
+    import subprocess
+    import sys
+
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        folder = tmp_path / "r"
+        folder.mkdir()
+        (folder / INCOMPLETE).write_text(f"started now pid {writer.pid} host {platform.node()}\n")
+        with pytest.raises(RunError, match=f"being written by process {writer.pid}"):
+            RunDir.create(folder, overwrite=True)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert not RunDir.create(folder, overwrite=True).complete  # the writer is gone now
+
+
+def _claim(path: str, barrier, results) -> None:
+    from bayesrobust.errors import RunError
+    from bayesrobust.runs import RunDir
+
+    barrier.wait()
+    try:
+        run = RunDir.create(path)
+    except RunError as exc:
+        results.put(("lost", str(exc)))
+        return
+    run.write_json("metrics.json", {"winner": True})
+    run.write_text("config.toml", "x = 1\n")
+    run.write_text("env.json", "{}")
+    run.finish()
+    results.put(("won", ""))
+
+
+@pytest.mark.parametrize("precreated", [False, True])
+def test_two_processes_creating_one_run_folder(tmp_path, precreated):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    target = tmp_path / "runs" / "same"
+    if precreated:
+        target.mkdir(parents=True)  # an empty folder made beforehand
+    for _attempt in range(3):
+        barrier, results = ctx.Barrier(2), ctx.Queue()
+        procs = [ctx.Process(target=_claim, args=(str(target), barrier, results)) for _ in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        outcomes = sorted(results.get(timeout=5) for _ in procs)
+        assert [o[0] for o in outcomes] == ["lost", "won"], outcomes
+        assert "already exists" in outcomes[0][1] or "another process" in outcomes[0][1]
+        run = RunDir.open(target)
+        assert run.complete and run.metrics() == {"winner": True}
+        import shutil
+
+        shutil.rmtree(target)
+        if precreated:
+            target.mkdir()
+
+
+WRITER = """
+import sys, time
+from bayesrobust.runs import RunDir
+run = RunDir.create(sys.argv[1])
+for i in range(200):
+    run.write_json(f"arrays/part{i}.json", {"i": i, "payload": list(range(500))})
+    run.update_metrics({f"m/{i}": float(i)})
+run.write_text("config.toml", "x = 1\\n")
+run.write_text("env.json", "{}")
+run.finish()
+"""
+
+
+def test_a_run_killed_at_a_random_point_never_looks_complete(tmp_path):
+    import json
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rng = random.Random(0)
+    killed_mid_run = 0
+    for attempt in range(6):
+        folder = tmp_path / f"run{attempt}"
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(folder)])
+        time.sleep(rng.uniform(0.3, 2.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if not folder.exists():
+            continue  # killed before it made the folder
+        run = RunDir.open(folder)
+        if not run.complete:
+            killed_mid_run += 1
+            continue
+        # finished before the kill: then it must be whole
+        assert len(run.metrics()) == 200 and (folder / "env.json").exists()
+        assert all(json.loads(p.read_text())["i"] >= 0 for p in (folder / "arrays").glob("*.json"))
+    assert killed_mid_run >= 2  # the test exercised kills in the middle of writing

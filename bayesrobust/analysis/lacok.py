@@ -53,7 +53,8 @@ def unclipped_rows(name, model, x, y, section, *, eval_samples: int, eot_samples
     directly (dropout on for MC models, off for plain ones), outside the checked entry points. Every
     dropout mask — of the gradient (``eot_samples``) and of the evaluation — comes from ``generator``."""
     xg = x.clone().requires_grad_(True)
-    loss = -model.log_prob(xg, eot_samples, generator=generator).gather(1, y[:, None]).sum()
+    logp = model.log_prob(xg, eot_samples, generator=generator)
+    loss = -logp.gather(1, y.to(logp.device)[:, None]).sum()
     (grad,) = torch.autograd.grad(loss, xg)
     noise = torch.randint(0, 2, x.shape, generator=generator).to(x.dtype) * 2 - 1
     sets = {f"fgsm eps={e:g} unclipped": x + e * grad.sign() for e in section.fgsm_eps}

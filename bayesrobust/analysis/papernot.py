@@ -65,7 +65,7 @@ def adversarial_distance(model, x: torch.Tensor, y: torch.Tensor, *, eot_samples
     per_example = np.full((x.shape[0], 10), np.nan)
     for t in range(10):
         alpha, beta = jac[:, t], total - jac[:, t]
-        per_example[:, t] = (1.0 - ((alpha > 0) & (beta < 0)).float().mean(1)).numpy()
+        per_example[:, t] = (1.0 - ((alpha > 0) & (beta < 0)).float().mean(1)).cpu().numpy()
     labels = y.cpu().numpy()
     per_example[np.arange(len(labels)), labels] = np.nan
     means = np.full((10, 10), np.nan)

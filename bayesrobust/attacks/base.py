@@ -145,7 +145,7 @@ class Attack(ABC):
         return x_adv.detach().clamp(0.0, 1.0), iterations, claimed, judge
 
     def _validated(self, model, x, y, target):
-        check_images(x)
+        x = check_images(x)  # any floating dtype, float32 from here on
         y = check_labels(y, x.shape[0], model.num_classes)
         if target is None and not self.supports_untargeted:
             raise InputError(f"{self.name} is a targeted attack: pass target=")

@@ -87,16 +87,27 @@ class BayesianClassifier(nn.Module):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Deterministic logits ``(N, C)`` with dropout off (the weight-averaging approximation):
-        the margin scores C&W and JSMA work on."""
-        check_images(x)
+        the margin scores C&W and JSMA work on. Like every entry point, takes ``x`` of any floating
+        dtype on any device and returns on the model's device."""
+        x = self._inputs(x)
         with self.dropout_sampling(False):
             return self(x)
 
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Validated float32 images on the model's device (differentiable, no copy when already there)."""
+        return check_images(x).to(self.device)
+
     def sample_logits(self, x: torch.Tensor, samples: int = 1, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Logit samples ``(S, N, C)``, differentiable. Plain models return S = 1 deterministic pass."""
-        check_images(x)
+        """Logit samples ``(S, N, C)``, differentiable. Plain models return S = 1 deterministic pass.
+
+        The head runs on chunks of samples so that one replicated input stays under
+        ``MC_CHUNK_ELEMENTS``; without gradients that bounds memory. Under autograd (attacks with EOT)
+        every chunk's activations are kept for the backward pass, so memory grows with samples × batch
+        (for LeNet, ≈ 30 KB per image and sample) — attack in batches (``run_batched``) to bound it."""
+        x = self._inputs(x)
         if not self.stochastic:
-            return self.logits(x)[None]
+            with self.dropout_sampling(False):
+                return self(x)[None]
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
         with self.dropout_sampling(True, generator):
@@ -122,7 +133,7 @@ class BayesianClassifier(nn.Module):
                    batch_size: int = 1000) -> Predictive:
         """The predictive distribution on ``x``: ``samples`` MC-dropout draws (default 50) for
         ``mc_dropout`` models, one deterministic pass for ``plain`` ones. Returned on the CPU."""
-        check_images(x)
+        x = check_images(x)
         samples = self.default_samples if samples is None else samples
         parts = []
         for start in range(0, x.shape[0], batch_size):

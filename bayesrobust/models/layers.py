@@ -25,10 +25,12 @@ class MCDropout(nn.Module):
         super().__init__()
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        drops = round(p * _RESOLUTION)
+        if drops >= _RESOLUTION:  # within 2⁻¹⁷ of 1: every unit dropped, the scale 1/(1 − p) infinite
+            raise ValueError(f"dropout probability {p} is too close to 1 (masks resolve p in steps of 2⁻¹⁶); use p <= {1 - 1 / _RESOLUTION}")
         self.p = p
         self.active: bool | None = None
         self.generator: torch.Generator | None = None
-        drops = round(p * _RESOLUTION)
         self._threshold = drops - _RESOLUTION // 2  # int16 words below it are dropped
         self._scale = _RESOLUTION / (_RESOLUTION - drops)
 

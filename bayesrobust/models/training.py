@@ -9,6 +9,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
+from bayesrobust.errors import ConfigError
 from bayesrobust.progress import progress_bar
 from bayesrobust.seeding import make_generator
 
@@ -18,8 +19,9 @@ def make_optimizer(params, config) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr)
-    # Lacok (2016): RMSProp with decay 0.9, epsilon 1e-6
-    return torch.optim.RMSprop(params, lr=config.lr, alpha=0.9, eps=1e-6)
+    if config.optimizer == "rmsprop":  # Lacok (2016): RMSProp with decay 0.9, epsilon 1e-6
+        return torch.optim.RMSprop(params, lr=config.lr, alpha=0.9, eps=1e-6)
+    raise ConfigError(f"train.optimizer: unknown optimizer {config.optimizer!r}; expected sgd, adam or rmsprop")
 
 
 def weight_penalty(model, l1: float, l2: float) -> torch.Tensor:

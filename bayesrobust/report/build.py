@@ -6,8 +6,6 @@ import base64
 import html
 import io
 
-import matplotlib.pyplot as plt
-
 from bayesrobust.report.sections import SECTIONS, Section, Table
 from bayesrobust.runs import RunDir, atomic_path
 
@@ -21,7 +19,6 @@ def save_figure(run: RunDir, name: str, fig) -> bytes:
         tmp.write_bytes(png)
     with atomic_path(run.file(f"figures/{name}.pdf")) as tmp:
         fig.savefig(tmp, format="pdf", bbox_inches="tight")
-    plt.close(fig)
     return png
 
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.patches  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.patches
+import numpy as np
+from matplotlib.figure import Figure
 
 STYLE = {
     "figure.dpi": 110,
@@ -22,8 +20,11 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, *, width: float = 3.2, height: float = 2.6, **kw):
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kw)
+    """A matplotlib ``Figure`` made without pyplot: no backend is chosen or switched (a notebook's stays
+    as it is) and nothing is kept in pyplot's global figure list."""
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(width * ncols, height * nrows))
+        axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes
 
 
