@@ -214,25 +214,6 @@ def test_every_attack_takes_the_goal_options():
         assert attack.goal == Goal(0.5, 0.1, "entropy")
 
 
-def test_stochastic_attack_benchmark_runs(tmp_path, mc_model):
-    """benchmarks/stochastic_attacks.py once, tiny: both modes of one model, two rows."""
-    import importlib.util
-
-    from tests.conftest import REPO
-
-    (tmp_path / "checkpoints").mkdir()
-    mc_model.save(tmp_path / "checkpoints" / "mc.pt")
-    mc_model.with_mode("plain").save(tmp_path / "checkpoints" / "plain.pt")
-    spec = importlib.util.spec_from_file_location("stochastic_attacks", REPO / "benchmarks" / "stochastic_attacks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    report = module.main(["--run", str(tmp_path), "--limit", "10", "--eval-samples", "3", "--rows", "bim_a", "bim_a eot10"])
-    assert set(report["models"]) == {"mc", "plain"}
-    assert "bim_a eot10" in report["models"]["mc"] and "bim_a eot10" not in report["models"]["plain"]
-    row = report["models"]["mc"]["bim_a"]
-    assert 0.0 <= row["claimed_rate"] <= row["success_rate"] <= 1.0 and row["seconds"] > 0
-
-
 def test_report_warns_where_the_configured_form_understates():
     from bayesrobust.report.attack_sections import understated_runs
 

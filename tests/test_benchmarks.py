@@ -1,0 +1,57 @@
+"""Every benchmark script runs once with tiny settings (their numbers live in docs/results.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from bayesrobust.models import build_model
+from tests.conftest import REPO
+
+SCRIPTS = sorted(p.stem for p in (REPO / "benchmarks").glob("*.py"))
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_run_folder(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    model = build_model("lenet", mode="mc_dropout", channels=(4, 8), hidden=16)
+    model.save(tmp_path / "checkpoints" / "mc.pt")
+    model.with_mode("plain").save(tmp_path / "checkpoints" / "plain.pt")
+    return tmp_path
+
+
+TINY = {
+    "mc_dropout": lambda tmp: ["--samples", "4", "--images", "8", "--repeats", "1"],
+    "attacks": lambda tmp: ["--checkpoint", str(tiny_run_folder(tmp) / "checkpoints" / "plain.pt"), "--images", "6",
+                            "--cw-images", "2", "--slow-peer-images", "2"],
+    "stochastic_attacks": lambda tmp: ["--run", str(tiny_run_folder(tmp)), "--limit", "10", "--eval-samples", "3",
+                                       "--rows", "bim_a", "bim_a eot10 k1"],
+}
+
+
+def test_every_benchmark_has_tiny_settings():
+    assert set(TINY) == set(SCRIPTS)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_benchmark_runs(name, tmp_path, capsys):
+    report = load(name).main(TINY[name](tmp_path))
+    assert isinstance(report, dict) and report
+    assert capsys.readouterr().out.strip()  # prints its JSON
+
+
+def test_stochastic_attack_benchmark_skips_eot_only_rows_on_plain_models(tmp_path):
+    report = load("stochastic_attacks").main(["--run", str(tiny_run_folder(tmp_path)), "--limit", "10", "--eval-samples", "3",
+                                              "--rows", "bim_a", "bim_a eot10", "bim_a eot10 k1"])
+    assert set(report["models"]) == {"mc", "plain"}
+    assert "bim_a eot10" in report["models"]["mc"] and "bim_a eot10" not in report["models"]["plain"]
+    assert "bim_a eot10 k1" in report["models"]["plain"]  # a margin changes a plain model's attack too
+    row = report["models"]["mc"]["bim_a"]
+    assert 0.0 <= row["claimed_rate"] <= row["success_rate"] <= 1.0 and row["seconds"] > 0
