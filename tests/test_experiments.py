@@ -42,6 +42,31 @@ def test_experiment_runs_with_tiny_settings(path, tmp_path):
         assert (out / required).exists(), required
     assert list((out / "figures").glob("*.png")) and list((out / "figures").glob("*.pdf"))
     assert list((out / "checkpoints").glob("*.pt"))
+    missing = metric_keys_the_report_reads(out) - set(metrics)
+    assert not missing, f"the report reads metric keys this run does not write: {sorted(missing)[:10]}"
+
+
+def metric_keys_the_report_reads(out: Path) -> set[str]:
+    """Rebuild the report with a metrics mapping that records every key a section asks for."""
+    from bayesrobust.report import build_report
+    from bayesrobust.runs import RunDir
+
+    class Recording(dict):
+        asked: set[str] = set()
+
+        def get(self, key, default=None):
+            self.asked.add(key)
+            return super().get(key, default)
+
+        def __getitem__(self, key):
+            self.asked.add(key)
+            return super().__getitem__(key)
+
+    run = RunDir.open(out)
+    recorded = Recording(run.metrics())
+    run.metrics = lambda: recorded
+    build_report(run)
+    return set(recorded.asked)
 
 
 def test_quickstart_through_the_console_script(tmp_path):

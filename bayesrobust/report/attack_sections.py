@@ -29,8 +29,10 @@ def understated_runs(meta, metrics) -> list[tuple[str, str, str, float, float]]:
     for adaptive, info in meta.get("adaptive", {}).items():
         for name in meta["models"]:
             for measure in ("success_rate", "success_rate_fresh"):
-                a = metrics.get(f"adv/{adaptive}/{name}/{measure}")
-                c = metrics.get(f"adv/{info['of']}/{name}/{measure}")
+                a_key, c_key = f"adv/{adaptive}/{name}/{measure}", f"adv/{info['of']}/{name}/{measure}"
+                if a_key not in metrics or c_key not in metrics:  # plain models have no adaptive rows
+                    continue
+                a, c = metrics[a_key], metrics[c_key]
                 if a is not None and c is not None and a - c > UNDERSTATED_BY:
                     out.append((info["of"], name, measure, c, a))
                     break
