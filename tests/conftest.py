@@ -6,10 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-import tomllib
 import torch
 
-from bayesrobust.config import TrainSection
+from bayesrobust.config import TrainSection, tomllib
 from bayesrobust.data import load_dataset
 from bayesrobust.models import build_model
 from bayesrobust.seeding import seed_everything

@@ -1,9 +1,8 @@
 """Configs: unknown keys and wrong types are errors naming the key; overrides go through the same checks."""
 
 import pytest
-import tomllib
 
-from bayesrobust.config import config_from_dict, dump_toml, load_config, parse_override, to_plain
+from bayesrobust.config import config_from_dict, dump_toml, load_config, parse_override, to_plain, tomllib
 from bayesrobust.errors import ConfigError
 from tests.conftest import REPO
 

@@ -90,7 +90,7 @@ def test_quickstart_through_the_console_script(tmp_path):
                     "High-confidence, low-uncertainty", "Worst case over every run", "Adaptive forms"):
         assert heading in html, heading
     for key in ("adv/fgsm/mc_lenet/success_rate", "adv/clean/lenet/entropy", "lacok/lenet/fgsm eps=0.25/error",
-                "papernot/success_rate", "papernot/robustness", "transfer/lenet/mc_lenet/error", "choi/adv_confidence",
+                "papernot/lenet/success_rate", "papernot/lenet/robustness", "crossmodel/lenet/mc_lenet/error", "choi/mc_lenet/adv_confidence",
                 "adv/bim_a@adaptive/mc_lenet/success_rate", "adv/cw_l2@adaptive/mc_lenet/success_rate_fresh",
                 "adv/worst_case/lenet/robust_accuracy", "adv/worst_case/mc_lenet/success_rate",
                 "hclu/lenet/success_rate", "hclu/mc_lenet/cap", "hclu/mc_lenet/l2_success"):

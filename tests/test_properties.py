@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import gzip
 import os
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bayesrobust.attacks import ATTACKS, build_attack
-from bayesrobust.config import config_from_dict
+from bayesrobust.config import config_from_dict, tomllib
 from bayesrobust.data.idx import parse_idx, read_idx_pair
 from bayesrobust.data.semeion import parse_semeion
 from bayesrobust.data.svhn import parse_svhn

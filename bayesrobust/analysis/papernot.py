@@ -76,8 +76,9 @@ def adversarial_distance(model, x: torch.Tensor, y: torch.Tensor, *, eot_samples
     return per_example, means
 
 
-def papernot_analysis(model, x, y, section, *, eval_samples: int, eot_samples: int, batch_size: int, generator):
-    """Run JSMA (θ, γ) from ``per_class`` images per class to every other class."""
+def papernot_analysis(model, x, y, section, *, name: str, eval_samples: int, eot_samples: int, batch_size: int, generator):
+    """Run JSMA (θ, γ) from ``per_class`` images per class to every other class on the model called
+    ``name``: metrics ``papernot/<name>/…``, arrays ``papernot/…``."""
     xs, ys, ts, sources = source_target_pairs(x, y, section.per_class)
     attack = build_attack("jsma", theta=section.theta, gamma=section.gamma, candidates=section.candidates, space=section.space,
                           eval_samples=eval_samples, eot_samples=eot_samples)
@@ -108,16 +109,17 @@ def papernot_analysis(model, x, y, section, *, eval_samples: int, eot_samples: i
     summary = result.summary()
     clean = model.predictive(x[sources], eval_samples, generator=generator)  # each source image once
     per_pair, distance = adversarial_distance(model, x, y, eot_samples=eot_samples, generator=generator)
+    prefix = f"papernot/{name}"
     metrics = {
-        "papernot/success_rate": summary["success_rate"],
-        "papernot/distortion_all": summary["l0_fraction"],
-        "papernot/distortion_success": summary["l0_fraction_success"],
-        "papernot/entropy": summary["entropy"],
-        "papernot/mi": summary["mi"],
-        "papernot/clean_entropy": float(clean.entropy.mean()),
-        "papernot/clean_mi": float(clean.mutual_information.mean()),
-        "papernot/examples": float(len(ys)),
-        "papernot/mean_iterations": float(result.iterations.float().mean()),
+        f"{prefix}/success_rate": summary["success_rate"],
+        f"{prefix}/distortion_all": summary["l0_fraction"],
+        f"{prefix}/distortion_success": summary["l0_fraction_success"],
+        f"{prefix}/entropy": summary["entropy"],
+        f"{prefix}/mi": summary["mi"],
+        f"{prefix}/clean_entropy": float(clean.entropy.mean()),
+        f"{prefix}/clean_mi": float(clean.mutual_information.mean()),
+        f"{prefix}/examples": float(len(ys)),
+        f"{prefix}/mean_iterations": float(result.iterations.float().mean()),
     }
     arrays = {
         "papernot/success": success,
@@ -127,6 +129,6 @@ def papernot_analysis(model, x, y, section, *, eval_samples: int, eot_samples: i
         "papernot/adversarial_distance": distance,
         "papernot/examples": result.x_adv[:: max(1, len(ys) // 10)][:10].numpy(),
     }
-    metrics["papernot/robustness"] = float(np.nanmin(per_pair))  # R(F): the minimum over (X, t) pairs
-    metrics["papernot/adversarial_distance_min_class_pair"] = float(np.nanmin(distance))
+    metrics[f"{prefix}/robustness"] = float(np.nanmin(per_pair))  # R(F): the minimum over (X, t) pairs
+    metrics[f"{prefix}/adversarial_distance_min_class_pair"] = float(np.nanmin(distance))
     return metrics, arrays

@@ -11,7 +11,8 @@ from bayesrobust.attacks.base import run_batched
 
 
 def transfer_matrix(models, x, y, section, *, eval_samples: int, eot_samples: int, batch_size: int, generator, target=None):
-    """``target``: target classes for targeted attacks (None: untargeted)."""
+    """``target``: target classes for targeted attacks (None: untargeted). Metrics
+    ``crossmodel/<crafted on>/<evaluated by>/…`` (``transfer/`` belongs to the transfer-testing suite)."""
     names = list(models)
     attack = build_attack(section.attack, eval_samples=eval_samples, eot_samples=eot_samples, **dict(section.params))
     crafted = {src: run_batched(attack, models[src], x, y, target=target, batch_size=batch_size, generator=generator,
@@ -33,10 +34,10 @@ def transfer_matrix(models, x, y, section, *, eval_samples: int, eot_samples: in
             error[i, j] = 1.0 - pred.accuracy(y)
             entropy[i, j] = float(pred.entropy.mean())
             mi[i, j] = float(pred.mutual_information.mean())
-            metrics[f"transfer/{row}/{dst}/error"] = error[i, j]
-            metrics[f"transfer/{row}/{dst}/entropy"] = entropy[i, j]
-            metrics[f"transfer/{row}/{dst}/mi"] = mi[i, j]
-    arrays = {"transfer/error": error, "transfer/entropy": entropy, "transfer/mi": mi,
-              "transfer/rows": np.array(rows), "transfer/columns": np.array(names),
-              "transfer/attack": np.array(f"{section.attack} {dict(section.params)}")}
+            metrics[f"crossmodel/{row}/{dst}/error"] = error[i, j]
+            metrics[f"crossmodel/{row}/{dst}/entropy"] = entropy[i, j]
+            metrics[f"crossmodel/{row}/{dst}/mi"] = mi[i, j]
+    arrays = {"crossmodel/error": error, "crossmodel/entropy": entropy, "crossmodel/mi": mi,
+              "crossmodel/rows": np.array(rows), "crossmodel/columns": np.array(names),
+              "crossmodel/attack": np.array(f"{section.attack} {dict(section.params)}")}
     return metrics, arrays

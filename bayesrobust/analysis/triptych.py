@@ -9,11 +9,12 @@ import torch
 from bayesrobust.attacks import build_attack
 
 
-def triptych(model, x, y, section, *, eval_samples: int, eot_samples: int, generator):
+def triptych(model, x, y, section, *, name: str, eval_samples: int, eot_samples: int, generator):
     """Attack the first ``count`` correctly classified test digits of class ``source`` towards
     ``target``. The perturbation itself is classified after scaling |δ| to [0, 1] (the paper shows and
     classifies the delta image). Choi's appendix then keeps dropout on at test time: the votes and mutual
-    information come from the same weights with MC dropout (the model itself when it is stochastic)."""
+    information come from the same weights with MC dropout (the model itself when it is stochastic).
+    Metrics ``choi/<name>/…``, arrays ``choi/…``."""
     clean = model.predictive(x, eval_samples, generator=generator)
     idx = torch.nonzero((y == section.source) & (clean.predicted == y)).flatten()[: section.count]
     only_correct = idx.numel() > 0
@@ -35,16 +36,16 @@ def triptych(model, x, y, section, *, eval_samples: int, eot_samples: int, gener
     mc_adv = mc.predictive(result.x_adv, eval_samples, generator=generator)
     votes = (mc_adv.probs.argmax(-1) == section.target).float().mean(0)
     metrics = {
-        "choi/success_rate": float(result.success.float().mean()),
-        "choi/only_correct_sources": float(only_correct),
-        "choi/adv_confidence": float(adv.confidence.mean()),
-        "choi/l2": float(result.l2.mean()),
-        "choi/clean_entropy": float(orig.entropy.mean()),
-        "choi/adv_entropy": float(adv.entropy.mean()),
-        "choi/mc_clean_mi": float(mc_orig.mutual_information.mean()),
-        "choi/mc_adv_mi": float(mc_adv.mutual_information.mean()),
-        "choi/mc_clean_source_vote_share": float((mc_orig.probs.argmax(-1) == section.source).float().mean()),
-        "choi/mc_target_vote_share": float(votes.mean()),
+        f"choi/{name}/success_rate": float(result.success.float().mean()),
+        f"choi/{name}/only_correct_sources": float(only_correct),
+        f"choi/{name}/adv_confidence": float(adv.confidence.mean()),
+        f"choi/{name}/l2": float(result.l2.mean()),
+        f"choi/{name}/clean_entropy": float(orig.entropy.mean()),
+        f"choi/{name}/adv_entropy": float(adv.entropy.mean()),
+        f"choi/{name}/mc_clean_mi": float(mc_orig.mutual_information.mean()),
+        f"choi/{name}/mc_adv_mi": float(mc_adv.mutual_information.mean()),
+        f"choi/{name}/mc_clean_source_vote_share": float((mc_orig.probs.argmax(-1) == section.source).float().mean()),
+        f"choi/{name}/mc_target_vote_share": float(votes.mean()),
     }
     arrays = {
         "choi/original": xs.numpy(), "choi/delta": delta.numpy(), "choi/adversarial": result.x_adv.numpy(),

@@ -158,14 +158,15 @@ def papernot_section(run) -> Section | None:
     if loaded is None or "papernot/success" not in loaded[1]:
         return None
     meta, arrays, metrics = loaded
+    pre = f"papernot/{meta['papernot_model']}"
     section = Section("Papernot et al. (2016): JSMA source-target analysis",
                       f"Model {meta['papernot_model']}; saliency on the {meta.get('papernot_space', 'logits')}; "
-                      f"{int(metrics['papernot/examples'])} source-target attacks. Distortion = fraction of the 784 pixels changed.")
+                      f"{int(metrics[f'{pre}/examples'])} source-target attacks. Distortion = fraction of the 784 pixels changed.")
     section.tables.append(Table("JSMA summary; R(F) = min over (X, t) of A(X, t)",
                                 ["success rate", "distortion (all)", "distortion (successful)", "entropy adv", "entropy clean", "mi adv", "mi clean", "R(F)"],
-                                [[fmt(metrics["papernot/success_rate"]), fmt(metrics["papernot/distortion_all"]), fmt(metrics["papernot/distortion_success"]),
-                                  fmt(metrics["papernot/entropy"]), fmt(metrics["papernot/clean_entropy"]), fmt(metrics["papernot/mi"]), fmt(metrics["papernot/clean_mi"]),
-                                  fmt(metrics.get("papernot/robustness"))]]))
+                                [[fmt(metrics[f"{pre}/success_rate"]), fmt(metrics[f"{pre}/distortion_all"]), fmt(metrics[f"{pre}/distortion_success"]),
+                                  fmt(metrics[f"{pre}/entropy"]), fmt(metrics[f"{pre}/clean_entropy"]), fmt(metrics[f"{pre}/mi"]), fmt(metrics[f"{pre}/clean_mi"]),
+                                  fmt(metrics.get(f"{pre}/robustness"))]]))
     digits = list(range(10))
     for key, title, f in (("success", "success rate", "{:.2f}"), ("distortion", "mean distortion of successful samples", "{:.3f}"),
                           ("hardness", "hardness H(s, t)", "{:.3f}"), ("adversarial_distance", "adversarial distance A(X, t)", "{:.2f}")):
@@ -193,16 +194,16 @@ def sweep_section(run) -> Section | None:
 @SECTIONS.register("24-transfer")
 def transfer_section(run) -> Section | None:
     loaded = _load(run)
-    if loaded is None or "transfer/error" not in loaded[1]:
+    if loaded is None or "crossmodel/error" not in loaded[1]:
         return None
     _, arrays, _ = loaded
-    rows, cols = [str(r) for r in arrays["transfer/rows"]], [str(c) for c in arrays["transfer/columns"]]
-    error = arrays["transfer/error"]
-    table = Table(f"Error of each column model on examples crafted on each row model ({arrays['transfer/attack']})",
+    rows, cols = [str(r) for r in arrays["crossmodel/rows"]], [str(c) for c in arrays["crossmodel/columns"]]
+    error = arrays["crossmodel/error"]
+    table = Table(f"Error of each column model on examples crafted on each row model ({arrays['crossmodel/attack']})",
                   ["crafted on \\ evaluated by", *cols], [[r] + [fmt(v) for v in error[i]] for i, r in enumerate(rows)])
     fig = figures.heatmap(error, rows=rows, columns=cols, title="transfer error", xlabel="evaluated by", ylabel="crafted on")
     mi = Table("Mean mutual information of the evaluating model", ["crafted on \\ evaluated by", *cols],
-               [[r] + [fmt(v) for v in arrays["transfer/mi"][i]] for i, r in enumerate(rows)])
+               [[r] + [fmt(v) for v in arrays["crossmodel/mi"][i]] for i, r in enumerate(rows)])
     return Section("Cross-model transfer", "Szegedy et al. Table 2 / Bradshaw et al. layout, with Gaussian-noise control rows.",
                    [table, mi], [("transfer_error", fig, "Transfer error matrix.")])
 
@@ -222,8 +223,9 @@ def choi_section(run) -> Section | None:
     fig = figures.triptych_figure(a["choi/original"], a["choi/delta"], a["choi/adversarial"], {
         "original": (a["choi/orig_label"], a["choi/orig_conf"]), "delta": (a["choi/delta_label"], a["choi/delta_conf"]),
         "adversarial": (a["choi/adv_label"], a["choi/adv_conf"])})
-    text = (f"Model {meta['triptych_model']}. Success {fmt(metrics['choi/success_rate'], 3)}, mean adversarial confidence "
-            f"{fmt(metrics['choi/adv_confidence'], 3)}, mean L2 {fmt(metrics['choi/l2'], 3)}. The perturbation is classified after "
+    model = meta["triptych_model"]
+    text = (f"Model {model}. Success {fmt(metrics[f'choi/{model}/success_rate'], 3)}, mean adversarial confidence "
+            f"{fmt(metrics[f'choi/{model}/adv_confidence'], 3)}, mean L2 {fmt(metrics[f'choi/{model}/l2'], 3)}. The perturbation is classified after "
             "scaling |δ| to [0, 1]. MC-dropout columns keep the same weights' dropout on at test time (Choi's appendix): "
             "the fraction of dropout samples that predict the target, and the mutual information.")
     return Section("Choi: original / perturbation / adversarial", text, [table], [("choi_triptych", fig, f"Choi's triptych, {s} → {t}.")])

@@ -5,8 +5,9 @@ linf,...}`` beside ``adv/clean/<model>/{error_rate,confidence,entropy,mi}`` on t
 examples; on stochastic models also ``adv/<run>@adaptive/<model>/…`` (the adaptive form: EOT and a
 confidence margin); ``adv/worst_case/<model>/{success_rate,robust_accuracy}`` (an example counts as
 broken when any run broke it, as AutoAttack reports robust accuracy); ``hclu/<model>/…`` (the
-uncertainty-aware goal of Grosse et al.); and the analyses' own groups (``lacok/``, ``papernot/``,
-``sweep/``, ``transfer/``, ``choi/``). Arrays go to ``arrays/attack.npz``; the report draws every
+uncertainty-aware goal of Grosse et al.); and the analyses' own groups, each carrying the model
+(``lacok/<model>/``, ``papernot/<model>/``, ``sweep/``, ``crossmodel/<crafted on>/<evaluated by>/``,
+``choi/<model>/``). Arrays go to ``arrays/attack.npz``; the report draws every
 figure from them.
 """
 
@@ -176,7 +177,7 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
         arrays.update(a)
     if section.papernot is not None:
         name = section.papernot.model or first
-        m, a = papernot_analysis(models[name], x, y, section.papernot, generator=gen("papernot"), **common)
+        m, a = papernot_analysis(models[name], x, y, section.papernot, name=name, generator=gen("papernot"), **common)
         metrics.update(m)
         arrays.update(a)
     if section.sweep is not None:
@@ -191,7 +192,7 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
         arrays.update(a)
     if section.triptych is not None:
         name = section.triptych.model or first
-        m, a = triptych(models[name], x, y, section.triptych, eval_samples=section.eval_samples,
+        m, a = triptych(models[name], x, y, section.triptych, name=name, eval_samples=section.eval_samples,
                         eot_samples=section.eot_samples, generator=gen("triptych"))
         metrics.update(m)
         arrays.update(a)
