@@ -116,9 +116,9 @@ def _execute(run: RunDir, config: ExperimentConfig, *, data_dir, download, progr
     run.update_metrics(metrics)
     if suites:
         for suite_name in SUITES.names():
-            section = getattr(config, suite_name, None)
+            section = config.suites.get(suite_name)
             if section is not None:
-                run.update_metrics(SUITES.get(suite_name)(run, models, data, section, config.run.seed))
+                run.update_metrics(SUITES.get(suite_name).run(run, models, data, section, config.run.seed))
     run.write_json("env.json", {**env, "wall_seconds": time.perf_counter() - start})
     if report:
         from bayesrobust.report import build_report

@@ -73,3 +73,30 @@ def test_resolved_config_round_trips_through_toml():
     config = load_config(REPO / "experiments" / "quickstart.toml")
     again = config_from_dict(tomllib.loads(dump_toml(to_plain(config))))
     assert to_plain(again) == to_plain(config)
+
+
+def test_a_suite_brings_its_own_section(monkeypatch):
+    """Registering a suite is the only step: its table is parsed with its dataclass, validated with its
+    function, written back by dump_toml, and unknown keys inside it are named."""
+    from dataclasses import dataclass
+
+    from bayesrobust.suites.registry import SUITES, Suite
+
+    @dataclass(frozen=True)
+    class ProbeSection:
+        level: float = 0.5
+
+    def validate_probe(config):
+        if not 0 < config.suites["probe"].level < 1:
+            raise ConfigError(f"probe.level must be in (0, 1), got {config.suites['probe'].level}")
+
+    monkeypatch.setitem(SUITES._items, "probe", Suite(ProbeSection, lambda *a: {}, validate_probe))
+    config = config_from_dict({"probe": {"level": 0.25}})
+    assert config.suites["probe"] == ProbeSection(0.25)
+    assert "[probe]\nlevel = 0.25" in dump_toml(to_plain(config))
+    with pytest.raises(ConfigError, match="unknown config key probe.lvl"):
+        config_from_dict({"probe": {"lvl": 0.25}})
+    with pytest.raises(ConfigError, match="probe.level must be in"):
+        config_from_dict({"probe": {"level": 2.0}})
+    with pytest.raises(ConfigError, match="probe.level: expected a number"):
+        config_from_dict({"probe": {"level": "high"}})

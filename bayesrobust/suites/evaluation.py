@@ -8,12 +8,29 @@ stratified grid of test digits) and one ArviZ NetCDF per model on the test split
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
+from bayesrobust.errors import ConfigError
 from bayesrobust.metrics.ood import auroc
 from bayesrobust.predictive import Predictive
 from bayesrobust.seeding import derive_seed, make_generator
+
+
+@dataclass(frozen=True)
+class EvaluationSection:
+    """Clean and shifted-set evaluation (the ``evaluation`` suite)."""
+
+    samples: int = 50
+    batch_size: int = 500
+    grid_size: int = 16
+
+
+def validate_evaluation(config) -> None:
+    if config.suites["evaluation"].samples < 1:
+        raise ConfigError("evaluation.samples must be >= 1")
 
 
 def predictive_metrics(pred: Predictive, labels: torch.Tensor) -> dict[str, float]:

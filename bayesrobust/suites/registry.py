@@ -1,11 +1,26 @@
-"""Suites by config section name: each is ``suite(run, models, data, section, seed) -> metrics``."""
+"""Suites by config table name. A suite brings everything it needs: the dataclass of its table, a
+validation run with the config before any work, and ``run(run, models, data, section, seed) ->
+metrics``. Adding a suite is one entry here; ``config.py`` only keeps the TOML codec and generic checks."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 from bayesrobust.registry import Registry
 from bayesrobust.suites.attack import run_attack_suite
-from bayesrobust.suites.evaluation import run_evaluation
+from bayesrobust.suites.attack_config import AttackSection, validate_attack
+from bayesrobust.suites.evaluation import EvaluationSection, run_evaluation, validate_evaluation
 
-SUITES = Registry("suite")
-SUITES.add("evaluation", run_evaluation)
-SUITES.add("attack", run_attack_suite)
+
+@dataclass(frozen=True)
+class Suite:
+    section: type  # the frozen dataclass of the suite's [table]
+    run: Callable[..., dict[str, float]]  # (run_dir, models, data, section, seed) -> metrics
+    validate: Callable[[Any], None]  # (config) -> None; raises ConfigError naming the dotted key
+
+
+SUITES: Registry[Suite] = Registry("suite")
+SUITES.add("evaluation", Suite(EvaluationSection, run_evaluation, validate_evaluation))
+SUITES.add("attack", Suite(AttackSection, run_attack_suite, validate_attack))

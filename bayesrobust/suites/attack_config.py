@@ -1,0 +1,183 @@
+"""The attack suite's configuration: its ``[attack]`` table and the checks the types alone cannot
+express (every attack of the config built once, typed parameters, targeted/untargeted fit, reserved
+run names). Registered with the suite in ``suites/registry.py``."""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bayesrobust.config import ExperimentConfig, typed_params
+from bayesrobust.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class AttackRunSection:
+    """One attack applied to every model (or those listed)."""
+
+    attack: str = "fgsm"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    targets: str = "none"  # none (untargeted) | next ((y + 1) mod 10) | random (seeded, ≠ y)
+    models: tuple[str, ...] = ()  # default: every model
+    limit: int = 0  # 0: the suite's limit
+
+
+@dataclass(frozen=True)
+class LacokSection:
+    """Lacok (2016) Table 1: error and confidence on clean / FGSM ε / sign noise ε."""
+
+    fgsm_eps: tuple[float, ...] = (0.10, 0.25)
+    noise_eps: tuple[float, ...] = (0.25,)
+    unclipped: bool = False  # also Lacok's own protocol: perturbed images are not clipped to [0, 1]
+
+
+@dataclass(frozen=True)
+class PapernotSection:
+    """Papernot et al. (2016): JSMA source-target matrices, hardness and adversarial distance."""
+
+    model: str = ""  # default: the first model
+    per_class: int = 10  # source images per class; each is attacked towards the 9 other classes
+    theta: float = 1.0
+    gamma: float = 0.145
+    hardness_gammas: tuple[float, ...] = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.145)
+    candidates: int = 64
+    space: str = "logits"  # logits (JSMA-Z, the paper) | probs (JSMA-F)
+
+
+@dataclass(frozen=True)
+class SweepSection:
+    """Goodfellow et al. Figure 4: logits along x + ε·sign(∇ₓ CE) for ε in [−eps_max, eps_max]."""
+
+    model: str = ""
+    index: int = 0  # which attacked test example
+    eps_max: float = 1.0
+    steps: int = 41
+    clip: bool = False  # the paper's inputs leave [0, 1] (rubbish-class regime)
+
+
+@dataclass(frozen=True)
+class TransferSection:
+    """Cross-model transfer (Szegedy Table 2 / Bradshaw): crafted on row model, error of column model."""
+
+    attack: str = "fgsm"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    targets: str = "none"  # none | next | random, as for attack runs (targeted-only attacks need one)
+    noise_std: tuple[float, ...] = (0.1, 0.3)  # Gaussian-noise control rows
+
+
+@dataclass(frozen=True)
+class TriptychSection:
+    """Choi: original / perturbation / adversarial for `count` digits of class `source` → `target`."""
+
+    model: str = ""
+    source: int = 2
+    target: int = 6
+    count: int = 10
+    attack: str = "targeted_l2"
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UncertaintyAwareSection:
+    """Grosse et al.'s question: is there, within the budget, an adversarial example that is
+    misclassified, confident (≥ ``confidence``) and no more uncertain than ``quantile`` of the
+    model's clean validation digits? Run on every model."""
+
+    attack: str = "bim"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    targets: str = "none"  # none | next | random
+    confidence: float = 0.9  # τ on the MC-mean confidence of the adversarial class
+    quantile: float = 0.95  # the uncertainty cap: this quantile of the model's clean validation values
+    uncertainty: str = "mi"  # mi | entropy
+    eot_samples: int = 10  # masks per gradient (the uncertainty penalty needs several)
+    uncertainty_weight: float = 10.0
+    limit: int = 0  # 0: the suite's limit
+
+
+@dataclass(frozen=True)
+class AttackSection:
+    """The attack suite: named attack runs plus the paper analyses that are configured."""
+
+    limit: int = 1000  # test examples attacked (stratified, seeded)
+    batch_size: int = 250
+    eval_samples: int = 50  # MC draws judging success and uncertainty on adversarial examples
+    eot_samples: int = 1  # dropout masks averaged per attack gradient
+    adaptive: bool = True  # on stochastic models, also run every attack in its adaptive form
+    adaptive_eot_samples: int = 10  # masks per gradient in the adaptive form
+    adaptive_kappa: float = 5.0  # C&W confidence margin (logits) in the adaptive form
+    adaptive_margin: float = 1.0  # BIM-A's stopping margin (nats of log-probability) in the adaptive form
+    runs: Mapping[str, AttackRunSection] = field(default_factory=dict)
+    uncertainty_aware: UncertaintyAwareSection | None = None
+    lacok: LacokSection | None = None
+    papernot: PapernotSection | None = None
+    sweep: SweepSection | None = None
+    transfer: TransferSection | None = None
+    triptych: TriptychSection | None = None
+
+
+RESERVED_RUN_NAMES = ("clean", "worst_case")
+
+
+def validate_attack(config: ExperimentConfig) -> None:
+    from bayesrobust.attacks import ATTACKS, build_attack
+
+    a = config.suites["attack"]
+    for key in ("limit", "batch_size", "eval_samples", "eot_samples", "adaptive_eot_samples"):
+        if getattr(a, key) < 1:
+            raise ConfigError(f"attack.{key} must be >= 1")
+    for key in ("adaptive_kappa", "adaptive_margin"):
+        if getattr(a, key) < 0:
+            raise ConfigError(f"attack.{key} must be >= 0, got {getattr(a, key)}")
+    for name in a.runs:
+        if name in RESERVED_RUN_NAMES or "@" in name:
+            raise ConfigError(f"attack.runs.{name}: the names {', '.join(RESERVED_RUN_NAMES)} and names with '@' are "
+                              "reserved for the suite's own rows; rename the run")
+    named = [(f"attack.runs.{n}", r.attack, r.params) for n, r in a.runs.items()]
+    if a.uncertainty_aware is not None:
+        u = a.uncertainty_aware
+        if not 0.0 < u.confidence <= 1.0 or not 0.0 < u.quantile <= 1.0:
+            raise ConfigError("attack.uncertainty_aware: confidence and quantile must be in (0, 1]")
+        if u.uncertainty not in ("mi", "entropy"):
+            raise ConfigError(f"attack.uncertainty_aware.uncertainty must be mi or entropy, got {u.uncertainty!r}")
+        if u.eot_samples < 1:
+            raise ConfigError("attack.uncertainty_aware.eot_samples must be >= 1")
+        named.append(("attack.uncertainty_aware", u.attack, u.params))
+    if a.transfer is not None:
+        named.append(("attack.transfer", a.transfer.attack, a.transfer.params))
+    if a.triptych is not None:
+        named.append(("attack.triptych", a.triptych.attack, a.triptych.params))
+    from bayesrobust.attacks import Attack
+
+    for where, attack, params in named:
+        if attack not in ATTACKS:
+            raise ConfigError(f"{where}.attack: unknown attack {attack!r}; known: {', '.join(ATTACKS.names())}")
+        checked = typed_params(ATTACKS.get(attack).__init__, params, f"{where}.params",
+                               extra_hints=typing.get_type_hints(Attack.__init__))
+        try:
+            build_attack(attack, **checked)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    targeted = [(f"attack.runs.{n}", r) for n, r in a.runs.items()] + ([("attack.transfer", a.transfer)] if a.transfer else []) \
+        + ([("attack.uncertainty_aware", a.uncertainty_aware)] if a.uncertainty_aware else [])
+    for where, r in targeted:
+        if r.targets not in ("none", "next", "random"):
+            raise ConfigError(f"{where}.targets must be none, next or random, got {r.targets!r}")
+        if r.targets == "none" and not ATTACKS.get(r.attack).supports_untargeted:
+            raise ConfigError(f"{where}: {r.attack} is targeted only; set targets = 'next' or 'random'")
+        if r.targets != "none" and not ATTACKS.get(r.attack).supports_targeted:
+            raise ConfigError(f"{where}: {r.attack} is untargeted only; set targets = 'none'")
+    for name, r in a.runs.items():
+        unknown = sorted(set(r.models) - set(config.models))
+        if unknown:
+            raise ConfigError(f"attack.runs.{name}.models: unknown model {unknown[0]!r}")
+    for section in ("papernot", "sweep", "triptych"):
+        sub = getattr(a, section)
+        if sub is not None and sub.model and sub.model not in config.models:
+            raise ConfigError(f"attack.{section}.model: unknown model {sub.model!r}")
+    if a.triptych is not None and a.triptych.source == a.triptych.target:
+        raise ConfigError("attack.triptych: source and target must differ")
+    if a.triptych is not None and not ATTACKS.get(a.triptych.attack).supports_targeted:
+        raise ConfigError(f"attack.triptych.attack: {a.triptych.attack} is untargeted only; the triptych pushes "
+                          f"{a.triptych.source} towards {a.triptych.target}, so it needs a targeted attack")
