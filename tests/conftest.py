@@ -53,6 +53,15 @@ def trained_lenet(digits5k):
     return model
 
 
+@pytest.fixture(scope="session")
+def small_lenet():
+    """A small MC-dropout LeNet trained for two epochs on 600 real digits: weak but real, for attacks."""
+    seed_everything(0)
+    model = build_model("lenet", mode="mc_dropout", channels=(4, 8), hidden=32)
+    model.fit(load_dataset("mnist-5k", "train").head(600), TrainSection(epochs=2, batch_size=32), seed=0, progress=False)
+    return model
+
+
 @pytest.fixture
 def images(digits5k):
     return digits5k[1].images[:16].clone()

@@ -30,16 +30,6 @@ def test_every_attack_has_fast_settings():
     assert set(FAST) == set(ATTACKS.names())
 
 
-@pytest.fixture(scope="module")
-def small_model():
-    from bayesrobust.data import load_dataset
-
-    torch.manual_seed(0)
-    model = build_model("lenet", mode="mc_dropout", channels=(4, 8), hidden=32)
-    model.fit(load_dataset("mnist-5k", "train").head(600), TrainSection(epochs=2, batch_size=32), seed=0, progress=False)
-    return model
-
-
 def run(name, model, x, y, **extra):
     attack = build_attack(name, **{**FAST[name], **extra})
     target = (y + 1) % 10 if not attack.supports_untargeted else None
@@ -47,16 +37,16 @@ def run(name, model, x, y, **extra):
 
 
 @pytest.mark.parametrize("name", sorted(FAST))
-def test_invariants(name, small_model, images, labels):
-    small_model.train(False)
-    before = [m.active for m in small_model.dropouts()]
-    result = run(name, small_model, images, labels, eval_samples=5)
+def test_invariants(name, small_lenet, images, labels):
+    small_lenet.train(False)
+    before = [m.active for m in small_lenet.dropouts()]
+    result = run(name, small_lenet, images, labels, eval_samples=5)
     assert isinstance(result, AttackResult)
     assert result.x_adv.shape == images.shape and result.x_adv.dtype == images.dtype
     assert float(result.x_adv.min()) >= 0.0 and float(result.x_adv.max()) <= 1.0
     assert result.success.dtype == torch.bool and result.success.shape == (len(images),)
     assert result.predictive.num_samples == 5 and result.predictive.num_examples == len(images)
-    assert small_model.training is False and [m.active for m in small_model.dropouts()] == before
+    assert small_lenet.training is False and [m.active for m in small_lenet.dropouts()] == before
     if name in EPS_BOUNDED:
         assert float(result.linf.max()) <= FAST[name]["eps"] + 1e-6
     if name == "jsma":
@@ -67,32 +57,32 @@ def test_invariants(name, small_model, images, labels):
 
 
 @pytest.mark.parametrize("name", sorted(FAST))
-def test_deterministic_for_a_seed(name, small_model, images, labels):
-    a = run(name, small_model, images[:6], labels[:6], eval_samples=3)
-    b = run(name, small_model, images[:6], labels[:6], eval_samples=3)
+def test_deterministic_for_a_seed(name, small_lenet, images, labels):
+    a = run(name, small_lenet, images[:6], labels[:6], eval_samples=3)
+    b = run(name, small_lenet, images[:6], labels[:6], eval_samples=3)
     assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.success, b.success)
 
 
 @pytest.mark.parametrize("name", sorted(FAST))
-def test_bad_arguments(name, small_model, images, labels):
+def test_bad_arguments(name, small_lenet, images, labels):
     attack = build_attack(name, **FAST[name])
     target = (labels + 1) % 10 if not attack.supports_untargeted else None
     with pytest.raises(InputError, match=r"\[0, 1\]"):
-        attack(small_model, images * 1.5, labels, target=target)
+        attack(small_lenet, images * 1.5, labels, target=target)
     bad = images.clone()
     bad[0, 0, 3, 3] = float("nan")
     with pytest.raises(InputError, match="NaN"):
-        attack(small_model, bad, labels, target=target)
+        attack(small_lenet, bad, labels, target=target)
     with pytest.raises(InputError, match="shape"):
-        attack(small_model, images[:, 0], labels, target=target)
+        attack(small_lenet, images[:, 0], labels, target=target)
     with pytest.raises(InputError, match="shape"):
-        attack(small_model, images, labels[:3], target=target)
+        attack(small_lenet, images, labels[:3], target=target)
     if attack.supports_targeted:
         with pytest.raises(InputError, match="target equals the true label"):
-            attack(small_model, images, labels, target=labels.clone())
+            attack(small_lenet, images, labels, target=labels.clone())
     if not attack.supports_untargeted:
         with pytest.raises(InputError, match="targeted attack"):
-            attack(small_model, images, labels)
+            attack(small_lenet, images, labels)
 
 
 def test_negative_and_unknown_hyperparameters():
@@ -149,29 +139,29 @@ def test_fgsm_breaks_logistic_regression_as_goodfellow_reports():
     assert error > 0.97
 
 
-def test_eot_samples_average_dropout_gradients(small_model, images, labels):
+def test_eot_samples_average_dropout_gradients(small_lenet, images, labels):
     """With more dropout masks per gradient the FGSM direction is more stable across seeds."""
     def direction(samples, seed):
         attack = build_attack("fgsm", eps=0.1, eot_samples=samples, eval_samples=2)
-        return (attack(small_model, images[:4], labels[:4], generator=gen(seed)).x_adv - images[:4]).sign()
+        return (attack(small_lenet, images[:4], labels[:4], generator=gen(seed)).x_adv - images[:4]).sign()
 
     agree_1 = (direction(1, 1) == direction(1, 2)).float().mean()
     agree_64 = (direction(64, 1) == direction(64, 2)).float().mean()
     assert agree_64 > agree_1
 
 
-def test_bim_a_stops_at_first_success_and_b_runs_all_steps(small_model, images, labels):
-    a = build_attack("bim", eps=0.3, alpha=0.05, steps=8, variant="A", eval_samples=2)(small_model, images, labels, generator=gen())
-    b = build_attack("bim", eps=0.3, alpha=0.05, steps=8, variant="B", eval_samples=2)(small_model, images, labels, generator=gen())
+def test_bim_a_stops_at_first_success_and_b_runs_all_steps(small_lenet, images, labels):
+    a = build_attack("bim", eps=0.3, alpha=0.05, steps=8, variant="A", eval_samples=2)(small_lenet, images, labels, generator=gen())
+    b = build_attack("bim", eps=0.3, alpha=0.05, steps=8, variant="B", eval_samples=2)(small_lenet, images, labels, generator=gen())
     assert torch.all(b.iterations == 8)
     assert float(a.iterations.float().mean()) < 8
     assert float(a.linf.mean()) <= float(b.linf.mean())
 
 
-def test_cw_moves_pixels_that_start_at_zero_or_one(small_model, images, labels):
+def test_cw_moves_pixels_that_start_at_zero_or_one(small_lenet, images, labels):
     """The scale inside the tanh keeps atanh finite at 0 and 1, so Adam can move those pixels."""
     attack = build_attack("cw_l2", steps=200, binary_search_steps=3, initial_const=100.0, lr=0.1)
-    result = attack(small_model.with_mode("plain"), images[:4], labels[:4])
+    result = attack(small_lenet.with_mode("plain"), images[:4], labels[:4])
     assert bool(result.success.all())
     x, delta = images[:4], (result.x_adv - images[:4]).abs()
     at_bounds = (x == 0) | (x == 1)
@@ -180,8 +170,8 @@ def test_cw_moves_pixels_that_start_at_zero_or_one(small_model, images, labels):
     assert float((delta[at_bounds] > 1e-3).float().mean()) > 0.05
 
 
-def test_sign_noise_is_exactly_eps_where_not_clipped(small_model, images, labels):
-    result = build_attack("sign_noise", eps=0.2)(small_model, images, labels, generator=gen(3))
+def test_sign_noise_is_exactly_eps_where_not_clipped(small_lenet, images, labels):
+    result = build_attack("sign_noise", eps=0.2)(small_lenet, images, labels, generator=gen(3))
     delta = (result.x_adv - images).abs()
     interior = (images + 0.2 <= 1) & (images - 0.2 >= 0)
     assert torch.allclose(delta[interior], torch.full_like(delta[interior], 0.2), atol=1e-6)

@@ -9,7 +9,6 @@ import torch
 
 from bayesrobust.attacks import ATTACKS, Goal, build_attack
 from bayesrobust.attacks.criterion import Judge, draw_seed
-from bayesrobust.config import TrainSection
 from bayesrobust.errors import InputError
 from bayesrobust.models import build_model
 from bayesrobust.predictive import Predictive
@@ -17,17 +16,6 @@ from bayesrobust.seeding import make_generator
 from bayesrobust.suites.attack import worst_case
 from tests.conftest import gen
 from tests.test_attacks import FAST
-
-
-@pytest.fixture(scope="module")
-def mc_model():
-    from bayesrobust.data import load_dataset
-
-    torch.manual_seed(0)
-    model = build_model("lenet", mode="mc_dropout", channels=(4, 8), hidden=32)
-    model.fit(load_dataset("mnist-5k", "train").head(600), TrainSection(epochs=2, batch_size=32), seed=0, progress=False)
-    return model
-
 
 # strong enough that every deciding attack claims some examples on the tiny model
 DECIDING = {"bim": {"variant": "A"}, "jsma": {"gamma": 0.12}, "targeted_l2": {"stop_confidence": 0.12, "steps": 40, "lr": 1.0, "lam": 0.01},
@@ -40,12 +28,12 @@ def _attack(name: str, **extra):
 
 @pytest.mark.parametrize("mode", ["mc_dropout", "plain"])
 @pytest.mark.parametrize("name", sorted(FAST))
-def test_what_an_attack_claims_is_what_it_reports(name, mode, mc_model, images, labels):
+def test_what_an_attack_claims_is_what_it_reports(name, mode, small_lenet, images, labels):
     """Every example an attack marks as finished (stopped, or kept as its best success) is judged
     successful by ``__call__``; and the reported success is the documented criterion: the goal on
     the model's predictive over ``eval_samples`` draws with the judge's seed, drawn first from the
     call's generator."""
-    model = mc_model.with_mode(mode)
+    model = small_lenet.with_mode(mode)
     attack = _attack(name, **DECIDING.get(name, {}))
     target = (labels + 1) % 10 if not attack.supports_untargeted else None
     result = attack(model, images, labels, target=target, generator=gen(5))
@@ -60,44 +48,44 @@ def test_what_an_attack_claims_is_what_it_reports(name, mode, mc_model, images, 
         assert result.claimed.any(), "the contract is only tested where the attack claims something"
 
 
-def test_bim_a_agrees_with_bim_b_on_an_mc_model(mc_model, digits5k):
+def test_bim_a_agrees_with_bim_b_on_an_mc_model(small_lenet, digits5k):
     """The defect this fixes: BIM-A stopped on the argmax of one step's masks and was then judged on
     fresh draws (20% vs 99% for BIM-B on the quickstart LeNet)."""
     x, y = digits5k[1].images[:60], digits5k[1].labels[:60]
     rates = {}
     for variant in ("A", "B"):
         attack = build_attack("bim", eps=0.3, alpha=0.02, steps=25, variant=variant, eval_samples=20)
-        result = attack(mc_model, x, y, generator=gen(1))
+        result = attack(small_lenet, x, y, generator=gen(1))
         rates[variant] = float(result.success.float().mean())
     assert rates["B"] > 0.5
     assert abs(rates["A"] - rates["B"]) <= 0.1, rates
 
 
-def test_bim_a_margin_delays_the_stop(mc_model, images, labels):
+def test_bim_a_margin_delays_the_stop(small_lenet, images, labels):
     """BIM-A with a margin no step can reach never stops early: it is BIM-B, image for image; a small
     margin stops later than none."""
     common = dict(eps=0.3, alpha=0.05, steps=6, eval_samples=4)
-    never = build_attack("bim", variant="A", kappa=1e3, **common)(mc_model, images, labels, generator=gen(4))
-    b = build_attack("bim", variant="B", **common)(mc_model, images, labels, generator=gen(4))
+    never = build_attack("bim", variant="A", kappa=1e3, **common)(small_lenet, images, labels, generator=gen(4))
+    b = build_attack("bim", variant="B", **common)(small_lenet, images, labels, generator=gen(4))
     assert torch.equal(never.x_adv, b.x_adv) and torch.all(never.iterations == 6)
     assert torch.equal(never.claimed, never.success)  # judged once more after the last step
-    plain = mc_model.with_mode("plain")
+    plain = small_lenet.with_mode("plain")
     a0 = build_attack("bim", variant="A", **common)(plain, images, labels)
     a1 = build_attack("bim", variant="A", kappa=1.0, **common)(plain, images, labels)
     assert torch.all(a1.iterations >= a0.iterations) and bool((a1.iterations > a0.iterations).any())
 
 
-def test_no_attack_fills_model_gradients(mc_model, images, labels):
-    mc_model.zero_grad(set_to_none=True)
+def test_no_attack_fills_model_gradients(small_lenet, images, labels):
+    small_lenet.zero_grad(set_to_none=True)
     for name in sorted(FAST):
         attack = _attack(name)
         target = (labels[:4] + 1) % 10 if not attack.supports_untargeted else None
-        attack(mc_model, images[:4], labels[:4], target=target, generator=gen(0))
-        assert all(p.grad is None for p in mc_model.parameters()), name
+        attack(small_lenet, images[:4], labels[:4], target=target, generator=gen(0))
+        assert all(p.grad is None for p in small_lenet.parameters()), name
 
 
-def test_judge_is_deterministic_and_needs_the_whole_batch(mc_model, images, labels):
-    judge = Judge(mc_model, labels, None, samples=6, seed=3)
+def test_judge_is_deterministic_and_needs_the_whole_batch(small_lenet, images, labels):
+    judge = Judge(small_lenet, labels, None, samples=6, seed=3)
     a, b = judge.predictive(images), judge.predictive(images)
     assert torch.equal(a.probs, b.probs)
     with pytest.raises(InputError, match="whole batch"):
@@ -163,24 +151,24 @@ def test_uncertainty_aware_goal_has_the_known_answer(digits5k):
             assert torch.equal(result.success[clear], (max_margin >= need)[clear]), (tau, goal)
 
 
-def test_uncertainty_cap_below_any_reachable_mi_is_never_met(mc_model, images, labels):
+def test_uncertainty_cap_below_any_reachable_mi_is_never_met(small_lenet, images, labels):
     """MC-dropout LeNet: mutual information on a digit is never 0, so a cap of 0 cannot be met; the
     attack must neither claim nor report a success, while the same attack without the cap succeeds."""
     capped = build_attack("bim", eps=0.3, alpha=0.05, steps=10, variant="A", eot_samples=4, eval_samples=8,
-                          max_uncertainty=0.0)(mc_model, images, labels, generator=gen(2))
+                          max_uncertainty=0.0)(small_lenet, images, labels, generator=gen(2))
     free = build_attack("bim", eps=0.3, alpha=0.05, steps=10, variant="A", eot_samples=4, eval_samples=8)(
-        mc_model, images, labels, generator=gen(2))
+        small_lenet, images, labels, generator=gen(2))
     assert not capped.success.any() and not capped.claimed.any()
     assert free.success.float().mean() > 0.5
 
 
-def test_uncertainty_penalty_lowers_mutual_information(mc_model, images, labels):
+def test_uncertainty_penalty_lowers_mutual_information(small_lenet, images, labels):
     """The penalty acts through the differentiable MC objective: with it, the adversarial examples carry
     less mutual information than without it under the same confidence goal."""
     common = dict(eps=0.3, alpha=0.02, steps=20, variant="B", eot_samples=8, eval_samples=16, min_confidence=0.5)
     cap = 0.02
-    with_penalty = build_attack("bim", **common, max_uncertainty=cap, uncertainty_weight=50.0)(mc_model, images, labels, generator=gen(3))
-    without = build_attack("bim", **common, max_uncertainty=cap, uncertainty_weight=0.0)(mc_model, images, labels, generator=gen(3))
+    with_penalty = build_attack("bim", **common, max_uncertainty=cap, uncertainty_weight=50.0)(small_lenet, images, labels, generator=gen(3))
+    without = build_attack("bim", **common, max_uncertainty=cap, uncertainty_weight=0.0)(small_lenet, images, labels, generator=gen(3))
     assert float(with_penalty.predictive.mutual_information.mean()) < float(without.predictive.mutual_information.mean())
 
 
@@ -196,9 +184,9 @@ def test_worst_case_on_a_hand_built_case():
     assert out == pytest.approx({"success_rate": 2 / 5, "robust_accuracy": 2 / 5, "examples": 5.0, "examples_all_runs": 1.0})
 
 
-def test_jsma_paper_domain_rule_never_picks_a_pixel_twice(mc_model, images, labels):
+def test_jsma_paper_domain_rule_never_picks_a_pixel_twice(small_lenet, images, labels):
     target = (labels + 1) % 10
-    plain = mc_model.with_mode("plain")
+    plain = small_lenet.with_mode("plain")
     paper = build_attack("jsma", theta=0.4, gamma=0.08, domain="paper")(plain, images, labels, target=target)
     saturation = build_attack("jsma", theta=0.4, gamma=0.08)(plain, images, labels, target=target)
     # the paper's rule: every iteration changes two pixels never chosen before

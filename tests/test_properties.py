@@ -118,6 +118,8 @@ def mutate(data: bytes, draw) -> bytes:
     for _ in range(draw(st.integers(1, 8), label="flips")):
         i = draw(st.integers(0, len(buf) - 1), label="where")
         buf[i] ^= draw(st.integers(1, 255), label="mask")
+    if bytes(buf) == data:  # flips that cancelled out: still corrupt one byte
+        buf[0] ^= 0xFF
     return bytes(buf)
 
 
@@ -168,13 +170,40 @@ def svhn_bytes(tmp_path_factory):
 
 @FEW
 @given(st.data())
-def test_corrupt_svhn_mat_is_a_dataset_error_naming_the_file(svhn_bytes, data):
+def test_corrupt_svhn_files_are_refused_before_the_mat_reader(svhn_bytes, tmp_path_factory, monkeypatch, data):
+    """scipy's MAT reader can crash the interpreter (a segmentation fault, found by this test's first
+    version) on some corrupt bytes, so the loader must never hand it unverified bytes: every corruption
+    is a checksum DatasetError naming the file, and the parser is not called."""
+    import hashlib
+
+    import bayesrobust.data.svhn as svhn
+    from bayesrobust.data.download import RemoteFile
+
+    root = tmp_path_factory.mktemp("root")
+    (root / "svhn").mkdir()
+    (root / "svhn" / "test_32x32.mat").write_bytes(mutate(svhn_bytes, data.draw))
+    monkeypatch.setitem(svhn.SVHN_FILES, "test", RemoteFile("test_32x32.mat", hashlib.md5(svhn_bytes).hexdigest(), (), algorithm="md5"))
+    monkeypatch.setattr(svhn, "parse_svhn", lambda *a: pytest.fail("unverified bytes reached the MAT reader"))
+    with pytest.raises(DatasetError, match="test_32x32.mat: checksum mismatch"):
+        svhn.load_svhn("test", root=root)
+
+
+@FEW
+@given(shape=st.sampled_from([(32, 32, 3, 4), (32, 32, 4), (28, 28, 3, 4), (32, 32, 1, 4), (4, 32, 32, 3)]),
+       dtype=st.sampled_from([np.uint8, np.float32, np.int16]),
+       labels=st.lists(st.integers(-1, 12), min_size=0, max_size=6))
+def test_svhn_parser_refuses_well_formed_files_with_wrong_contents(tmp_path_factory, shape, dtype, labels):
+    import scipy.io
+
+    path = tmp_path_factory.mktemp("svhn") / "test_32x32.mat"
+    scipy.io.savemat(path, {"X": np.zeros(shape, dtype=dtype), "y": np.asarray(labels, dtype=np.int64).reshape(-1, 1)})
     try:
-        images, labels = parse_svhn(mutate(svhn_bytes, data.draw), "test_32x32.mat")
+        images, parsed = parse_svhn(path.read_bytes(), str(path))
     except DatasetError as exc:
-        assert "test_32x32.mat" in str(exc)
+        assert str(path) in str(exc)
     else:
-        assert images.shape[1:] == (32, 32, 3) and images.dtype == np.uint8 and labels.max() <= 9
+        assert shape == (32, 32, 3, 4) and dtype is np.uint8 and len(labels) == 4 and all(1 <= v <= 10 for v in labels)
+        assert images.shape == (4, 32, 32, 3) and parsed.max() <= 9
 
 
 def test_real_files_with_one_flipped_byte_fail_their_checksum(tmp_path):

@@ -23,7 +23,11 @@ SVHN_FILES = {
 
 
 def parse_svhn(data: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """Decode a format-2 ``.mat``: X uint8 (32, 32, 3, N), y (N, 1) with 10 meaning digit 0."""
+    """Decode a format-2 ``.mat``: X uint8 (32, 32, 3, N), y (N, 1) with 10 meaning digit 0.
+
+    Only for checksum-verified bytes (``load_svhn`` verifies first): scipy's MAT reader can crash the
+    interpreter with a segmentation fault on some corrupt files, which no ``except`` can catch. A
+    well-formed file with the wrong contents gets a DatasetError naming it."""
     import io
 
     from scipy.io import loadmat
