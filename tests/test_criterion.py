@@ -73,6 +73,11 @@ def test_bim_a_margin_delays_the_stop(small_lenet, images, labels):
     a0 = build_attack("bim", variant="A", **common)(plain, images, labels)
     a1 = build_attack("bim", variant="A", kappa=1.0, **common)(plain, images, labels)
     assert torch.all(a1.iterations >= a0.iterations) and bool((a1.iterations > a0.iterations).any())
+    target = (labels + 1) % 10
+    j0 = build_attack("jsma", space="probs", gamma=0.12)(plain, images, labels, target=target)
+    j1 = build_attack("jsma", space="probs", gamma=0.12, kappa=1.0)(plain, images, labels, target=target)
+    assert torch.all(j1.iterations >= j0.iterations) and bool((j1.iterations > j0.iterations).any())
+    assert bool(j1.success[j1.claimed].all())
 
 
 def test_no_attack_fills_model_gradients(small_lenet, images, labels):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from bayesrobust.attacks.base import ATTACKS, Attack, check_positive
+from bayesrobust.attacks.base import ATTACKS, Attack, check_positive, log_margin
 from bayesrobust.errors import InputError
 
 
@@ -70,10 +70,3 @@ class BIM(Attack):
                 finished[active] = judge.success(x_adv, rows=active)
         return x_adv, iterations, finished
 
-
-def log_margin(logp: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
-    """Untargeted: the best wrong class's log-probability minus the true class's; targeted: the
-    target's minus the best other class's. Positive past the decision boundary ``(N,)``."""
-    own = logp.gather(1, (y if target is None else target)[:, None]).squeeze(1)
-    other = logp.scatter(1, (y if target is None else target)[:, None], float("-inf")).amax(1)
-    return other - own if target is None else own - other

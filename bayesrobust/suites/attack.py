@@ -41,7 +41,7 @@ def choose_targets(mode: str, y: torch.Tensor, seed: int) -> torch.Tensor | None
 def adaptive_form(attack_name: str, params, section) -> dict | None:
     """The adaptive form of a configured attack on a stochastic model: EOT over at least
     ``adaptive_eot_samples`` masks per gradient and, for attacks with a margin, at least
-    ``adaptive_kappa`` (C&W, logits) or ``adaptive_margin`` (BIM-A's stop, nats of log-probability) so
+    ``adaptive_kappa`` (C&W, logits) or ``adaptive_margin`` (BIM-A's and JSMA's stop, nats of log-probability) so
     the examples land past the MC mean's boundary, not on it. None when nothing would change (an attack
     without gradients, or one already configured that way)."""
     cls = ATTACKS.get(attack_name)
