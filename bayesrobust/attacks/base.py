@@ -210,11 +210,12 @@ def uncertainty_of(log_samples: torch.Tensor, log_mean: torch.Tensor, measure: s
     return entropy - expected
 
 
-def log_margin(logp: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
-    """Untargeted: the best wrong class's log-probability minus the true class's; targeted: the
-    target's minus the best other class's. Positive past the decision boundary ``(N,)``."""
-    own = logp.gather(1, (y if target is None else target)[:, None]).squeeze(1)
-    other = logp.scatter(1, (y if target is None else target)[:, None], float("-inf")).amax(1)
+def adversarial_margin(scores: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    """How far past the decision boundary each example is ``(N,)``, in the units of ``scores`` (logits
+    or log-probabilities, ``(N, C)``): untargeted, the best wrong class minus the true class; targeted,
+    the target minus the best other class. Differentiable; C&W's f₆ is its negative."""
+    own = scores.gather(1, (y if target is None else target)[:, None]).squeeze(1)
+    other = scores.scatter(1, (y if target is None else target)[:, None], float("-inf")).amax(1)
     return other - own if target is None else own - other
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from bayesrobust.attacks.base import ATTACKS, Attack, check_positive, log_margin
+from bayesrobust.attacks.base import ATTACKS, Attack, adversarial_margin, check_positive
 from bayesrobust.errors import InputError
 
 
@@ -56,7 +56,7 @@ class BIM(Attack):
                 # judged before stepping; a plain model reuses the gradient pass's own outputs
                 done = judge.success(x_adv, rows=active, logits=None if model.stochastic else logp)
                 if self.kappa > 0:
-                    done &= log_margin(logp, y[active], None if target is None else target[active]) >= self.kappa
+                    done &= adversarial_margin(logp, y[active], None if target is None else target[active]) >= self.kappa
                 finished[active] = done
                 active, xa, grad = active[~done], xa[~done], grad[~done]
                 if active.numel() == 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from bayesrobust.attacks.base import ATTACKS, Attack, check_positive
+from bayesrobust.attacks.base import ATTACKS, Attack, adversarial_margin, check_positive
 from bayesrobust.errors import InputError
 
 _TANH_SCALE = 0.999999  # C&W's own code: keeps atanh finite at pixels exactly 0 or 1
@@ -50,16 +50,8 @@ class CWL2(Attack):
             raise InputError("steps and binary_search_steps must be >= 1")
         self.steps, self.binary_search_steps, self.abort_early = int(steps), int(binary_search_steps), bool(abort_early)
 
-    def margin(self, logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
-        """f₆ per example (before the −κ floor is applied by the caller)."""
-        own = logits.gather(1, labels[:, None]).squeeze(1)
-        other = logits.scatter(1, labels[:, None], float("-inf")).amax(1)
-        return other - own if targeted else own - other
-
     def perturb(self, model, x, y, target, generator, judge):
         n = x.shape[0]
-        targeted = target is not None
-        labels = target if targeted else y
         w0 = torch.atanh((x * 2 - 1) * _TANH_SCALE)
         lower = torch.zeros(n, device=x.device)
         upper = torch.full((n,), 1e10, device=x.device)
@@ -77,7 +69,7 @@ class CWL2(Attack):
                 # rounding can put raw a hair outside [0, 1]; clip the value, keep the gradient
                 x_adv = raw + (raw.clamp(0, 1) - raw).detach()
                 logits = self.margin_logits(model, x_adv, generator)
-                f = self.margin(logits, labels, targeted)
+                f = -adversarial_margin(logits, y, target)  # C&W's f₆, before the −κ floor
                 l2 = (x_adv - x).flatten(1).pow(2).sum(1)
                 loss = (l2 + const * f.clamp(min=-self.kappa)).sum()
                 (w.grad,) = torch.autograd.grad(loss, w)  # gradients for w only, never the model's weights

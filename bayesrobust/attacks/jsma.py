@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from bayesrobust.attacks.base import ATTACKS, Attack, check_positive, log_margin
+from bayesrobust.attacks.base import ATTACKS, Attack, adversarial_margin, check_positive
 from bayesrobust.errors import InputError
 
 _PAIR_ELEMENTS = 1 << 24  # bound on (images × pairs) scored at once
@@ -79,7 +79,7 @@ class JSMA(Attack):
             t = target[active]
             reached = judge.success(x_adv.view_as(x), rows=active, logits=None if model.stochastic else logits)
             if self.kappa > 0:  # and far enough past the boundary on this step's masks
-                reached &= log_margin(torch.log_softmax(logits.detach(), 1), y[active], t) >= self.kappa
+                reached &= adversarial_margin(torch.log_softmax(logits.detach(), 1), y[active], t) >= self.kappa
             claimed[active[reached]] = True
             room = changed[active].sum(1) + 2 <= budget
             if self.space == "probs":
