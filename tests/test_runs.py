@@ -115,6 +115,9 @@ def _claim(path: str, barrier, results) -> None:
     except RunError as exc:
         results.put(("lost", str(exc)))
         return
+    except BaseException as exc:  # anything else is a failure the test must show, not a hang
+        results.put(("error", repr(exc)))
+        raise
     run.write_json("metrics.json", {"winner": True})
     run.write_text("config.toml", "x = 1\n")
     run.write_text("env.json", "{}")
@@ -136,9 +139,10 @@ def test_two_processes_creating_one_run_folder(tmp_path, precreated):
         for p in procs:
             p.start()
         for p in procs:
-            p.join(60)
-        outcomes = sorted(results.get(timeout=5) for _ in procs)
-        assert [o[0] for o in outcomes] == ["lost", "won"], outcomes
+            p.join(180)
+        codes = [p.exitcode for p in procs]
+        outcomes = sorted(results.get(timeout=30) for _ in procs)
+        assert [o[0] for o in outcomes] == ["lost", "won"], (outcomes, codes)
         assert "already exists" in outcomes[0][1] or "another process" in outcomes[0][1]
         run = RunDir.open(target)
         assert run.complete and run.metrics() == {"winner": True}
