@@ -3,6 +3,7 @@
 Layout::
 
     RUN/
+      .bayesrobust-run    the exclusive claim, made with the folder
       INCOMPLETE          present from creation until `finish()`; a crashed run keeps it
       config.toml         the resolved configuration
       env.json            versions, seed, device, git revision, timings
@@ -31,6 +32,7 @@ import numpy as np
 from bayesrobust.errors import RunError
 
 INCOMPLETE = "INCOMPLETE"
+CLAIM = ".bayesrobust-run"  # created exclusively with the folder and never removed: the folder's owner
 
 
 @contextmanager
@@ -104,8 +106,8 @@ RUN_FILES = ("metrics.json", "config.toml", "env.json")
 
 
 def is_run_folder(path: Path) -> bool:
-    """A folder this package wrote: its INCOMPLETE marker, or the files every finished run has."""
-    return (path / INCOMPLETE).is_file() or all((path / name).is_file() for name in RUN_FILES)
+    """A folder this package wrote: its claim or INCOMPLETE marker, or the files every finished run has."""
+    return (path / CLAIM).is_file() or (path / INCOMPLETE).is_file() or all((path / name).is_file() for name in RUN_FILES)
 
 
 def live_writer(path: Path) -> int | None:
@@ -153,7 +155,8 @@ class RunDir:
     @classmethod
     def create(cls, path: str | Path, *, overwrite: bool = False) -> RunDir:
         """Make a new run folder, marked incomplete, claimed exclusively: of several processes creating
-        the same folder at once exactly one succeeds, the others get a RunError.
+        the same folder at once exactly one succeeds, the others get a RunError (the claim file stays
+        after the run finishes, so a slow loser cannot take over a fast winner's folder).
 
         An existing folder that is not empty is replaced only with ``overwrite`` and only when it is
         recognisably a run folder (its INCOMPLETE marker, or metrics.json + config.toml + env.json) that
@@ -177,12 +180,12 @@ class RunDir:
             path.mkdir()
         except FileExistsError:
             pass  # an empty folder made beforehand: the marker below is the claim
-        marker = path / INCOMPLETE
-        try:
-            with open(marker, "x") as fh:  # O_CREAT | O_EXCL: one winner
-                fh.write(f"started {time.strftime('%Y-%m-%dT%H:%M:%S%z')} pid {os.getpid()} host {platform.node()}\n")
+        try:  # O_CREAT | O_EXCL on a claim that stays for the folder's life: one winner, ever
+            with open(path / CLAIM, "x") as fh:
+                fh.write(f"pid {os.getpid()} host {platform.node()}\n")
         except FileExistsError:
             raise RunError(f"run folder {path} was just created by another process; choose another --out") from None
+        (path / INCOMPLETE).write_text(f"started {time.strftime('%Y-%m-%dT%H:%M:%S%z')} pid {os.getpid()} host {platform.node()}\n")
         return cls(path)
 
     @classmethod

@@ -194,3 +194,22 @@ def test_a_run_killed_at_a_random_point_never_looks_complete(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert not RunDir.open(folder).complete
+
+
+def test_the_claim_outlives_the_run(tmp_path, monkeypatch):
+    """A slow second creator that saw the folder empty before a fast first run claimed, filled and
+    finished it must still lose: the claim stays (the INCOMPLETE marker alone would not)."""
+    import bayesrobust.runs as runs
+
+    folder = tmp_path / "r"
+    folder.mkdir()
+    first = RunDir.create(folder)
+    first.write_json("metrics.json", {"first": True})
+    first.finish()
+    assert (folder / runs.CLAIM).exists() and runs.is_run_folder(folder)
+    monkeypatch.setattr(runs, "is_run_folder", lambda path: True)
+    monkeypatch.setattr(runs.Path, "iterdir", lambda self: iter(()))  # the late creator's stale view: empty
+    with pytest.raises(RunError, match="another process"):
+        RunDir.create(folder)
+    monkeypatch.undo()
+    assert RunDir.open(folder).metrics() == {"first": True}
