@@ -7,7 +7,6 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from bayesrobust.errors import BayesRobustError
@@ -51,13 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _load(args) -> object:
     from bayesrobust.config import load_config
 
-    config = load_config(args.config, args.overrides)
-    run = config.run
+    overrides = list(args.overrides or [])  # --seed / --device are validated like the file's values
     if args.seed is not None:
-        run = replace(run, seed=args.seed)
+        overrides.append(f"run.seed={args.seed}")
     if args.device:
-        run = replace(run, device=args.device)
-    return replace(config, run=run)
+        overrides.append(f'run.device="{args.device}"')
+    return load_config(args.config, overrides)
 
 
 def _out(args, config) -> Path:

@@ -102,3 +102,18 @@ def test_seeding_does_not_change_global_determinism_settings(tmp_path):
     with deterministic_algorithms():
         assert torch.are_deterministic_algorithms_enabled()
     assert torch.are_deterministic_algorithms_enabled() == before
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:7", "mps", "tpu"])
+def test_device_flag_is_checked_before_any_work(device, capsys, tmp_path):
+    """`--device` goes through the same validation as `run.device` in the file."""
+    import torch
+
+    if (device == "cuda" and torch.cuda.is_available()) or (device == "cuda:7" and torch.cuda.device_count() > 7):
+        pytest.skip("this machine really has that device")
+    if device == "mps" and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    code = main(["run", str(REPO / "experiments" / "quickstart.toml"), "--out", str(tmp_path / "r"), "--device", device])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("bayesrobust: error: run.device") and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "r").exists()
