@@ -272,18 +272,7 @@ def typed_params(func, params: Mapping[str, Any], where: str, extra_hints: Mappi
     sections are checked: each value must have the annotated type; the error names the dotted key,
     the expected type and the value given. Unknown names are left to the constructor's own check."""
     hints = {**(extra_hints or {}), **typing.get_type_hints(func)}
-    out = {}
-    for key, value in params.items():
-        tp = hints.get(key, Any)
-        if tp in (float, int) or typing.get_origin(tp) in (typing.Union, types.UnionType, tuple, list):
-            try:
-                value = _coerce(value, tp, f"{where}.{key}")
-            except ConfigError as exc:
-                raise ConfigError(f"{exc} (expected {_type_name(tp)})") from None
-        elif tp in (str, bool) and not isinstance(value, tp):
-            raise ConfigError(f"{where}.{key}: expected {_type_name(tp)}, got {value!r}")
-        out[key] = value
-    return out
+    return {key: _coerce(value, hints.get(key, Any), f"{where}.{key}") for key, value in params.items()}
 
 
 def check_model(section: ModelSection, where: str) -> None:

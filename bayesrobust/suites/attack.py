@@ -111,11 +111,15 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
         arrays[f"{prefix}/examples"] = result.x_adv[picked].numpy()
         arrays[f"{prefix}/predicted"] = result.predictive.predicted[picked].numpy()
 
-    def attack_all(run_name: str, attack, name: str, xs, ys, target, index) -> None:
+    def attack_and_record(prefix: str, attack, name: str, xs, ys, target, generator_name: str, desc: str):
         start = time.perf_counter()
         result = run_batched(attack, models[name], xs, ys, target=target, batch_size=section.batch_size,
-                             generator=gen(run_name, name), progress=True, desc=f"{run_name} on {name}")
-        record(f"adv/{run_name}/{name}", result, time.perf_counter() - start, len(ys))
+                             generator=gen(generator_name, name), progress=True, desc=desc)
+        record(prefix, result, time.perf_counter() - start, len(ys))
+        return result
+
+    def attack_all(run_name: str, attack, name: str, xs, ys, target, index) -> None:
+        result = attack_and_record(f"adv/{run_name}/{name}", attack, name, xs, ys, target, run_name, f"{run_name} on {name}")
         outcomes[name].append((index, result.success))
 
     for name, model in models.items():
@@ -157,15 +161,13 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
         caps = uncertainty_caps(models, data, section, gen)
         subset = test.head(u.limit, seed=0) if u.limit else test
         target = choose_targets(u.targets, subset.labels, derive_seed(seed, "targets", "uncertainty_aware"))
-        for name, model in models.items():
+        for name in models:
             attack = build_attack(u.attack, **{**dict(u.params), "eval_samples": section.eval_samples,
                                                "eot_samples": u.eot_samples, "min_confidence": u.confidence,
                                                "max_uncertainty": caps[name], "uncertainty": u.uncertainty,
                                                "uncertainty_weight": u.uncertainty_weight})
-            start = time.perf_counter()
-            result = run_batched(attack, model, subset.images, subset.labels, target=target, batch_size=section.batch_size,
-                                 generator=gen("uncertainty_aware", name), progress=True, desc=f"uncertainty-aware on {name}")
-            record(f"hclu/{name}", result, time.perf_counter() - start, len(subset))
+            attack_and_record(f"hclu/{name}", attack, name, subset.images, subset.labels, target, "uncertainty_aware",
+                              f"uncertainty-aware on {name}")
             metrics[f"hclu/{name}/cap"] = caps[name]
         hclu_meta = {"attack": u.attack, "params": dict(u.params), "confidence": u.confidence, "quantile": u.quantile,
                      "uncertainty": u.uncertainty, "eot_samples": u.eot_samples,
