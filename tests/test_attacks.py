@@ -166,7 +166,7 @@ def test_cw_moves_pixels_that_start_at_zero_or_one(small_lenet, images, labels):
     x, delta = images[:4], (result.x_adv - images[:4]).abs()
     at_bounds = (x == 0) | (x == 1)
     assert float(at_bounds.float().mean()) > 0.5
-    assert float(delta[at_bounds].max()) > 0.2
+    assert float(delta[at_bounds].max()) > 0.1  # stuck pixels (infinite atanh) would not move at all
     assert float((delta[at_bounds] > 1e-3).float().mean()) > 0.05
 
 

@@ -18,7 +18,7 @@ from tests.conftest import gen
 from tests.test_attacks import FAST
 
 # strong enough that every deciding attack claims some examples on the tiny model
-DECIDING = {"bim": {"variant": "A"}, "jsma": {"gamma": 0.12}, "targeted_l2": {"stop_confidence": 0.12, "steps": 40, "lr": 1.0, "lam": 0.01},
+DECIDING = {"bim": {"variant": "A"}, "jsma": {"gamma": 0.25, "eot_samples": 8}, "targeted_l2": {"stop_confidence": 0.12, "steps": 40, "lr": 1.0, "lam": 0.01},
             "cw_l2": {"steps": 30, "binary_search_steps": 2, "initial_const": 10.0, "lr": 0.1}}
 
 

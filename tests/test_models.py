@@ -149,11 +149,9 @@ def test_batched_mc_equals_naive_loop_with_identical_masks(images, monkeypatch):
     assert torch.allclose(batched, torch.stack(naive), atol=1e-5)
 
 
-def test_mc_chunking_happens_and_agrees(images, monkeypatch):
-    """Forcing several chunks: the head really runs chunk by chunk, and the predictive agrees with the
-    single-chunk one. Not bit-identical: with two dropout layers in the head, chunking interleaves the
-    layers' draws from the one generator (exactness needs per-layer mask streams, which would change
-    every recorded number; left for the seeding rework)."""
+def test_mc_chunking_happens_and_is_exact(images, monkeypatch):
+    """Forcing several chunks: the head really runs chunk by chunk, and the predictive is bit-identical
+    to the single-chunk one (each dropout layer draws sample by sample from its own stream)."""
     model = build_model("lenet", mode="mc_dropout", channels=(4, 8), hidden=16)
     whole = model.predictive(images, 9, generator=gen(1)).probs
     import bayesrobust.models.base as base
@@ -164,8 +162,10 @@ def test_mc_chunking_happens_and_agrees(images, monkeypatch):
     monkeypatch.setattr(base, "MC_CHUNK_ELEMENTS", 8 * 7 * 7 * len(images) * 2)  # two samples per chunk
     chunked = model.predictive(images, 9, generator=gen(1)).probs
     assert calls == [2, 2, 2, 2, 1]
-    assert chunked.shape == whole.shape
-    assert torch.allclose(chunked.mean(0), whole.mean(0), atol=0.05)  # same model, other masks
+    assert torch.equal(chunked, whole)
+    assert len(model.dropouts()) == 2  # both the replicated and the later dropout layer are covered
+    again = model.predictive(images, 9, generator=gen(2)).probs
+    assert not torch.equal(again, whole)  # and the masks do depend on the generator
 
 
 def test_any_floating_dtype_is_accepted_and_computed_in_float32(images):

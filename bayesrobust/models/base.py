@@ -21,6 +21,7 @@ from bayesrobust.errors import CheckpointError, ConfigError
 from bayesrobust.models.layers import MCDropout
 from bayesrobust.predictive import Predictive, log_mean_prob
 from bayesrobust.registry import Registry
+from bayesrobust.seeding import derive_seed, make_generator
 from bayesrobust.validation import check_images
 
 MODES = ("mc_dropout", "plain")
@@ -67,18 +68,28 @@ class BayesianClassifier(nn.Module):
         return next(self.parameters()).device
 
     @contextmanager
-    def dropout_sampling(self, active: bool, generator: torch.Generator | None = None) -> Iterator[None]:
-        """Within the block, dropout is on (``active``) or off, drawing masks from ``generator``.
-        Restores the previous state afterwards; the module's train/eval mode is never touched."""
+    def dropout_sampling(self, active: bool, generator: torch.Generator | None = None,
+                         streams: list[torch.Generator] | None = None) -> Iterator[None]:
+        """Within the block, dropout is on (``active``) or off, drawing masks from ``generator`` — or,
+        when ``streams`` is given, each dropout layer from its own generator. Restores the previous
+        state afterwards; the module's train/eval mode is never touched."""
         layers = self.dropouts()
-        saved = [(m.active, m.generator) for m in layers]
-        for m in layers:
-            m.active, m.generator = active, generator
+        streams = streams if streams is not None else [generator] * len(layers)
+        saved = [(m.active, m.generator, m.draws) for m in layers]
+        for m, stream in zip(layers, streams):
+            m.active, m.generator = active, stream
         try:
             yield
         finally:
-            for m, (a, g) in zip(layers, saved):
-                m.active, m.generator = a, g
+            for m, (a, g, d) in zip(layers, saved):
+                m.active, m.generator, m.draws = a, g, d
+
+    def _mask_streams(self, generator: torch.Generator | None) -> list[torch.Generator]:
+        """One fresh generator per dropout layer, seeded from one draw of ``generator`` (the global
+        generator when None): a call's masks are a function of that draw alone."""
+        device = generator.device if generator is not None else self.device
+        base = int(torch.randint(0, 2**62, (1,), generator=generator, device=device).item())
+        return [make_generator(derive_seed(base, "dropout", str(i)), device) for i in range(len(self.dropouts()))]
 
     # --- differentiable outputs -----------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,7 +112,9 @@ class BayesianClassifier(nn.Module):
         """Logit samples ``(S, N, C)``, differentiable. Plain models return S = 1 deterministic pass.
 
         The head runs on chunks of samples so that one replicated input stays under
-        ``MC_CHUNK_ELEMENTS``; without gradients that bounds memory. Under autograd (attacks with EOT)
+        ``MC_CHUNK_ELEMENTS``; without gradients that bounds memory. Each dropout layer draws the masks
+        of sample 0, 1, ..., S−1 in order from its own stream, one call per sample, so the result is
+        the same however the samples are chunked. Under autograd (attacks with EOT)
         every chunk's activations are kept for the backward pass, so memory grows with samples × batch
         (measured for the quickstart LeNet: ≈ 16 KB per image and sample; C&W with 10 masks on 250 images
         peaks 231 MB above the loaded model) — attack in batches (``run_batched``) to bound it."""
@@ -111,13 +124,15 @@ class BayesianClassifier(nn.Module):
                 return self(x)[None]
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
-        with self.dropout_sampling(True, generator):
+        with self.dropout_sampling(True, streams=self._mask_streams(generator)):
             h = self.trunk(x)
             per_sample = max(1, h[0].numel()) * h.shape[0]
             chunk = max(1, min(samples, MC_CHUNK_ELEMENTS // max(per_sample, 1)))
             outs = []
             for start in range(0, samples, chunk):
                 s = min(chunk, samples - start)
+                for m in self.dropouts():
+                    m.draws = s  # one stream call per sample (see MCDropout.sample_keep)
                 rep = self.head[0].replicate(h, s)  # the head starts with its first dropout
                 outs.append(self.head[1:](rep).view(s, h.shape[0], -1))
         return torch.cat(outs, 0)

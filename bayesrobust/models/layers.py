@@ -31,6 +31,7 @@ class MCDropout(nn.Module):
         self.p = p
         self.active: bool | None = None
         self.generator: torch.Generator | None = None
+        self.draws = 1  # a mask is drawn as this many equal consecutive slices, one generator call each
         self._threshold = drops - _RESOLUTION // 2  # int16 words below it are dropped
         self._scale = _RESOLUTION / (_RESOLUTION - drops)
 
@@ -39,15 +40,25 @@ class MCDropout(nn.Module):
         return self.p > 0.0 and (self.training if self.active is None else self.active)
 
     def sample_keep(self, shape: torch.Size | tuple[int, ...], device: torch.device) -> torch.Tensor:
-        """Boolean keep-mask of ``shape``, each entry kept with probability 1 − p."""
+        """Boolean keep-mask of ``shape``, each entry kept with probability 1 − p.
+
+        The mask is drawn as ``self.draws`` equal slices along the first dimension, one generator call
+        each. Monte-Carlo sampling sets ``draws`` to the number of samples in a chunk, so every sample's
+        mask is one call on the layer's stream and the masks do not depend on how samples are chunked."""
+        if shape[0] % self.draws:
+            raise ValueError(f"mask of shape {tuple(shape)} cannot be split into {self.draws} draws")
         n = 1
         for d in shape:
             n *= d
+        n //= self.draws
         # draw where the generator lives (a CPU generator may drive a CUDA model), then move
         source = self.generator.device if self.generator is not None else device
-        words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64,
-                              generator=self.generator, device=source)
-        return (words.view(torch.int16)[:n].view(shape) >= self._threshold).to(device)
+        per_draw = (n + 3) // 4
+        words = torch.empty((self.draws, per_draw), dtype=torch.int64, device=source)
+        for row in words:
+            torch.randint(-(2**63), 2**63 - 1, (per_draw,), generator=self.generator, out=row)
+        words = words.view(torch.int16)[:, :n]
+        return (words.view(shape) >= self._threshold).to(device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.on:

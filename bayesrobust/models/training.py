@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from bayesrobust.errors import ConfigError
 from bayesrobust.progress import progress_bar
-from bayesrobust.seeding import make_generator
+from bayesrobust.seeding import derive_seed, make_generator
 
 
 def make_optimizer(params, config) -> torch.optim.Optimizer:
@@ -51,8 +51,8 @@ def evaluate_nll(model, data, batch_size: int = 1000) -> tuple[float, float]:
 
 def train_model(model, train, config, *, val=None, seed: int = 0, progress: bool = True) -> None:
     """Train ``model`` in place; keeps the weights of the best validation NLL when early stopping."""
-    shuffle = make_generator(seed)
-    masks = make_generator(seed + 1, model.device)
+    shuffle = make_generator(derive_seed(seed, "train", "shuffle"))
+    masks = make_generator(derive_seed(seed, "train", "dropout"), model.device)
     optimizer = make_optimizer(model.parameters(), config)
     best_state, best_nll, stale = None, float("inf"), 0
     n = len(train)
@@ -97,7 +97,7 @@ def pretrain_autoencoder(encoder, decoder, train, config, *, epochs: int, seed: 
     mean loss per epoch."""
     params = [*encoder.parameters(), *decoder.parameters()]
     optimizer = make_optimizer(params, config)
-    shuffle = make_generator(seed + 2)
+    shuffle = make_generator(derive_seed(seed, "pretrain", "shuffle"))
     device = params[0].device
     losses = []
     for epoch in range(1, epochs + 1):
