@@ -45,6 +45,7 @@ class DataSection:
     train_limit: int = 0  # 0: all examples
     test_limit: int = 0
     shifted: tuple[str, ...] = ()  # domain-shift / OOD sets evaluated with every model
+    shifted_optional: tuple[str, ...] = ()  # the same, skipped (and listed as not available) when absent
     shifted_limit: int = 0
 
 
@@ -67,7 +68,7 @@ class ModelSection:
     """One model: architecture, inference mode, training and optional checkpoint to load."""
 
     arch: str = "lenet"
-    mode: str = "mc_dropout"  # mc_dropout | plain
+    mode: str = ""  # the architecture's inference mode (dropout nets: mc_dropout | plain); "" = its default
     params: Mapping[str, Any] = field(default_factory=dict)
     train: TrainSection = field(default_factory=TrainSection)
     checkpoint: str = ""  # a saved model to load instead of training
@@ -229,8 +230,7 @@ def validate(config: ExperimentConfig) -> None:
     check_device(config.run.device)
     for name, model in config.models.items():
         where = f"models.{name}"
-        if model.mode not in ("mc_dropout", "plain"):
-            raise ConfigError(f"{where}.mode must be 'mc_dropout' or 'plain', got {model.mode!r}")
+        check_mode(model, where)
         if not model.checkpoint:
             check_model(model, where)
         if model.train.optimizer not in ("sgd", "adam", "rmsprop"):
@@ -275,13 +275,22 @@ def typed_params(func, params: Mapping[str, Any], where: str, extra_hints: Mappi
     return {key: _coerce(value, hints.get(key, Any), f"{where}.{key}") for key, value in params.items()}
 
 
+def check_mode(section: ModelSection, where: str) -> None:
+    """An unknown architecture, or a mode its family does not offer, is named with the key."""
+    from bayesrobust.models import MODELS
+
+    if section.arch not in MODELS:
+        raise ConfigError(f"{where}.arch: unknown architecture {section.arch!r}; known: {', '.join(MODELS.names())}")
+    modes = MODELS.get(section.arch).modes
+    if section.mode and section.mode not in modes:
+        raise ConfigError(f"{where}.mode: {section.arch!r} models offer {', '.join(modes)}; got {section.mode!r}")
+
+
 def check_model(section: ModelSection, where: str) -> None:
     """Build the model once (cheap) so a bad architecture or parameter of any model is found before
     the first one trains."""
     from bayesrobust.models import MODELS, build_model
 
-    if section.arch not in MODELS:
-        raise ConfigError(f"{where}.arch: unknown architecture {section.arch!r}; known: {', '.join(MODELS.names())}")
     params = typed_params(MODELS.get(section.arch).__init__, section.params, f"{where}.params")
     try:
         build_model(section.arch, mode=section.mode, **params)

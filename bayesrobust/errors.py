@@ -9,6 +9,11 @@ class DatasetError(BayesRobustError):
     """A data file is missing, corrupt, truncated or fails its checksum."""
 
 
+class DatasetMissing(DatasetError):
+    """A data file is not on this machine (and downloading was not asked for): a set a config lists as
+    optional is then skipped and reported as not available."""
+
+
 class CheckpointError(BayesRobustError):
     """A checkpoint is missing, corrupt, or belongs to another architecture."""
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bayesrobust.config import ExperimentConfig, dump_toml, to_plain
 from bayesrobust.data import Dataset, load_dataset
-from bayesrobust.errors import ConfigError
+from bayesrobust.errors import ConfigError, DatasetMissing
 from bayesrobust.models import BayesianClassifier, build_model
 from bayesrobust.runs import RunDir, environment
 from bayesrobust.seeding import derive_seed, deterministic_algorithms, seed_everything
@@ -20,6 +20,7 @@ class ExperimentData:
     val: Dataset | None
     test: Dataset
     shifted: dict[str, Dataset]
+    unavailable: dict[str, str] = field(default_factory=dict)  # optional shifted set → why it is absent
 
 
 def load_data(config: ExperimentConfig, data_dir: str | None, download: bool) -> ExperimentData:
@@ -33,7 +34,13 @@ def load_data(config: ExperimentConfig, data_dir: str | None, download: bool) ->
     test_name = d.test or d.train
     test = load_dataset(test_name, "test", data_dir, download).head(d.test_limit, seed=0)
     shifted = {name: load_dataset(name, "test", data_dir, download).head(d.shifted_limit, seed=0) for name in d.shifted}
-    return ExperimentData(train, val, test, shifted)
+    unavailable = {}
+    for name in d.shifted_optional:
+        try:
+            shifted[name] = load_dataset(name, "test", data_dir, download).head(d.shifted_limit, seed=0)
+        except DatasetMissing as exc:  # absent is fine for an optional set; corrupt is still an error
+            unavailable[name] = str(exc)
+    return ExperimentData(train, val, test, shifted, unavailable)
 
 
 def prepare_models(config: ExperimentConfig, data: ExperimentData, run: RunDir | None, *, progress: bool) -> tuple[dict[str, BayesianClassifier], dict[str, float]]:
@@ -59,8 +66,9 @@ def prepare_models(config: ExperimentConfig, data: ExperimentData, run: RunDir |
 
 def conform(model: BayesianClassifier, spec, where: str) -> BayesianClassifier:
     """A loaded checkpoint made to match its config section, or a ConfigError: the architecture and
-    every parameter the section sets must be the checkpoint's; a different mode is applied to the
-    same weights (a plain network's MC-dropout twin, or the reverse)."""
+    every parameter the section sets must be the checkpoint's; a configured mode other than the
+    checkpoint's is applied to the same weights (a plain network's MC-dropout twin, or the reverse),
+    and no mode keeps the checkpoint's."""
     if model.arch != spec.arch:
         raise ConfigError(f"{where}: checkpoint {spec.checkpoint} is a {model.arch!r} model, the config says arch = {spec.arch!r}")
     for key, value in spec.params.items():
@@ -68,7 +76,7 @@ def conform(model: BayesianClassifier, spec, where: str) -> BayesianClassifier:
         if _plain(saved) != _plain(value):
             raise ConfigError(f"{where}.params.{key} = {value!r}, but checkpoint {spec.checkpoint} was trained with {saved!r}; "
                               "remove the parameter or train a new model")
-    return model.with_mode(spec.mode)
+    return model.with_mode(spec.mode) if spec.mode else model
 
 
 def _plain(value):
@@ -110,8 +118,9 @@ def _execute(run: RunDir, config: ExperimentConfig, *, data_dir, download, progr
     run.write_json("env.json", env)
     start = time.perf_counter()
     data = load_data(config, data_dir, download)
-    run.write_json("data.json", {k: v.info.__dict__ for k, v in
-                                 [("train", data.train), ("test", data.test), *data.shifted.items()]})
+    run.write_json("data.json", {**{k: v.info.__dict__ for k, v in
+                                    [("train", data.train), ("test", data.test), *data.shifted.items()]},
+                                 **{k: {"name": k, "available": False, "reason": why} for k, why in data.unavailable.items()}})
     models, metrics = prepare_models(config, data, run, progress=progress)
     run.update_metrics(metrics)
     if suites:

@@ -34,10 +34,15 @@ class Predictive:
         log_probs: optional log-probabilities of the same shape (what :meth:`from_logits` keeps).
             With them the log-likelihood is exact however small the probability; without them it is
             computed from ``probs`` with a floor of 1e-12 (at most 27.6 nats per example).
+        mean_log_probs: optional ``(N, C)`` log of the model's exact predictive, for models that have
+            one (a GP's quadrature). ``mean`` and everything built on it (prediction, confidence,
+            entropy, log-likelihood) then use it, and the draws give the expected entropy and the
+            spread: a Rao–Blackwellised predictive, free of the draws' Monte-Carlo error.
     """
 
     probs: torch.Tensor
     log_probs: torch.Tensor | None = None
+    mean_log_probs: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         p = self.probs
@@ -53,12 +58,21 @@ class Predictive:
             if torch.isnan(lp).any() or (lp > 0).any():
                 raise InputError("Predictive.log_probs must be <= 0 and not NaN")
             object.__setattr__(self, "log_probs", lp.detach())
+        if self.mean_log_probs is not None:
+            m = self.mean_log_probs
+            if not isinstance(m, torch.Tensor) or m.shape != p.shape[1:]:
+                raise InputError(f"Predictive.mean_log_probs must have shape {tuple(p.shape[1:])}, got {getattr(m, 'shape', type(m))}")
+            if torch.isnan(m).any() or (m > 1e-6).any():
+                raise InputError("Predictive.mean_log_probs must be <= 0 and not NaN")
+            object.__setattr__(self, "mean_log_probs", m.detach().clamp_max(0.0))
 
     @staticmethod
-    def from_logits(logits: torch.Tensor) -> Predictive:
-        """From logit samples ``(S, N, C)``: probabilities and exact log-probabilities (float32, CPU)."""
+    def from_logits(logits: torch.Tensor, mean_log_probs: torch.Tensor | None = None) -> Predictive:
+        """From logit samples ``(S, N, C)``: probabilities and exact log-probabilities (float32, CPU),
+        with the model's exact log predictive ``(N, C)`` when it has one."""
         log_probs = torch.log_softmax(logits.detach().float(), -1).cpu()
-        return Predictive(log_probs.exp(), log_probs)
+        exact = None if mean_log_probs is None else mean_log_probs.detach().float().cpu()
+        return Predictive(log_probs.exp(), log_probs, exact)
 
     # --- shapes -------------------------------------------------------------------------------
     @property
@@ -76,7 +90,9 @@ class Predictive:
     # --- point summaries ----------------------------------------------------------------------
     @cached_property
     def mean(self) -> torch.Tensor:
-        """MC-averaged class probabilities ``(N, C)``."""
+        """Predictive class probabilities ``(N, C)``: the model's exact ones when held, else the MC average."""
+        if self.mean_log_probs is not None:
+            return self.mean_log_probs.exp()
         return self.probs.mean(0)
 
     @property
@@ -129,6 +145,8 @@ class Predictive:
         """Per-example log of the MC-mean probability of the true class ``(N,)``: exact (a log-sum-exp
         over samples) when log-probabilities are held, else floored at log 1e-12."""
         y = self._check_labels(y)
+        if self.mean_log_probs is not None:
+            return self.mean_log_probs.gather(1, y[:, None]).squeeze(1)
         if self.log_probs is not None:
             chosen = self.log_probs.gather(2, y[None, :, None].expand(self.num_samples, -1, 1)).squeeze(2)
             return torch.logsumexp(chosen, 0) - math.log(self.num_samples)
@@ -157,15 +175,17 @@ class Predictive:
     # --- composition and export ---------------------------------------------------------
     def __getitem__(self, index) -> Predictive:
         """Select examples (not samples): ``pred[mask]``, ``pred[:10]``."""
-        return Predictive(self.probs[:, index], None if self.log_probs is None else self.log_probs[:, index])
+        return Predictive(self.probs[:, index], None if self.log_probs is None else self.log_probs[:, index],
+                          None if self.mean_log_probs is None else self.mean_log_probs[index])
 
     @staticmethod
     def concat(parts: list[Predictive]) -> Predictive:
         """Join predictives over the example dimension (same S and C); log-probabilities are kept
         only when every part has them."""
-        logs = [p.log_probs for p in parts]
+        logs, exact = [p.log_probs for p in parts], [p.mean_log_probs for p in parts]
         return Predictive(torch.cat([p.probs for p in parts], dim=1),
-                          None if any(lp is None for lp in logs) else torch.cat(logs, dim=1))
+                          None if any(lp is None for lp in logs) else torch.cat(logs, dim=1),
+                          None if any(m is None for m in exact) else torch.cat(exact, dim=0))
 
     def to_inference_data(self, y: torch.Tensor | None = None):
         """Export as ArviZ ``InferenceData``: a posterior-predictive group ``probs`` with dims

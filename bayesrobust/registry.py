@@ -29,12 +29,20 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T) -> T:
         return self.register(name)(obj)
 
+    def add_lazy(self, name: str, target: str) -> None:
+        """Register ``"package.module:Name"`` without importing it: the import happens on the first
+        :meth:`get` (keeps heavy optional stacks such as GPyTorch out of every CLI start-up)."""
+        self.register(name)(_Lazy(target))
+
     def get(self, name: str) -> T:
         try:
-            return self._items[name]
+            obj = self._items[name]
         except KeyError:
             known = ", ".join(sorted(self._items)) or "none"
             raise ConfigError(f"unknown {self.kind} {name!r}; known: {known}") from None
+        if isinstance(obj, _Lazy):
+            obj = self._items[name] = obj.load()
+        return obj
 
     def names(self) -> list[str]:
         return sorted(self._items)
@@ -44,3 +52,14 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+class _Lazy:
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def load(self):
+        import importlib
+
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)

@@ -72,6 +72,9 @@ def labels(digits5k):
     return digits5k[1].labels[:16].clone()
 
 
+TINY_GPDNN = {"channels": (4, 8), "hidden": 16, "features": 8, "inducing": 8, "kmeans_images": 200}
+
+
 def tiny_models():
     """One small instance of every architecture and mode, for contract tests."""
     return {
@@ -82,6 +85,8 @@ def tiny_models():
         "lenet-plain": lambda: build_model("lenet", mode="plain", channels=(4, 8), hidden=16),
         "ae_softmax-plain": lambda: build_model("ae_softmax", mode="plain", code=16, pretrain_epochs=1),
         "ae_softmax-mc": lambda: build_model("ae_softmax", mode="mc_dropout", code=16, pretrain_epochs=1, dropout=0.3),
+        "gpdnn-rbf": lambda: build_model("gpdnn", **TINY_GPDNN),
+        "gpdnn-linear": lambda: build_model("gpdnn", **TINY_GPDNN, kernel="linear"),
     }
 
 
@@ -99,6 +104,9 @@ def tiny_overrides(path: Path) -> list[str]:
             sets += [f"models.{name}.params.channels=[4, 8]", f"models.{name}.params.hidden=16"]
         elif spec["arch"] == "ae_softmax":
             sets += [f"models.{name}.params.code=16", f"models.{name}.params.pretrain_epochs=1"]
+        elif spec["arch"] == "gpdnn":
+            sets += [f"models.{name}.params.{key}={value!r}".replace("(", "[").replace(")", "]")
+                     for key, value in TINY_GPDNN.items()]
         elif spec.get("params", {}).get("hidden"):
             sets.append(f"models.{name}.params.hidden=[32]")
     if "evaluation" in raw:

@@ -109,3 +109,21 @@ def test_model_predictive_keeps_log_probabilities(trained_lenet, digits5k):
     pred = trained_lenet.predictive(digits5k[1].images[:8], 4, generator=torch.Generator().manual_seed(0))
     assert pred.log_probs is not None
     assert torch.allclose(pred.log_probs.exp(), pred.probs)
+
+
+def test_an_exact_mean_replaces_the_monte_carlo_one():
+    """A model's exact predictive (a GP's quadrature) drives the mean and everything built on it; the
+    draws still give the expected entropy; indexing and concatenation keep it; bad shapes are refused."""
+    draws = torch.tensor([[[0.9, 0.1]], [[0.9, 0.1]]])  # both draws agree: the MC mean would be 0.9
+    exact = torch.log(torch.tensor([[0.6, 0.4]]))
+    pred = Predictive(draws, None, exact)
+    assert torch.allclose(pred.mean, torch.tensor([[0.6, 0.4]]))
+    assert pred.log_likelihood(torch.tensor([1])).item() == pytest.approx(math.log(0.4))
+    h = -(0.6 * math.log(0.6) + 0.4 * math.log(0.4))
+    h_draw = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))
+    assert float(pred.entropy) == pytest.approx(h) and float(pred.expected_entropy) == pytest.approx(h_draw)
+    assert float(pred.mutual_information) == pytest.approx(max(h - h_draw, 0.0))
+    both = Predictive.concat([pred, pred[[0]]])
+    assert both.mean_log_probs.shape == (2, 2) and torch.allclose(both.mean[1], pred.mean[0])
+    with pytest.raises(InputError, match="mean_log_probs"):
+        Predictive(draws, None, exact[0])

@@ -49,8 +49,8 @@ def lacok_table(models, x, y, section, *, eval_samples: int, eot_samples: int, b
 def unclipped_rows(name, model, x, y, section, *, eval_samples: int, eot_samples: int, generator) -> dict[str, float]:
     """Lacok's own protocol: x + ε·sign(∇) and x + ε·r without clipping to [0, 1].
 
-    The images leave the model's validated input domain, so the model is run through its layers
-    directly (dropout on for MC models, off for plain ones), outside the checked entry points. Every
+    The images leave the model's validated input domain, so the model is run through
+    :meth:`raw_sample_logits`, outside the checked entry points. Every
     dropout mask — of the gradient (``eot_samples``) and of the evaluation — comes from ``generator``."""
     xg = x.clone().requires_grad_(True)
     logp = model.log_prob(xg, eot_samples, generator=generator)
@@ -62,9 +62,8 @@ def unclipped_rows(name, model, x, y, section, *, eval_samples: int, eot_samples
     samples = eval_samples if model.stochastic else 1
     metrics = {}
     for row, images in sets.items():
-        with torch.no_grad(), model.dropout_sampling(model.stochastic, generator):
-            probs = torch.stack([torch.softmax(model(images.to(model.device)), -1).cpu() for _ in range(samples)])
-        pred = Predictive(probs)
+        with torch.no_grad():
+            pred = Predictive.from_logits(model.raw_sample_logits(images.to(model.device), samples, generator).cpu())
         prefix = f"lacok/{name}/{row}"
         metrics[f"{prefix}/error"] = 1.0 - pred.accuracy(y)
         metrics[f"{prefix}/confidence"] = float(pred.confidence.mean())

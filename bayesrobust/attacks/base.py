@@ -20,7 +20,7 @@ import torch
 
 from bayesrobust.attacks.criterion import Goal, Judge, draw_seed
 from bayesrobust.errors import InputError
-from bayesrobust.predictive import Predictive, log_mean_prob
+from bayesrobust.predictive import Predictive
 from bayesrobust.registry import Registry
 from bayesrobust.validation import check_images, check_labels
 
@@ -176,8 +176,7 @@ class Attack(ABC):
         target or at the most probable wrong class; the penalty applies once p̄ already predicts the aim."""
         x = x.detach().requires_grad_(True)
         if self.goal.constrained:
-            log_samples = torch.log_softmax(model.sample_logits(x, self.eot_samples, generator=generator), -1)
-            logp = log_mean_prob(log_samples)
+            logp, log_samples = model.log_prob_and_draws(x, self.eot_samples, generator=generator)
             aim = target if target is not None else logp.detach().scatter(1, y[:, None], float("-inf")).argmax(1)
             objective = -logp.gather(1, aim[:, None]).squeeze(1)
             if math.isfinite(self.goal.max_uncertainty):
@@ -193,11 +192,8 @@ class Attack(ABC):
         return objective.detach(), grad, logp.detach()
 
     def margin_logits(self, model, x: torch.Tensor, generator) -> torch.Tensor:
-        """Logits for margin objectives (C&W, JSMA): deterministic for plain models, the mean of
-        ``eot_samples`` dropout draws for MC models. Differentiable."""
-        if not model.stochastic:
-            return model.logits(x)
-        return model.sample_logits(x, self.eot_samples, generator=generator).mean(0)
+        """The model's differentiable margin scores (C&W, JSMA) with ``eot_samples`` draws."""
+        return model.margin_logits(x, self.eot_samples, generator=generator)
 
 
 def uncertainty_of(log_samples: torch.Tensor, log_mean: torch.Tensor, measure: str) -> torch.Tensor:

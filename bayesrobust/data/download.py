@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bayesrobust.data.base import ENV_VAR, cache_dir, candidate_roots
 from bayesrobust.data.idx import read_bytes
-from bayesrobust.errors import DatasetError
+from bayesrobust.errors import DatasetError, DatasetMissing
 from bayesrobust.runs import atomic_path
 
 
@@ -93,7 +93,7 @@ def fetch(spec: RemoteFile, subdir: str, root: str | Path | None, download_missi
     path = locate(spec, subdir, root)
     if path is None:
         if not download_missing:
-            raise DatasetError(missing_message([spec], subdir, root))
+            raise DatasetMissing(missing_message([spec], subdir, root))
         path = download(spec, subdir)
     return path, verify(spec, path)
 

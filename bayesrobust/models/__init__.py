@@ -2,6 +2,9 @@
 
 from bayesrobust.models import nets  # noqa: F401  (register architectures)
 from bayesrobust.models.base import MODELS, BayesianClassifier, build_model
+from bayesrobust.models.dropout import DropoutClassifier
 from bayesrobust.models.layers import MCDropout
 
-__all__ = ["MODELS", "BayesianClassifier", "MCDropout", "build_model"]
+MODELS.add_lazy("gpdnn", "bayesrobust.models.gpdnn:GPDNN")  # imports GPyTorch on first use
+
+__all__ = ["MODELS", "BayesianClassifier", "DropoutClassifier", "MCDropout", "build_model"]

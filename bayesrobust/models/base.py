@@ -1,16 +1,22 @@
-"""The model protocol: every model is a :class:`BayesianClassifier` returning a :class:`Predictive`.
+"""The model contract: every model is a :class:`BayesianClassifier` returning a :class:`Predictive`.
 
-A model is a deterministic *trunk* (every layer before the first dropout) followed by a stochastic
-*head*. Monte-Carlo dropout computes the trunk once and runs only the head S times on a replicated
-batch (sample-major, chunked to bound memory) — the same outputs as S full forward passes with the
-same masks, at a fraction of the cost.
+The contract is what attacks, suites, the report and checkpoints rely on, and nothing about how a model
+gets its uncertainty: dropout nets (``models/dropout.py``), the deep-kernel GP (``models/gpdnn.py``) and
+any later family implement it. A family supplies three computations on validated inputs —
+:meth:`raw_sample_logits`, :meth:`raw_logits` and (optionally) :meth:`raw_log_prob` — plus ``fit``; the
+contract validates inputs, moves them to the model's device, batches the predictive and persists.
+
+Meanings, for every likelihood: ``sample_logits`` are S draws of *log class probabilities up to a
+constant per draw* (softmax of a draw is that draw's class probabilities); ``log_prob`` is the
+differentiable log of the predictive (the average of those probabilities over the posterior), what
+attacks ascend; ``logits`` are deterministic per-class scores whose argmax is the point prediction, the
+margins C&W and JSMA work on (a net's dropout-off logits, a GP's posterior-mean latent function).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,152 +24,130 @@ import torch
 from torch import nn
 
 from bayesrobust.errors import CheckpointError, ConfigError
-from bayesrobust.models.layers import MCDropout
 from bayesrobust.predictive import Predictive, log_mean_prob
 from bayesrobust.registry import Registry
-from bayesrobust.seeding import derive_seed, make_generator
 from bayesrobust.validation import check_images
 
-MODES = ("mc_dropout", "plain")
 CHECKPOINT_FORMAT = "bayesrobust-model/1"
-# Upper bound on elements of one replicated head input; bounds MC memory to ~64 MB of float32.
-MC_CHUNK_ELEMENTS = 1 << 24
 
 
 class BayesianClassifier(nn.Module):
-    """Base class: subclasses build ``self.layers`` (an ``nn.Sequential`` mapping images to logits)
-    and call :meth:`_split` once. ``mode`` decides whether dropout stays on when predicting."""
+    """A classifier of 28×28 digits whose output is a predictive distribution.
+
+    Subclasses set ``arch`` (the registry name) and ``modes`` (the inference modes they offer; the
+    constructor's ``mode`` default is the model's default), pass their constructor's keyword arguments to ``super().__init__`` as ``params`` (what a checkpoint
+    rebuilds the model from), and implement the ``raw_*`` computations, ``stochastic`` and ``fit``."""
 
     arch: ClassVar[str]
+    modes: ClassVar[tuple[str, ...]]
     num_classes: int = 10
     default_samples: int = 50
 
-    def __init__(self, *, mode: str = "mc_dropout", **params: Any) -> None:
+    def __init__(self, *, mode: str, **params: Any) -> None:
         super().__init__()
-        if mode not in MODES:
-            raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode not in self.modes:
+            raise ConfigError(f"mode must be one of {self.modes}, got {mode!r}")
         self.mode = mode
         self.params = dict(params)
         self.history_: list[dict[str, float]] = []
 
-    # --- structure ------------------------------------------------------------------------
-    def _split(self, layers: nn.Sequential) -> None:
-        """Cut ``layers`` at the first dropout into ``trunk`` (deterministic) and ``head``."""
-        first = next((i for i, m in enumerate(layers) if isinstance(m, MCDropout) and m.p > 0), len(layers))
-        self.trunk = layers[:first]
-        self.head = layers[first:]
-        if self.mode == "mc_dropout" and not self.dropouts():
-            raise ConfigError(f"{self.arch}: mode 'mc_dropout' needs dropout > 0; use mode = 'plain'")
-
-    def dropouts(self) -> list[MCDropout]:
-        return [m for m in self.modules() if isinstance(m, MCDropout) and m.p > 0]
-
+    # --- what a family implements --------------------------------------------------------------
     @property
     def stochastic(self) -> bool:
-        """True when the predictive is Monte-Carlo (dropout kept on at test time)."""
-        return self.mode == "mc_dropout"
+        """True when the predictive is a Monte-Carlo sample (S > 1 draws mean something)."""
+        raise NotImplementedError
 
+    def raw_sample_logits(self, x: torch.Tensor, samples: int, generator: torch.Generator | None) -> torch.Tensor:
+        """``(S, N, C)`` draws on float32 images already on the model's device, unvalidated (see the
+        module docstring for their meaning). Deterministic models return S = 1."""
+        raise NotImplementedError
+
+    def raw_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Deterministic per-class scores ``(N, C)`` on unvalidated images on the model's device."""
+        raise NotImplementedError
+
+    def raw_log_prob(self, x: torch.Tensor, samples: int, generator: torch.Generator | None) -> torch.Tensor:
+        """Log predictive ``(N, C)``; by default the log of the mean probability over ``samples`` draws.
+        Families with a closed form (or quadrature) override it."""
+        return log_mean_prob(torch.log_softmax(self.raw_sample_logits(x, samples, generator), -1))
+
+    def raw_log_prob_and_draws(self, x: torch.Tensor, samples: int,
+                               generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log predictive ``(N, C)``, log-probability draws ``(S, N, C)``) from one set of draws; by
+        default the draws' log-softmax and the log of their mean."""
+        draws = torch.log_softmax(self.raw_sample_logits(x, samples, generator), -1)
+        return log_mean_prob(draws), draws
+
+    def raw_predictive(self, x: torch.Tensor, samples: int, generator: torch.Generator | None) -> Predictive:
+        """The predictive of one batch; by default built from the draws alone."""
+        return Predictive.from_logits(self.raw_sample_logits(x, samples, generator))
+
+    def point_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Cheap deterministic log class probabilities for monitoring (early stopping); by default
+        the log-softmax of :meth:`logits`."""
+        return torch.log_softmax(self.logits(x), -1)
+
+    def fit(self, train, config, *, val=None, seed: int = 0, progress: bool = True) -> BayesianClassifier:
+        """Train on ``train`` (a Dataset) with a ``TrainSection``; early-stop on ``val`` NLL."""
+        raise NotImplementedError
+
+    # --- the public, validated entry points -----------------------------------------------------
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
-
-    @contextmanager
-    def dropout_sampling(self, active: bool, generator: torch.Generator | None = None,
-                         streams: list[torch.Generator] | None = None) -> Iterator[None]:
-        """Within the block, dropout is on (``active``) or off, drawing masks from ``generator`` — or,
-        when ``streams`` is given, each dropout layer from its own generator. Restores the previous
-        state afterwards; the module's train/eval mode is never touched."""
-        layers = self.dropouts()
-        streams = streams if streams is not None else [generator] * len(layers)
-        saved = [(m.active, m.generator, m.draws) for m in layers]
-        for m, stream in zip(layers, streams):
-            m.active, m.generator = active, stream
-        try:
-            yield
-        finally:
-            for m, (a, g, d) in zip(layers, saved):
-                m.active, m.generator, m.draws = a, g, d
-
-    def _mask_streams(self, generator: torch.Generator | None) -> list[torch.Generator]:
-        """One fresh generator per dropout layer, seeded from one draw of ``generator`` (the global
-        generator when None): a call's masks are a function of that draw alone."""
-        device = generator.device if generator is not None else self.device
-        base = int(torch.randint(0, 2**62, (1,), generator=generator, device=device).item())
-        return [make_generator(derive_seed(base, "dropout", str(i)), device) for i in range(len(self.dropouts()))]
-
-    # --- differentiable outputs -----------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of one pass; dropout follows the training flag and any active sampling."""
-        return self.head(self.trunk(x))
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Deterministic logits ``(N, C)`` with dropout off (the weight-averaging approximation):
-        the margin scores C&W and JSMA work on. Like every entry point, takes ``x`` of any floating
-        dtype on any device and returns on the model's device."""
-        x = self._inputs(x)
-        with self.dropout_sampling(False):
-            return self(x)
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         """Validated float32 images on the model's device (differentiable, no copy when already there)."""
         return check_images(x).to(self.device)
 
-    def sample_logits(self, x: torch.Tensor, samples: int = 1, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Logit samples ``(S, N, C)``, differentiable. Plain models return S = 1 deterministic pass.
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Deterministic scores ``(N, C)``. Like every entry point, takes ``x`` of any floating dtype on
+        any device, validates it, and returns on the model's device."""
+        return self.raw_logits(self._inputs(x))
 
-        The head runs on chunks of samples so that one replicated input stays under
-        ``MC_CHUNK_ELEMENTS``; without gradients that bounds memory. Each dropout layer draws the masks
-        of sample 0, 1, ..., S−1 in order from its own stream, one call per sample, so the result is
-        the same however the samples are chunked. Under autograd (attacks with EOT)
-        every chunk's activations are kept for the backward pass, so memory grows with samples × batch
-        (measured for the quickstart LeNet: ≈ 16 KB per image and sample; C&W with 10 masks on 250 images
-        peaks 231 MB above the loaded model) — attack in batches (``run_batched``) to bound it."""
-        x = self._inputs(x)
-        if not self.stochastic:
-            with self.dropout_sampling(False):
-                return self(x)[None]
+    def sample_logits(self, x: torch.Tensor, samples: int = 1, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Differentiable draws ``(S, N, C)``; S = 1 for deterministic models."""
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
-        with self.dropout_sampling(True, streams=self._mask_streams(generator)):
-            h = self.trunk(x)
-            per_sample = max(1, h[0].numel()) * h.shape[0]
-            chunk = max(1, min(samples, MC_CHUNK_ELEMENTS // max(per_sample, 1)))
-            outs = []
-            for start in range(0, samples, chunk):
-                s = min(chunk, samples - start)
-                for m in self.dropouts():
-                    m.draws = s  # one stream call per sample (see MCDropout.sample_keep)
-                rep = self.head[0].replicate(h, s)  # the head starts with its first dropout
-                outs.append(self.head[1:](rep).view(s, h.shape[0], -1))
-        return torch.cat(outs, 0)
+        return self.raw_sample_logits(self._inputs(x), samples, generator)
 
     def log_prob(self, x: torch.Tensor, samples: int = 1, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Differentiable log of the MC-averaged class probabilities ``(N, C)``: the objective attacks
-        use. ``samples`` is the number of dropout masks to average over (expectation over
-        transformation); plain models ignore it."""
-        return log_mean_prob(torch.log_softmax(self.sample_logits(x, samples, generator=generator), -1))
+        """Differentiable log predictive ``(N, C)``: the objective attacks use. ``samples`` is the number
+        of posterior draws averaged (expectation over transformation); exact families ignore it."""
+        if samples < 1:
+            raise ValueError(f"samples must be >= 1, got {samples}")
+        return self.raw_log_prob(self._inputs(x), samples, generator)
 
-    # --- the predictive -----------------------------------------------------------------------
+    def log_prob_and_draws(self, x: torch.Tensor, samples: int = 1, *,
+                           generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The log predictive and the log-probability draws it summarises, consistent with each other:
+        what an uncertainty-aware attack differentiates (entropy from the first, mutual information
+        from both). The draws need not be differentiable in ``x`` (a GP's are piecewise constant)."""
+        if samples < 1:
+            raise ValueError(f"samples must be >= 1, got {samples}")
+        return self.raw_log_prob_and_draws(self._inputs(x), samples, generator)
+
+    def margin_logits(self, x: torch.Tensor, samples: int = 1, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Differentiable per-class scores for margin objectives (C&W, JSMA): ``logits`` for
+        deterministic models, by default the mean of ``samples`` draws for stochastic ones (EOT over
+        dropout masks). Families whose draws are not differentiable in ``x`` override it."""
+        if not self.stochastic:
+            return self.logits(x)
+        return self.sample_logits(x, samples, generator=generator).mean(0)
+
     @torch.no_grad()
     def predictive(self, x: torch.Tensor, samples: int | None = None, *, generator: torch.Generator | None = None,
                    batch_size: int = 1000) -> Predictive:
-        """The predictive distribution on ``x``: ``samples`` MC-dropout draws (default 50) for
-        ``mc_dropout`` models, one deterministic pass for ``plain`` ones. Returned on the CPU."""
+        """The predictive distribution on ``x``: ``samples`` posterior draws (default
+        ``default_samples``) for stochastic models, one deterministic pass otherwise. On the CPU."""
         x = check_images(x)
         samples = self.default_samples if samples is None else samples
+        if samples < 1:
+            raise ValueError(f"samples must be >= 1, got {samples}")
         parts = []
         for start in range(0, x.shape[0], batch_size):
-            xb = x[start: start + batch_size].to(self.device)
-            parts.append(Predictive.from_logits(self.sample_logits(xb, samples, generator=generator)))
+            parts.append(self.raw_predictive(x[start: start + batch_size].to(self.device), samples, generator))
         return parts[0] if len(parts) == 1 else Predictive.concat(parts)
-
-    # --- training ---------------------------------------------------------------------------
-    def fit(self, train, config, *, val=None, seed: int = 0, progress: bool = True) -> BayesianClassifier:
-        """Train on ``train`` (a Dataset) with a ``TrainSection``; early-stop on ``val`` NLL."""
-        from bayesrobust.models.training import train_model
-
-        train_model(self, train, config, val=val, seed=seed, progress=progress)
-        return self
 
     def with_mode(self, mode: str) -> BayesianClassifier:
         """The same weights in another inference mode (``self`` when the mode already matches), e.g.
@@ -214,22 +198,21 @@ class BayesianClassifier(nn.Module):
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: weights do not fit architecture {meta['arch']!r} {meta['params']}: {exc}") from None
         model.history_ = meta.get("history", [])
-        return model
+        return model.train(False)  # as ``fit`` leaves it: GPyTorch caches K_ZZ factors only when not training
 
 
 MODELS: Registry[type[BayesianClassifier]] = Registry("model architecture")
 
 
-def build_model(arch: str, *, mode: str = "mc_dropout", **params: Any) -> BayesianClassifier:
-    """Instantiate a registered architecture; unknown parameters raise ConfigError naming them."""
-    import inspect
-
+def build_model(arch: str, *, mode: str | None = None, **params: Any) -> BayesianClassifier:
+    """Instantiate a registered architecture in ``mode`` (None or "": its constructor's default);
+    unknown parameters raise ConfigError naming them."""
     cls = MODELS.get(arch)
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "mode"}
     unknown = sorted(set(params) - accepted)
     if unknown:
         raise ConfigError(f"unknown parameter {unknown[0]!r} for model {arch!r}; allowed: {', '.join(sorted(accepted))}")
     try:
-        return cls(mode=mode, **params)
+        return cls(mode=mode, **params) if mode else cls(**params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"model {arch!r}: {exc}") from None

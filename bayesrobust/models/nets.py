@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bayesrobust.models.base import MODELS, BayesianClassifier
+from bayesrobust.models.base import MODELS
+from bayesrobust.models.dropout import DropoutClassifier
 from bayesrobust.models.layers import MCDropout
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -24,7 +25,7 @@ class Standardise(nn.Module):
 
 
 @MODELS.register("mlp")
-class MLP(BayesianClassifier):
+class MLP(DropoutClassifier):
     """Fully connected net on flattened pixels.
 
     Defaults are Lacok (2016): 784–625–625–10, ReLU, dropout 0.2 on the inputs and 0.5 before each
@@ -57,7 +58,7 @@ class MLP(BayesianClassifier):
 
 
 @MODELS.register("lenet")
-class LeNet(BayesianClassifier):
+class LeNet(DropoutClassifier):
     """LeNet-style CNN with dropout in the dense head (the Alshemali / Wang–Zhang setting).
 
     conv 5×5 (32) → ReLU → max-pool → conv 5×5 (64) → ReLU → max-pool → dropout → dense 128 → ReLU →
@@ -81,7 +82,7 @@ class LeNet(BayesianClassifier):
 
 
 @MODELS.register("ae_softmax")
-class AutoencoderSoftmax(BayesianClassifier):
+class AutoencoderSoftmax(DropoutClassifier):
     """Szegedy et al.'s AE400-10: a one-layer sigmoid autoencoder (784 → ``code`` → 784) pre-trained
     on reconstruction, whose code then feeds a softmax layer; the whole classifier is fine-tuned.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
-from contextlib import nullcontext
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -24,11 +24,12 @@ def make_optimizer(params, config) -> torch.optim.Optimizer:
     raise ConfigError(f"train.optimizer: unknown optimizer {config.optimizer!r}; expected sgd, adam or rmsprop")
 
 
-def weight_penalty(model, l1: float, l2: float) -> torch.Tensor:
-    """λ₁ Σ|w| + λ₂ Σ w² over weight matrices and kernels (biases are not penalised)."""
-    total = torch.zeros((), device=model.device)
-    for p in model.parameters():
+def weight_penalty(parameters, l1: float, l2: float) -> torch.Tensor:
+    """λ₁ Σ|w| + λ₂ Σ w² over the given weight matrices and kernels (biases are not penalised)."""
+    total = torch.zeros(())
+    for p in parameters:
         if p.dim() > 1:
+            total = total.to(p.device)
             if l1:
                 total = total + l1 * p.abs().sum()
             if l2:
@@ -38,22 +39,29 @@ def weight_penalty(model, l1: float, l2: float) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_nll(model, data, batch_size: int = 1000) -> tuple[float, float]:
-    """(NLL, accuracy) of the deterministic (dropout-off) network: cheap and stable for early stopping."""
+    """(NLL, accuracy) of the model's deterministic point predictive (a net with dropout off): cheap and
+    stable for early stopping."""
     nll, correct = 0.0, 0
     for start in range(0, len(data), batch_size):
         x = data.images[start: start + batch_size].to(model.device)
         y = data.labels[start: start + batch_size].to(model.device)
-        logits = model.logits(x)
-        nll += float(F.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(1) == y).sum())
+        log_probs = model.point_log_prob(x)
+        nll += float(F.nll_loss(log_probs, y, reduction="sum"))
+        correct += int((log_probs.argmax(1) == y).sum())
     return nll / len(data), correct / len(data)
 
 
-def train_model(model, train, config, *, val=None, seed: int = 0, progress: bool = True) -> None:
-    """Train ``model`` in place; keeps the weights of the best validation NLL when early stopping."""
+def train_model(model, train, config, *, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], val=None,
+                seed: int = 0, progress: bool = True, parameters=None, penalised=None) -> None:
+    """Train ``model`` in place on mini-batches of ``train``: ``loss(x, y)`` is the batch's mean
+    objective (a net's cross-entropy, a GP's negative ELBO), plus the section's L1/L2 penalty on the
+    ``penalised`` parameters (default: every weight matrix and kernel of the model). ``parameters``
+    (default: all) may be optimiser parameter groups with their own learning rates. Shuffling comes from
+    ``seed``; with validation data and ``patience`` the weights of the best validation NLL (of
+    ``model.point_log_prob``) are kept."""
     shuffle = make_generator(derive_seed(seed, "train", "shuffle"))
-    masks = make_generator(derive_seed(seed, "train", "dropout"), model.device)
-    optimizer = make_optimizer(model.parameters(), config)
+    optimizer = make_optimizer(model.parameters() if parameters is None else parameters, config)
+    penalised = list(model.parameters()) if penalised is None else list(penalised)
     best_state, best_nll, stale = None, float("inf"), 0
     n = len(train)
     model.history_ = []
@@ -64,16 +72,15 @@ def train_model(model, train, config, *, val=None, seed: int = 0, progress: bool
         total = 0.0
         bar = progress_bar(range(0, n, config.batch_size), desc=f"{model.arch} epoch {epoch}/{config.epochs}",
                            enabled=progress, leave=False)
-        with model.dropout_sampling(True, masks) if model.dropouts() else nullcontext():
-            for i in bar:
-                idx = order[i: i + config.batch_size]
-                x, y = train.images[idx].to(model.device), train.labels[idx].to(model.device)
-                loss = F.cross_entropy(model(x), y)
-                objective = loss + weight_penalty(model, config.l1, config.l2) if (config.l1 or config.l2) else loss
-                optimizer.zero_grad(set_to_none=True)
-                objective.backward()
-                optimizer.step()
-                total += float(loss.detach()) * len(idx)
+        for i in bar:
+            idx = order[i: i + config.batch_size]
+            x, y = train.images[idx].to(model.device), train.labels[idx].to(model.device)
+            value = loss(x, y)
+            objective = value + weight_penalty(penalised, config.l1, config.l2) if (config.l1 or config.l2) else value
+            optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            optimizer.step()
+            total += float(value.detach()) * len(idx)
         model.train(False)
         record = {"epoch": epoch, "train_loss": total / n, "seconds": time.perf_counter() - start}
         if val is not None and len(val):
@@ -87,9 +94,9 @@ def train_model(model, train, config, *, val=None, seed: int = 0, progress: bool
                 stale += 1
                 if stale >= config.patience:
                     break
+    optimizer.zero_grad(set_to_none=True)  # a trained model holds no stale gradients
     if best_state is not None:
         model.load_state_dict(best_state)
-
 
 
 def pretrain_autoencoder(encoder, decoder, train, config, *, epochs: int, seed: int, progress: bool) -> list[float]:

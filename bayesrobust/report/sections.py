@@ -51,6 +51,10 @@ def evaluation_section(run) -> Section | None:
         "(plain networks use one deterministic pass). Entropy and mutual information (MI) in nats.",
         [Table(f"Test split ({meta['test']})", ["model", *cols], rows)],
     )
+    data = run.read_json("data.json") if run.file("data.json").exists() else {}
+    for name, info in data.items():
+        if isinstance(info, dict) and info.get("available") is False:
+            section.text += f" Shifted set {name}: not available on this machine ({info.get('reason', '')})."
     for set_name in shifted:
         scols = cols + ["auroc_entropy", "auroc_mi"]
         srows = [[m] + [fmt(metrics.get(f"shift/{set_name}/{m}/{c}")) for c in scols] for m in models]

@@ -1,0 +1,211 @@
+"""GPDNN: a CNN feature extractor feeding a sparse variational GP with a robust-max likelihood
+(Bradshaw, Matthews & Ghahramani 2017), trained end to end on the variational ELBO with GPyTorch.
+
+Meanings under the model contract (``models/base.py``):
+
+- ``predictive(x, S)``: S joint draws of the C latent functions from q(f(x)) (independent across
+  examples), each pushed through the likelihood — a draw's class probabilities are 1 − ε at its argmax
+  and ε/(C − 1) elsewhere — together with the exact (quadrature) predictive as the ``Predictive``'s
+  mean. Accuracy, confidence, entropy and log-likelihood are then exact; expected entropy (the
+  likelihood's constant: every draw has the same entropy) and mutual information (entropy minus that
+  constant: the spread of the posterior over f) mean what they mean for MC dropout.
+- ``log_prob(x)``: the exact predictive by Gauss–Hermite quadrature (``robust_max.py``), smooth in x:
+  what attacks ascend. ``samples`` is ignored (nothing to average), so EOT costs nothing.
+- ``logits(x)``: the posterior mean of f, the scores Bradshaw et al. gave C&W's margin.
+
+Far from the training features f reverts to its zero-mean prior, so every class becomes equally
+likely (log-likelihood → log 0.1): the "don't know" the paper claims for shifted and adversarial inputs.
+Features are used as they come out of the CNN — no batch min/max rescaling (GPyTorch's
+``scale_to_bounds`` makes predictions depend on the batch) and no clamping to the training range
+(``ScaleToBounds`` would flatten exactly the out-of-distribution features this model exists to flag).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import gpytorch
+import torch
+from torch import nn
+
+from bayesrobust.models.base import BayesianClassifier
+from bayesrobust.models.nets import Standardise
+from bayesrobust.models.robust_max import RobustMax
+from bayesrobust.predictive import Predictive
+
+KERNELS = ("rbf", "linear")
+
+
+class LatentGP(gpytorch.models.ApproximateGP):
+    """C independent latent functions over one shared set of M inducing points in feature space,
+    zero prior mean, one kernel shared by the C functions (as GPflow's SVGP with ``num_latent = C``)."""
+
+    def __init__(self, inducing: int, features: int, classes: int, kernel: str, ard: bool) -> None:
+        distribution = gpytorch.variational.CholeskyVariationalDistribution(inducing, batch_shape=torch.Size([classes]))
+        strategy = gpytorch.variational.IndependentMultitaskVariationalStrategy(
+            gpytorch.variational.VariationalStrategy(self, torch.randn(inducing, features), distribution,
+                                                     learn_inducing_locations=True),
+            num_tasks=classes)
+        super().__init__(strategy)
+        # initialise q(u) now (GPyTorch would on the first call, from the global RNG): a saved and
+        # reloaded model is then the same model whether or not it was ever called
+        base = strategy.base_variational_strategy
+        base._variational_distribution.initialize_variational_distribution(base.prior_distribution)
+        base.variational_params_initialized.fill_(1)
+        self.mean_module = gpytorch.means.ZeroMean()
+        if kernel == "rbf":
+            self.covar_module = gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(ard_num_dims=features if ard else None))
+        else:
+            self.covar_module = gpytorch.kernels.LinearKernel()
+
+    def forward(self, h: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
+        return gpytorch.distributions.MultivariateNormal(self.mean_module(h), self.covar_module(h))
+
+    @property
+    def inducing_points(self) -> torch.Tensor:
+        return self.variational_strategy.base_variational_strategy.inducing_points
+
+
+class GPDNN(BayesianClassifier):
+    """CNN features (conv 5×5×32 → max-pool → conv 5×5×64 → max-pool → FC ``hidden`` → FC ``features``,
+    no final activation) → sparse variational GP (``inducing`` points, ``kernel`` "rbf" or "linear")
+    → robust-max likelihood (``epsilon``). ``gp_lr`` is the learning rate of the GP's parameters
+    (kernel, inducing points, variational distribution); the CNN uses the training section's ``lr``."""
+
+    arch = "gpdnn"
+    modes: ClassVar[tuple[str, ...]] = ("posterior",)
+
+    def __init__(self, *, mode: str = "posterior", channels: tuple[int, int] | list[int] = (32, 64), hidden: int = 1024,
+                 features: int = 100, inducing: int = 100, kernel: str = "rbf", ard: bool = False,
+                 epsilon: float = 1e-3, learn_epsilon: bool = False, quadrature_points: int = 20,
+                 gp_lr: float = 1e-2, kmeans_images: int = 5000) -> None:
+        c1, c2 = (int(c) for c in channels)
+        super().__init__(mode=mode, channels=[c1, c2], hidden=hidden, features=features, inducing=inducing, kernel=kernel,
+                         ard=ard, epsilon=epsilon, learn_epsilon=learn_epsilon, quadrature_points=quadrature_points,
+                         gp_lr=gp_lr, kmeans_images=kmeans_images)
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+        for name, value in (("hidden", hidden), ("features", features), ("inducing", inducing), ("kmeans_images", kmeans_images)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if gp_lr <= 0:
+            raise ValueError(f"gp_lr must be > 0, got {gp_lr}")
+        self.extractor = nn.Sequential(
+            Standardise(),
+            nn.Conv2d(1, c1, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(), nn.Linear(hidden, features),
+        )
+        self.gp = LatentGP(inducing, features, self.num_classes, kernel, ard)
+        self.likelihood = RobustMax(self.num_classes, epsilon, learn_epsilon, quadrature_points)
+
+    @property
+    def stochastic(self) -> bool:
+        return True
+
+    # --- latent marginals -------------------------------------------------------------------
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The CNN's feature vectors ``(N, features)`` of validated images."""
+        return self.extractor(self._inputs(x))
+
+    def latent(self, x: torch.Tensor) -> gpytorch.distributions.MultitaskMultivariateNormal:
+        """q(f(x)) on unvalidated images on the model's device: event shape ``(N, C)``."""
+        return self.gp(self.extractor(x))
+
+    def _marginals(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dist = self.latent(x)
+        return dist.mean, dist.variance.clamp_min(1e-10).sqrt()
+
+    # --- the contract -----------------------------------------------------------------------
+    def raw_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.latent(x).mean
+
+    def raw_log_prob(self, x: torch.Tensor, samples: int, generator: torch.Generator | None) -> torch.Tensor:
+        return self.likelihood.log_predictive(*self._marginals(x))
+
+    def raw_log_prob_and_draws(self, x: torch.Tensor, samples: int,
+                               generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The quadrature predictive with draws of the same marginals: every draw's entropy is the
+        likelihood's constant, so the mutual information's gradient comes from the predictive alone."""
+        mean, std = self._marginals(x)
+        return self.likelihood.log_predictive(mean, std), self._draws(mean, std, samples, generator)
+
+    def raw_predictive(self, x: torch.Tensor, samples: int, generator: torch.Generator | None) -> Predictive:
+        """Draws for the spread (expected entropy, MI, variance) and the quadrature predictive for the
+        mean: accuracy, confidence, entropy and log-likelihood carry no Monte-Carlo error."""
+        log_prob, draws = self.raw_log_prob_and_draws(x, samples, generator)
+        return Predictive.from_logits(draws, mean_log_probs=log_prob)
+
+    def point_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return self.log_prob(x)
+
+    def margin_logits(self, x: torch.Tensor, samples: int = 1, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The posterior mean of f, as Bradshaw et al. gave C&W (draws through the robust max are
+        piecewise constant in x)."""
+        return self.logits(x)
+
+    def raw_sample_logits(self, x: torch.Tensor, samples: int, generator: torch.Generator | None) -> torch.Tensor:
+        return self._draws(*self._marginals(x), samples, generator)
+
+    def _draws(self, mean: torch.Tensor, std: torch.Tensor, samples: int, generator: torch.Generator | None) -> torch.Tensor:
+        device = generator.device if generator is not None else mean.device
+        noise = torch.randn((samples, *mean.shape), generator=generator, device=device).to(mean.device)
+        return self.likelihood.log_prob_of_samples(mean + std * noise)
+
+    # --- training -----------------------------------------------------------------------------
+    def objective(self, num_data: int) -> gpytorch.mlls.VariationalELBO:
+        """The ELBO per example (mini-batch estimate), GPyTorch's object."""
+        return gpytorch.mlls.VariationalELBO(self.likelihood, self.gp, num_data=num_data)
+
+    def parameter_groups(self, lr: float) -> list[dict]:
+        """CNN weights at ``lr``; the GP's and the likelihood's parameters at ``gp_lr``."""
+        return [{"params": list(self.extractor.parameters()), "lr": lr},
+                {"params": [*self.gp.parameters(), *self.likelihood.parameters()], "lr": self.params["gp_lr"]}]
+
+    @torch.no_grad()
+    def initialise_gp(self, images: torch.Tensor, seed: int) -> None:
+        """Inducing points by k-means on the features of ``images`` (random initialisation is a known
+        cause of chance-level deep-kernel GPs); the RBF lengthscale at the mean pairwise feature
+        distance, the linear kernel's variance so that the prior variance of f is about 1."""
+        from sklearn.cluster import KMeans
+
+        feats = torch.cat([self.extractor(images[i: i + 1000].to(self.device)) for i in range(0, len(images), 1000)]).cpu()
+        m = self.params["inducing"]
+        if len(feats) < m:
+            raise ValueError(f"k-means needs at least inducing = {m} training images, got {len(feats)}")
+        centres = KMeans(n_clusters=m, n_init=3, random_state=seed % 2**32).fit(feats.double().numpy()).cluster_centers_
+        self.gp.inducing_points.copy_(torch.as_tensor(centres, dtype=feats.dtype))
+        sub = feats[:1000]
+        if self.params["kernel"] == "rbf":
+            distance = torch.pdist(sub).mean().clamp_min(1e-3)
+            self.gp.covar_module.base_kernel.lengthscale = torch.full_like(self.gp.covar_module.base_kernel.lengthscale, float(distance))
+        else:
+            self.gp.covar_module.variance = torch.tensor(1.0 / float(sub.pow(2).sum(1).mean().clamp_min(1e-6)))
+        self.clear_caches()
+
+    def clear_caches(self) -> None:
+        """GPyTorch memoises Cholesky factors of K_ZZ while not training; drop them whenever the
+        parameters change outside an optimiser step (initialisation, loading weights)."""
+        for module in self.modules():
+            if hasattr(module, "_clear_cache"):
+                module._clear_cache()
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self.clear_caches()
+        return result
+
+    def fit(self, train, config, *, val=None, seed: int = 0, progress: bool = True) -> GPDNN:
+        """End to end on the negative ELBO: k-means inducing points on the initial CNN's features of
+        ``kmeans_images`` training digits, then mini-batches with the training loop the nets use
+        (progress bar, seed, early stopping on validation NLL of the quadrature predictive)."""
+        from bayesrobust.models.training import train_model
+
+        subset = train.head(min(self.params["kmeans_images"], len(train)), seed=seed)
+        self.initialise_gp(subset.images, seed)
+        elbo = self.objective(len(train))
+        train_model(self, train, config, val=val, seed=seed, progress=progress,
+                    loss=lambda x, y: -elbo(self.latent(x), y), parameters=self.parameter_groups(config.lr),
+                    penalised=list(self.extractor.parameters()))
+        return self
+
