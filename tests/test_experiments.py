@@ -80,10 +80,10 @@ def test_quickstart_through_the_console_script(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "report:" in proc.stdout
     metrics = json.loads((out / "metrics.json").read_text())
-    for model in ("lenet", "mc_lenet"):
+    for model in ("lenet", "mc_lenet", "gpdnn"):
         assert 0.0 <= metrics[f"clean/{model}/acc"] <= 1.0
         assert f"shift/digits/{model}/entropy" in metrics
-    assert metrics["clean/lenet/mi"] == 0.0 and metrics["clean/mc_lenet/mi"] > 0.0
+    assert metrics["clean/lenet/mi"] == 0.0 and metrics["clean/mc_lenet/mi"] > 0.0 and metrics["clean/gpdnn/mi"] > 0.0
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "Predictive entropy" in html
     for heading in ("Attacks", "Lacok (2016) Table 1", "Papernot", "Figure 4", "Cross-model transfer", "Choi",
@@ -93,9 +93,10 @@ def test_quickstart_through_the_console_script(tmp_path):
                 "papernot/lenet/success_rate", "papernot/lenet/robustness", "crossmodel/lenet/mc_lenet/error", "choi/mc_lenet/adv_confidence",
                 "adv/bim_a@adaptive/mc_lenet/success_rate", "adv/cw_l2@adaptive/mc_lenet/success_rate_fresh",
                 "adv/worst_case/lenet/robust_accuracy", "adv/worst_case/mc_lenet/success_rate",
-                "hclu/lenet/success_rate", "hclu/mc_lenet/cap", "hclu/mc_lenet/l2_success"):
+                "hclu/lenet/success_rate", "hclu/mc_lenet/cap", "hclu/mc_lenet/l2_success",
+                "adv/cw_l2@adaptive/gpdnn/success_rate", "hclu/gpdnn/cap", "crossmodel/gpdnn/lenet/error"):
         assert key in metrics, key
-    # adaptive forms run on the stochastic model only
+    # adaptive forms run on the stochastic models only
     assert "adv/bim_a@adaptive/lenet/success_rate" not in metrics and "adv/fgsm@adaptive/mc_lenet/success_rate" in metrics
     import arviz as az
 

@@ -26,6 +26,7 @@ def transfer_matrix(models, x, y, section, *, eval_samples: int, eot_samples: in
     error = np.zeros((len(rows), len(names)))
     entropy = np.zeros_like(error)
     mi = np.zeros_like(error)
+    log_lik = np.zeros_like(error)
     metrics = {}
     for i, row in enumerate(rows):
         images = crafted[row] if row in crafted else noisy[row]
@@ -34,10 +35,12 @@ def transfer_matrix(models, x, y, section, *, eval_samples: int, eot_samples: in
             error[i, j] = 1.0 - pred.accuracy(y)
             entropy[i, j] = float(pred.entropy.mean())
             mi[i, j] = float(pred.mutual_information.mean())
+            log_lik[i, j] = -pred.nll(y)  # of the true label (Bradshaw et al.'s second number)
+            metrics[f"crossmodel/{row}/{dst}/log_likelihood"] = log_lik[i, j]
             metrics[f"crossmodel/{row}/{dst}/error"] = error[i, j]
             metrics[f"crossmodel/{row}/{dst}/entropy"] = entropy[i, j]
             metrics[f"crossmodel/{row}/{dst}/mi"] = mi[i, j]
-    arrays = {"crossmodel/error": error, "crossmodel/entropy": entropy, "crossmodel/mi": mi,
+    arrays = {"crossmodel/error": error, "crossmodel/entropy": entropy, "crossmodel/mi": mi, "crossmodel/log_likelihood": log_lik,
               "crossmodel/rows": np.array(rows), "crossmodel/columns": np.array(names),
               "crossmodel/attack": np.array(f"{section.attack} {dict(section.params)}")}
     return metrics, arrays

@@ -81,7 +81,7 @@ def attack_runs_section(run) -> Section | None:
     if adaptive_of:
         section.tables.append(Table("Adaptive forms", ["run", "parameters"],
                                     [[r, ", ".join(f"{k}={v}" for k, v in params.items())] for r, (_, params) in adaptive_of.items()]))
-    stochastic = [n for n in meta["models"] if meta["modes"][n] == "mc_dropout"]
+    stochastic = [n for n in meta["models"] if meta.get("stochastic", {}).get(n, meta["modes"][n] == "mc_dropout")]
     for name in stochastic[:2]:
         panels = {}
         for r in meta["runs"]:
@@ -95,6 +95,14 @@ def attack_runs_section(run) -> Section | None:
             section.figures.append((f"attack_mi_{name}", fig, f"Mutual information of {name} on clean digits and on each run's "
                                     "adversarial examples, configured and adaptive. Where the configured form stops on the "
                                     "decision boundary its examples look uncertain; the adaptive form's, past it, less so."))
+    for i, (attack, eps, runs) in enumerate(eps_families(meta)):
+        curves = {m: {q: [metrics.get(f"adv/clean/{m}/{q}")] + [metrics.get(f"adv/{r}/{m}/{q}") for r in runs]
+                      for q in ("error_rate", "entropy")} for m in meta["models"]}
+        curves = {m: c for m, c in curves.items() if None not in c["error_rate"] + c["entropy"]}
+        if curves:
+            section.figures.append((f"eps_curves_{attack}_{i}", figures.eps_curves([0.0, *eps], curves, attack),
+                                    f"{attack}: error rate and mean predictive entropy against ε (configured runs "
+                                    f"{', '.join(runs)}; ε = 0 is the clean digits)."))
     first_model = meta["models"][0]
     for r in meta["runs"]:
         key = f"adv/{r}/{first_model}"
@@ -104,6 +112,18 @@ def attack_runs_section(run) -> Section | None:
             section.figures.append((f"attack_examples_{r}", figures.image_rows(images, labels),
                                     f"{r}: one digit per class and its adversarial version against {first_model}."))
     return section
+
+
+def eps_families(meta) -> list[tuple[str, list[float], list[str]]]:
+    """Configured runs of one attack that differ only in ``eps`` (at least three), sorted by ε: the
+    points of an ε curve, as (attack, ε values, run names)."""
+    groups: dict[tuple, list[tuple[float, str]]] = {}
+    for name, info in meta["runs"].items():
+        params = dict(info["params"])
+        if "eps" in params and info.get("targets", "none") == "none":
+            eps = float(params.pop("eps"))
+            groups.setdefault((info["attack"], tuple(sorted(params.items()))), []).append((eps, name))
+    return [(key[0], [e for e, _ in sorted(v)], [n for _, n in sorted(v)]) for key, v in groups.items() if len(v) >= 3]
 
 
 @SECTIONS.register("20b-uncertainty-aware")
@@ -204,8 +224,13 @@ def transfer_section(run) -> Section | None:
     fig = figures.heatmap(error, rows=rows, columns=cols, title="transfer error", xlabel="evaluated by", ylabel="crafted on")
     mi = Table("Mean mutual information of the evaluating model", ["crafted on \\ evaluated by", *cols],
                [[r] + [fmt(v) for v in arrays["crossmodel/mi"][i]] for i, r in enumerate(rows)])
+    tables = [table, mi]
+    if "crossmodel/log_likelihood" in arrays:
+        tables.insert(1, Table("Mean log-likelihood of the true label under the evaluating model (log 0.1 = −2.30: "
+                               "'don't know')", ["crafted on \\ evaluated by", *cols],
+                               [[r] + [fmt(v) for v in arrays["crossmodel/log_likelihood"][i]] for i, r in enumerate(rows)]))
     return Section("Cross-model transfer", "Szegedy et al. Table 2 / Bradshaw et al. layout, with Gaussian-noise control rows.",
-                   [table, mi], [("transfer_error", fig, "Transfer error matrix.")])
+                   tables, [("transfer_error", fig, "Transfer error matrix.")])
 
 
 @SECTIONS.register("25-choi")

@@ -50,6 +50,23 @@ def uncertainty_histograms(in_dist: dict[str, np.ndarray], shifted: dict[str, di
     return fig
 
 
+def eps_curves(eps: list[float], curves: dict[str, dict[str, list[float]]], attack: str):
+    """Two panels against ε: error rate and mean predictive entropy of each model (one line per
+    model, ε = 0 the clean digits), the layout of Bradshaw et al.'s FGSM figures."""
+    fig, axes = new_figure(1, 2, width=3.6)
+    for i, (model, values) in enumerate(curves.items()):
+        style = {"color": PALETTE[i % len(PALETTE)], "marker": "o", "markersize": 3, "label": model}
+        axes[0][0].plot(eps, values["error_rate"], **style)
+        axes[0][1].plot(eps, values["entropy"], **style)
+    for ax, label in zip(axes[0], ("error rate", "mean predictive entropy (nats)")):
+        ax.set_xlabel(f"{attack} ε")
+        ax.set_ylabel(label)
+    axes[0][0].set_ylim(-0.02, 1.02)
+    axes[0][0].legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def attack_uncertainty_panels(clean: np.ndarray, runs: dict[str, dict[str, np.ndarray]], quantity: str, title: str = ""):
     """Small multiples, one panel per attack run: the uncertainty measure on the clean digits (filled)
     beside the run's adversarial examples in each form (outlines), on a shared axis, with each

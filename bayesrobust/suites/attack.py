@@ -206,6 +206,7 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
         "adaptive": adaptive_runs, "uncertainty_aware": hclu_meta,
         "examples": len(y), "eval_samples": section.eval_samples, "eot_samples": section.eot_samples,
         "modes": {n: m.mode for n, m in models.items()},
+        "stochastic": {n: m.stochastic for n, m in models.items()},
         "papernot_model": (section.papernot.model or first) if section.papernot else None,
         "papernot_space": section.papernot.space if section.papernot else None,
         "sweep_model": (section.sweep.model or first) if section.sweep else None,
