@@ -1,0 +1,57 @@
+"""The detector protocol, scikit-learn style: ``fit(clean_val, adv_val=None) -> self``, ``score(x)``
+(higher = more suspicious), ``decide(x)`` (True = flagged adversarial). Fitted state lives in
+attributes with a trailing underscore; using a detector before ``fit`` is a clear error."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bayesrobust.errors import BayesRobustError
+from bayesrobust.validation import check_images
+
+
+class NotFittedError(BayesRobustError):
+    """A detector was used before ``fit``."""
+
+
+class Detector:
+    """Base class: subclasses implement :meth:`fit` and :meth:`score`; ``threshold_`` decides."""
+
+    name: str = "detector"
+
+    def fit(self, clean_val: torch.Tensor, adv_val: torch.Tensor | None = None) -> Detector:
+        raise NotImplementedError
+
+    def score(self, x: torch.Tensor) -> np.ndarray:
+        raise NotImplementedError
+
+    def decide(self, x: torch.Tensor) -> np.ndarray:
+        """Boolean mask ``(N,)``: True where ``x`` is flagged adversarial."""
+        return self.score(x) > self._fitted("threshold_")
+
+    def _fitted(self, attribute: str):
+        value = getattr(self, attribute, None)
+        if value is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit(clean_val, adv_val) first")
+        return value
+
+
+def choose_threshold(clean_scores: np.ndarray, adv_scores: np.ndarray | None, *, max_fpr: float = 0.05) -> float:
+    """A decision threshold from validation scores alone: with adversarial examples, the threshold of
+    highest detection accuracy on the (balanced) validation set; without, the (1 − ``max_fpr``) quantile
+    of the clean scores, so that about ``max_fpr`` of clean inputs are flagged."""
+    clean = np.asarray(clean_scores, dtype=np.float64)
+    if adv_scores is None or len(adv_scores) == 0:
+        return float(np.quantile(clean, 1.0 - max_fpr))
+    adv = np.asarray(adv_scores, dtype=np.float64)
+    candidates = np.unique(np.concatenate([clean, adv]))
+    # accuracy(t) = (#clean <= t + #adv > t) / total, each side weighted to balance the classes
+    clean_le = np.searchsorted(np.sort(clean), candidates, side="right") / len(clean)
+    adv_gt = 1.0 - np.searchsorted(np.sort(adv), candidates, side="right") / len(adv)
+    return float(candidates[np.argmax(clean_le + adv_gt)])
+
+
+def images(x) -> torch.Tensor:
+    """Validated float32 images (the detectors' input boundary)."""
+    return check_images(torch.as_tensor(x))

@@ -1,0 +1,122 @@
+"""Detectors on tiny cases with known answers; the mixed-set protocol; thresholds from validation only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bayesrobust.attacks import build_attack
+from bayesrobust.detection import (
+    NotFittedError,
+    UncertaintyDetector,
+    build_mixed_set,
+    choose_threshold,
+    detection_metrics,
+)
+from bayesrobust.detection.hybrid import HybridDetector, five_crops, information_gain_threshold
+from bayesrobust.errors import ConfigError, InputError
+
+
+def test_threshold_from_separable_validation_scores_lies_between_them():
+    clean, adv = np.array([0.1, 0.2, 0.3]), np.array([0.7, 0.8, 0.9])
+    t = choose_threshold(clean, adv)
+    assert 0.3 <= t < 0.7
+    assert choose_threshold(np.linspace(0, 1, 101), None, max_fpr=0.05) == pytest.approx(0.95)
+
+
+def test_detection_metrics_by_hand():
+    truth = np.array([0, 0, 0, 1, 1, 1], bool)
+    scores = np.array([0.1, 0.2, 0.6, 0.5, 0.8, 0.9])
+    flagged = scores > 0.55
+    predicted = np.array([1, 2, 3, 0, 0, 5])
+    labels = np.array([1, 2, 0, 4, 0, 6])
+    m = detection_metrics(truth, scores, flagged, predicted, labels)
+    assert (m["tp"], m["fp"], m["tn"], m["fn"]) == (2, 1, 2, 1)
+    assert m["detection_accuracy"] == pytest.approx(4 / 6)
+    assert m["roc_auc"] == pytest.approx(8 / 9)  # 8 of the 9 clean–adversarial pairs are ordered right
+    assert m["accuracy_passed"] == pytest.approx(2 / 3)  # passed: clean 0, clean 1, adversarial 3 (wrong)
+    assert (m["clean_passed_correct"], m["adversarial_passed_incorrect"]) == (2, 1)
+    perfect = detection_metrics(truth, truth.astype(float), truth, labels, labels)
+    assert perfect["roc_auc"] == 1.0 and perfect["tpr_at_5_fpr"] == 1.0
+
+
+def test_five_crops_by_hand():
+    x = torch.arange(16.0).view(1, 1, 4, 4) / 15
+    crops = five_crops(x, 4)
+    assert torch.allclose(crops, x.expand(5, 1, 1, 4, 4))  # full-size crops are the image itself
+    two = five_crops(x, 2)  # 2×2 crops upsampled ×2: corners hold the crop's own values
+    assert torch.allclose(two[0, 0, 0, 0, 0], x[0, 0, 0, 0]) and torch.allclose(two[3, 0, 0, -1, -1], x[0, 0, -1, -1])
+    assert torch.allclose(two[1, 0, 0, -1, 0], x[0, 0, -1, 0]) and torch.allclose(two[2, 0, 0, 0, -1], x[0, 0, 0, -1])
+    assert torch.allclose(two[4].mean(), x[0, 0, 1:3, 1:3].mean())
+    with pytest.raises(ValueError, match="crop size"):
+        five_crops(x, 5)
+
+
+def test_information_gain_threshold_splits_separable_scores():
+    assert 0.3 < information_gain_threshold(np.array([0.1, 0.2, 0.3]), np.array([0.6, 0.7])) < 0.6
+
+
+def test_hybrid_rule_and_search_use_validation_data_only(monkeypatch):
+    """Known parts: uncertainties and crop agreements. The search finds a rule that is perfect on the
+    validation data, and fitting reads nothing but the validation data."""
+    detector = HybridDetector(model=None)
+    parts = {"clean": (np.array([0.1, 0.2, 0.5, 0.55]), np.array([5, 5, 5, 5])),
+             "adv": (np.array([0.5, 0.52, 0.9, 0.95]), np.array([2, 1, 5, 5]))}
+    seen = []
+
+    def fake_parts(x):
+        seen.append(x)
+        return parts[x]
+
+    monkeypatch.setattr(detector, "_parts", fake_parts)
+    detector.fit("clean", "adv")
+    assert seen == ["clean", "adv"]
+    u = np.concatenate([parts["clean"][0], parts["adv"][0]])
+    agree = np.concatenate([parts["clean"][1], parts["adv"][1]])
+    decided = detector._rule(u, agree, detector.low_, detector.high_, detector.agree_)
+    assert decided.tolist() == [False] * 4 + [True] * 4  # the middle band needed the crops
+    assert detector.low_ <= 0.5 and detector.high_ >= 0.55
+
+
+def test_unfitted_detectors_say_so(small_lenet, images):
+    with pytest.raises(NotFittedError, match="fit"):
+        UncertaintyDetector(small_lenet).decide(images)
+    with pytest.raises(ConfigError, match="unknown uncertainty score"):
+        UncertaintyDetector(small_lenet, "curvature")
+
+
+def test_uncertainty_detector_is_deterministic_and_fits_on_validation(small_lenet, digits5k):
+    x = digits5k[1].images[:40]
+    detector = UncertaintyDetector(small_lenet, "mi", samples=8)
+    assert np.array_equal(detector.score(x), detector.score(x))
+    detector.fit(x[:20])
+    threshold = detector.threshold_
+    flagged = detector.decide(x[20:])
+    assert flagged.shape == (20,) and detector.threshold_ == threshold  # scoring other data changes nothing
+    assert np.mean(detector.score(x[:20]) > threshold) <= 0.05 + 1e-9
+
+
+def test_mixed_set_keeps_correct_clean_digits_and_successful_attacks(small_lenet, digits5k, monkeypatch):
+    import bayesrobust.detection.mixed as mixed_module
+    from bayesrobust.detection.mixed import correctly_classified
+
+    x, y = digits5k[1].images[:80], digits5k[1].labels[:80]
+    results = []
+    original = mixed_module.run_batched
+    monkeypatch.setattr(mixed_module, "run_batched", lambda *a, **k: results.append(original(*a, **k)) or results[-1])
+    attack = build_attack("fgsm", eps=0.3, eval_samples=8)
+    mixed = build_mixed_set(small_lenet, attack, x, y, samples=8, seed=0)
+    n = int(mixed.is_adversarial.sum())
+    assert n > 0 and len(mixed) == 2 * n and torch.equal(mixed.labels, y[mixed.source])
+    correct = correctly_classified(small_lenet, x, y, samples=8, seed=0)
+    assert bool(correct[mixed.source].all())  # clean and attacked digits alike were classified correctly
+    (result,) = results
+    successful = {tuple(img.flatten()[:50].tolist()) for img in result.x_adv[result.success]}
+    assert all(tuple(img.flatten()[:50].tolist()) in successful for img in mixed.adversarial)
+    sources = mixed.source.tolist()
+    assert len(set(sources)) == len(sources)  # no digit is both a clean and an attacked example
+    val, test = mixed.split(0.5, seed=1)
+    assert set(val.source.tolist()).isdisjoint(test.source.tolist()) and len(val) + len(test) == len(mixed)
+    with pytest.raises(InputError, match="no successful"):
+        build_mixed_set(small_lenet.with_mode("plain"), build_attack("fgsm", eps=1e-6), x, y, seed=0)
