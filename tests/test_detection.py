@@ -120,3 +120,36 @@ def test_mixed_set_keeps_correct_clean_digits_and_successful_attacks(small_lenet
     assert set(val.source.tolist()).isdisjoint(test.source.tolist()) and len(val) + len(test) == len(mixed)
     with pytest.raises(InputError, match="no successful"):
         build_mixed_set(small_lenet.with_mode("plain"), build_attack("fgsm", eps=1e-6), x, y, seed=0)
+
+
+def test_log_kernel_density_matches_a_direct_sum():
+    g = torch.Generator().manual_seed(0)
+    points, queries = torch.randn(300, 5, generator=g), torch.randn(7, 5, generator=g)
+    h = 1.2
+    direct = torch.log(torch.exp(-torch.cdist(queries, points).double().pow(2) / (2 * h * h)).mean(1))
+    from bayesrobust.detection import log_kernel_density
+
+    assert torch.allclose(log_kernel_density(queries, points, h, chunk=3), direct, atol=1e-9)
+
+
+def _noise_images(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+
+
+def test_density_and_one_class_detectors_tell_digits_from_noise(trained_lenet, digits5k):
+    """A known answer: uniform-noise images lie far from every training digit, in pixels and in a
+    trained net's features (a barely trained net's features do not separate them)."""
+    from bayesrobust.detection import KernelDensityUncertainty, OneClassSVMDetector
+
+    train = digits5k[0]
+    x = digits5k[1].images[:60]
+    kd = KernelDensityUncertainty(trained_lenet, train.images, train.labels, samples=4, bandwidth=1.0)
+    with pytest.raises(NotFittedError):
+        kd.score(x)
+    kd.fit(x[:30], _noise_images(30))
+    truth = np.r_[np.zeros(30), np.ones(30)]
+    scores = np.r_[kd.score(x[30:]), kd.score(_noise_images(30, seed=1))]
+    assert detection_metrics(truth, scores, scores > kd.threshold_, truth, truth)["roc_auc"] > 0.9
+    svm = OneClassSVMDetector(trained_lenet, train.images, train.labels, per_class=100, samples=4).fit(x[:30])
+    scores = np.r_[svm.score(x[30:]), svm.score(_noise_images(30, seed=1))]
+    assert detection_metrics(truth, scores, svm.decide(torch.cat([x[30:], _noise_images(30, 1)])), truth, truth)["roc_auc"] > 0.9

@@ -49,6 +49,8 @@ def test_outputs_mean_what_the_contract_says(name, images):
     assert torch.allclose(joint, log_prob, atol=1e-5) and torch.allclose(joint_draws, torch.log_softmax(draws, -1), atol=1e-5)
     assert model.logits(images).shape == (len(images), model.num_classes)
     assert model.margin_logits(images, 3, generator=gen(1)).shape == (len(images), model.num_classes)
+    features = model.features(images)
+    assert features.dim() == 2 and features.shape[0] == len(images) and torch.isfinite(features).all()
     described = model.describe()
     rebuilt = build_model(described["arch"], mode=described["mode"], **described["params"])
     assert type(rebuilt) is type(model) and set(rebuilt.state_dict()) == set(model.state_dict())

@@ -20,6 +20,7 @@ class MixedSet:
     labels: torch.Tensor  # (N,) true labels
     is_adversarial: torch.Tensor  # (N,) bool
     source: torch.Tensor  # (N,) index of the source digit in the input set
+    l2: torch.Tensor  # (N,) L2 distance from the source digit (0 for clean digits)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -38,7 +39,7 @@ class MixedSet:
         return self._take(torch.cat(val_idx)), self._take(torch.cat(eval_idx))
 
     def _take(self, idx: torch.Tensor) -> MixedSet:
-        return MixedSet(self.images[idx], self.labels[idx], self.is_adversarial[idx], self.source[idx])
+        return MixedSet(self.images[idx], self.labels[idx], self.is_adversarial[idx], self.source[idx], self.l2[idx])
 
     @property
     def clean(self) -> torch.Tensor:
@@ -82,4 +83,5 @@ def build_mixed_set(model, attack, x: torch.Tensor, y: torch.Tensor, *, size: in
         labels=torch.cat([y[clean_idx], y[attack_idx][adv_idx]]),
         is_adversarial=torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)]),
         source=torch.cat([clean_idx, attack_idx[adv_idx]]),
+        l2=torch.cat([torch.zeros(n), result.l2[adv_idx].cpu().float()]),
     )

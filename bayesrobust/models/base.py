@@ -87,6 +87,11 @@ class BayesianClassifier(nn.Module):
         the log-softmax of :meth:`logits`."""
         return torch.log_softmax(self.logits(x), -1)
 
+    def raw_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's last hidden representation ``(N, D)`` (what density-based detectors compare);
+        families that have one override it."""
+        raise NotImplementedError(f"{type(self).__name__} exposes no feature representation")
+
     def fit(self, train, config, *, val=None, seed: int = 0, progress: bool = True) -> BayesianClassifier:
         """Train on ``train`` (a Dataset) with a ``TrainSection``; early-stop on ``val`` NLL."""
         raise NotImplementedError
@@ -99,6 +104,11 @@ class BayesianClassifier(nn.Module):
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         """Validated float32 images on the model's device (differentiable, no copy when already there)."""
         return check_images(x).to(self.device)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Deterministic last-hidden-layer features ``(N, D)`` of validated images (Feinman et al.'s
+        kernel density works on them)."""
+        return self.raw_features(self._inputs(x))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Deterministic scores ``(N, C)``. Like every entry point, takes ``x`` of any floating dtype on

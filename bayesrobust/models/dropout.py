@@ -86,6 +86,14 @@ class DropoutClassifier(BayesianClassifier):
         with self.dropout_sampling(False):
             return self(x)
 
+    def raw_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Everything before the last linear layer, dropout off: the last hidden layer's activations
+        (the pixels themselves for a net without hidden layers)."""
+        layers = [*self.trunk, *self.head]
+        last = max(i for i, m in enumerate(layers) if isinstance(m, nn.Linear))
+        with self.dropout_sampling(False):
+            return nn.Sequential(*layers[:last])(x).flatten(1)
+
     def raw_sample_logits(self, x: torch.Tensor, samples: int, generator: torch.Generator | None) -> torch.Tensor:
         """S dropout masks; plain models return S = 1 deterministic pass.
 

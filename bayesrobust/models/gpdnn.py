@@ -104,9 +104,9 @@ class GPDNN(BayesianClassifier):
         return True
 
     # --- latent marginals -------------------------------------------------------------------
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The CNN's feature vectors ``(N, features)`` of validated images."""
-        return self.extractor(self._inputs(x))
+    def raw_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The CNN's feature vectors ``(N, features)``: the GP's inputs."""
+        return self.extractor(x)
 
     def latent(self, x: torch.Tensor) -> gpytorch.distributions.MultitaskMultivariateNormal:
         """q(f(x)) on unvalidated images on the model's device: event shape ``(N, C)``."""
