@@ -111,6 +111,15 @@ def tiny_overrides(path: Path) -> list[str]:
             sets.append(f"models.{name}.params.hidden=[32]")
     if "evaluation" in raw:
         sets += ["evaluation.samples=3", "evaluation.grid_size=8"]
+    detection = raw.get("detection")
+    if detection is not None:
+        sets += ["detection.size=40", "detection.val_size=40", "detection.samples=3", "detection.ocsvm_per_class=20",
+                 "detection.successful_only=false"]  # a one-epoch model on 300 digits: few attacks succeed
+        for name, spec in detection.get("attacks", {}).items():
+            params = spec.get("params", {})
+            for key, small in (("steps", 3), ("binary_search_steps", 1), ("gamma", 0.02)):
+                if key in params:
+                    sets.append(f"detection.attacks.{name}.params.{key}={small}")
     attack = raw.get("attack")
     if attack is not None:
         sets += ["attack.limit=40", "attack.eval_samples=3"]

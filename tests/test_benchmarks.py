@@ -28,6 +28,8 @@ def tiny_run_folder(tmp_path):
 
 
 TINY = {
+    "detection": lambda tmp: ["--checkpoint", str(tiny_run_folder(tmp) / "checkpoints" / "mc.pt"), "--images", "20",
+                              "--train-images", "200", "--ocsvm-per-class", "10", "--samples", "3"],
     "gpdnn": lambda tmp: ["--images", "300", "--test-images", "20", "--epochs", "1", "--inducing", "8",
                           "--samples", "2", "--hidden", "16", "--repeats", "1"],
     "mc_dropout": lambda tmp: ["--samples", "4", "--images", "8", "--repeats", "1"],

@@ -206,6 +206,17 @@ def uncertainty_of(log_samples: torch.Tensor, log_mean: torch.Tensor, measure: s
     return entropy - expected
 
 
+def choose_targets(mode: str, y: torch.Tensor, seed: int) -> torch.Tensor | None:
+    """Target classes for ``mode``: none (untargeted: None), next ((y + 1) mod 10) or random (seeded,
+    uniform over the nine other classes)."""
+    if mode == "none":
+        return None
+    if mode == "next":
+        return (y + 1) % 10
+    shift = torch.randint(1, 10, y.shape, generator=torch.Generator().manual_seed(seed))
+    return (y + shift) % 10
+
+
 def adversarial_margin(scores: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
     """How far past the decision boundary each example is ``(N,)``, in the units of ``scores`` (logits
     or log-probabilities, ``(N, C)``): untargeted, the best wrong class minus the true class; targeted,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bayesrobust.attacks.base import run_batched
+from bayesrobust.attacks.base import choose_targets, run_batched
 from bayesrobust.errors import InputError
 from bayesrobust.seeding import make_generator
 
@@ -57,12 +57,15 @@ def correctly_classified(model, x: torch.Tensor, y: torch.Tensor, *, samples: in
 
 
 def build_mixed_set(model, attack, x: torch.Tensor, y: torch.Tensor, *, size: int = 0, samples: int = 50, seed: int = 0,
-                    batch_size: int = 250, progress: bool = False) -> MixedSet:
-    """Up to ``size`` images (0: as many as the data allow), half clean and half successful adversarial.
+                    batch_size: int = 250, progress: bool = False, successful_only: bool = True,
+                    targets: str = "none") -> MixedSet:
+    """Up to ``size`` images (0: as many as the data allow), half clean and half adversarial.
 
     The correctly classified digits are shuffled (seeded) and cut in two halves; the second half is
-    attacked (untargeted) and its successful examples kept; both sides are then cut to the smaller
-    count (and to ``size // 2``)."""
+    attacked (untargeted) and, with ``successful_only``, only its successful examples kept (without it,
+    every attacked digit counts as adversarial, as the seed reproduction's 58.5% undefended accuracy on
+    its FGSM set implies); both sides are then cut to the smaller count (and to ``size // 2``). ``targets``
+    (none, next, random) is for targeted-only attacks such as JSMA."""
     if len(x) != len(y):
         raise InputError(f"{len(x)} images but {len(y)} labels")
     ok = torch.nonzero(correctly_classified(model, x, y, samples=samples, seed=seed)).squeeze(1)
@@ -71,9 +74,10 @@ def build_mixed_set(model, attack, x: torch.Tensor, y: torch.Tensor, *, size: in
     clean_idx, attack_idx = ok[:half], ok[half:]
     if size:
         attack_idx = attack_idx[:size]  # twice the adversarial half: not every attack succeeds
-    result = run_batched(attack, model, x[attack_idx], y[attack_idx], batch_size=batch_size,
+    target = choose_targets(targets, y[attack_idx], seed)
+    result = run_batched(attack, model, x[attack_idx], y[attack_idx], target=target, batch_size=batch_size,
                          generator=make_generator(seed + 1), progress=progress, desc=f"mixed set {attack.name}")
-    adv_idx = torch.nonzero(result.success).squeeze(1)
+    adv_idx = torch.nonzero(result.success if successful_only else torch.ones_like(result.success)).squeeze(1)
     n = min(len(clean_idx), len(adv_idx), size // 2 if size else len(clean_idx))
     if n == 0:
         raise InputError("no successful adversarial examples (or no correctly classified digits) to build a mixed set from")

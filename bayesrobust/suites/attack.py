@@ -25,17 +25,8 @@ from bayesrobust.analysis.sweep import logit_sweep
 from bayesrobust.analysis.transfer import transfer_matrix
 from bayesrobust.analysis.triptych import triptych
 from bayesrobust.attacks import ATTACKS, build_attack
-from bayesrobust.attacks.base import run_batched
+from bayesrobust.attacks.base import choose_targets, run_batched
 from bayesrobust.seeding import derive_seed, make_generator
-
-
-def choose_targets(mode: str, y: torch.Tensor, seed: int) -> torch.Tensor | None:
-    if mode == "none":
-        return None
-    if mode == "next":
-        return (y + 1) % 10
-    shift = torch.randint(1, 10, y.shape, generator=make_generator(seed))
-    return (y + shift) % 10
 
 
 def adaptive_form(attack_name: str, params, section) -> dict | None:

@@ -120,8 +120,22 @@ class AttackSection:
 RESERVED_RUN_NAMES = ("clean", "worst_case")
 
 
+def check_attack_spec(where: str, attack: str, params) -> None:
+    """A known attack whose parameters have the annotated types and build: errors name ``where``."""
+    from bayesrobust.attacks import ATTACKS, Attack, build_attack
+
+    if attack not in ATTACKS:
+        raise ConfigError(f"{where}.attack: unknown attack {attack!r}; known: {', '.join(ATTACKS.names())}")
+    checked = typed_params(ATTACKS.get(attack).__init__, params, f"{where}.params",
+                           extra_hints=typing.get_type_hints(Attack.__init__))
+    try:
+        build_attack(attack, **checked)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
 def validate_attack(config: ExperimentConfig) -> None:
-    from bayesrobust.attacks import ATTACKS, build_attack
+    from bayesrobust.attacks import ATTACKS
 
     a = config.suites["attack"]
     for key in ("limit", "batch_size", "eval_samples", "eot_samples", "adaptive_eot_samples"):
@@ -148,17 +162,8 @@ def validate_attack(config: ExperimentConfig) -> None:
         named.append(("attack.transfer", a.transfer.attack, a.transfer.params))
     if a.triptych is not None:
         named.append(("attack.triptych", a.triptych.attack, a.triptych.params))
-    from bayesrobust.attacks import Attack
-
     for where, attack, params in named:
-        if attack not in ATTACKS:
-            raise ConfigError(f"{where}.attack: unknown attack {attack!r}; known: {', '.join(ATTACKS.names())}")
-        checked = typed_params(ATTACKS.get(attack).__init__, params, f"{where}.params",
-                               extra_hints=typing.get_type_hints(Attack.__init__))
-        try:
-            build_attack(attack, **checked)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+        check_attack_spec(where, attack, params)
     targeted = [(f"attack.runs.{n}", r) for n, r in a.runs.items()] + ([("attack.transfer", a.transfer)] if a.transfer else []) \
         + ([("attack.uncertainty_aware", a.uncertainty_aware)] if a.uncertainty_aware else [])
     for where, r in targeted:

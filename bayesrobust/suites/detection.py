@@ -1,0 +1,149 @@
+"""The detection suite: uncertainty-based adversarial detectors fitted on validation data and evaluated
+on disjoint mixed sets, per attack, and held out across attacks.
+
+Protocol: for each configured attack, two 50/50 mixed sets (``detection/mixed.py``) — a validation set
+from the validation split carved out of the training data, an evaluation set from the test split — each
+holding only digits the defended model classifies correctly and only successful adversarial examples.
+Every detector is fitted on the validation set alone and scored on the evaluation set. ``held_out``
+refits nothing: the detectors fitted on the first attack are also scored on every other attack (Feinman
+et al. fitted and scored on the same attack).
+
+Metrics ``detect/<attack>/<detector>/{roc_auc,aupr,tpr_at_5_fpr,detection_accuracy,accuracy_passed,
+undefended_accuracy,tp,fp,tn,fn,...}``, ``detect/<attack>/<detector>/held_out_roc_auc`` and
+``detect/<attack>/{examples,mean_l2}``; per-example scores in ``arrays/detection.npz``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bayesrobust.attacks import ATTACKS, build_attack
+from bayesrobust.detection import (
+    HybridDetector,
+    KernelDensityUncertainty,
+    OneClassSVMDetector,
+    UncertaintyDetector,
+    build_mixed_set,
+    detection_metrics,
+)
+from bayesrobust.detection.uncertainty import SCORES
+from bayesrobust.errors import ConfigError
+from bayesrobust.seeding import derive_seed, make_generator
+from bayesrobust.suites.attack_config import check_attack_spec
+
+DETECTORS = (*SCORES, "hybrid", "kd_bu", "ocsvm")
+
+
+@dataclass(frozen=True)
+class DetectionAttack:
+    attack: str = "fgsm"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    targets: str = "none"  # none | next | random (targeted-only attacks, e.g. JSMA, need one)
+
+
+@dataclass(frozen=True)
+class DetectionSection:
+    """``[detection]``: which model is defended, the attacks, the detectors, sizes and settings."""
+
+    model: str = ""  # default: the first stochastic model
+    attacks: Mapping[str, DetectionAttack] = field(default_factory=dict)
+    detectors: tuple[str, ...] = ("variance", "entropy", "mi", "hybrid", "kd_bu", "ocsvm")
+    size: int = 1000  # images per evaluation mixed set (half clean, half adversarial); 0: all the test split allows
+    val_size: int = 1000  # images per validation mixed set
+    samples: int = 50
+    kd_bandwidth: float = 1.20
+    ocsvm_per_class: int = 1000
+    crop: int = 24
+    held_out: bool = True
+    successful_only: bool = True  # false: every attacked digit is an "adversarial" example (the seed's protocol)
+
+
+def validate_detection(config) -> None:
+    section = config.suites["detection"]
+    if section.model and section.model not in config.models:
+        raise ConfigError(f"detection.model: no model {section.model!r}; models: {', '.join(config.models)}")
+    if not section.attacks:
+        raise ConfigError("detection.attacks: configure at least one attack, e.g. [detection.attacks.fgsm]")
+    for name, spec in section.attacks.items():
+        check_attack_spec(f"detection.attacks.{name}", spec.attack, spec.params)
+        if spec.targets not in ("none", "next", "random"):
+            raise ConfigError(f"detection.attacks.{name}.targets must be none, next or random, got {spec.targets!r}")
+        if spec.targets == "none" and not ATTACKS.get(spec.attack).supports_untargeted:
+            raise ConfigError(f"detection.attacks.{name}: {spec.attack} is targeted only; set targets = 'random' or 'next'")
+        if spec.targets != "none" and not ATTACKS.get(spec.attack).supports_targeted:
+            raise ConfigError(f"detection.attacks.{name}: {spec.attack} is untargeted only; set targets = 'none'")
+    for d in section.detectors:
+        if d not in DETECTORS:
+            raise ConfigError(f"detection.detectors: unknown detector {d!r}; known: {', '.join(DETECTORS)}")
+    for key in ("samples", "val_size"):
+        if getattr(section, key) < 1:
+            raise ConfigError(f"detection.{key} must be >= 1")
+    if section.size < 0 or section.kd_bandwidth <= 0 or section.ocsvm_per_class < 1:
+        raise ConfigError("detection.size must be >= 0, detection.kd_bandwidth > 0 and detection.ocsvm_per_class >= 1")
+
+
+def make_detector(name: str, model, data, section, seed: int):
+    if name in SCORES:
+        return UncertaintyDetector(model, name, samples=section.samples, seed=seed)
+    if name == "hybrid":
+        return HybridDetector(model, samples=section.samples, crop=section.crop, seed=seed)
+    if name == "kd_bu":
+        return KernelDensityUncertainty(model, data.train.images, data.train.labels, bandwidth=section.kd_bandwidth,
+                                        samples=section.samples, seed=seed)
+    return OneClassSVMDetector(model, data.train.images, data.train.labels, per_class=section.ocsvm_per_class,
+                               samples=section.samples, seed=seed)
+
+
+def fit_detector(detector, val) -> None:
+    if isinstance(detector, KernelDensityUncertainty):
+        detector.fit(val.clean, val.adversarial, noise_l2=float(val.l2[val.is_adversarial].mean()))
+    else:
+        detector.fit(val.clean, val.adversarial)
+
+
+def run_detection(run, models, data, section: DetectionSection, seed: int) -> dict[str, float]:
+    name = section.model or next((n for n, m in models.items() if m.stochastic), next(iter(models)))
+    model = models[name]
+    if data.val is None or not len(data.val):
+        raise ConfigError("detection needs a validation split to fit detectors on: set data.val_fraction > 0")
+    metrics: dict[str, float] = {}
+    arrays: dict[str, np.ndarray] = {}
+    fitted: dict[str, Any] = {}
+    first = next(iter(section.attacks))
+    for attack_name, spec in section.attacks.items():
+        attack = build_attack(spec.attack, eval_samples=section.samples, **dict(spec.params))
+        s = derive_seed(seed, "detection", attack_name)
+        val = build_mixed_set(model, attack, data.val.images, data.val.labels, size=section.val_size,
+                              samples=section.samples, seed=derive_seed(s, "val"), successful_only=section.successful_only, targets=spec.targets)
+        test = build_mixed_set(model, attack, data.test.images, data.test.labels, size=section.size,
+                               samples=section.samples, seed=derive_seed(s, "test"), successful_only=section.successful_only, targets=spec.targets)
+        prefix = f"detect/{attack_name}"
+        metrics[f"{prefix}/examples"] = len(test)
+        metrics[f"{prefix}/mean_l2"] = float(test.l2[test.is_adversarial].mean())
+        truth = test.is_adversarial.numpy()
+        predicted = model.predictive(test.images, section.samples, generator=make_generator(s)).predicted.numpy()
+        arrays[f"{prefix}/is_adversarial"] = truth
+        for det_name in section.detectors:
+            detector = make_detector(det_name, model, data, section, seed)
+            fit_detector(detector, val)
+            scores = detector.score(test.images)
+            flagged = detector.decide(test.images)
+            for key, value in detection_metrics(truth, scores, flagged, predicted, test.labels.numpy()).items():
+                metrics[f"{prefix}/{det_name}/{key}"] = value
+            arrays[f"{prefix}/{det_name}/scores"] = scores
+            if section.held_out and attack_name == first:
+                fitted[det_name] = detector
+            elif section.held_out:
+                held = fitted[det_name]
+                metrics[f"{prefix}/{det_name}/held_out_roc_auc"] = detection_metrics(
+                    truth, held.score(test.images), held.decide(test.images), predicted, test.labels.numpy())["roc_auc"]
+    run.save_arrays("arrays/detection.npz", **arrays)
+    run.write_json("arrays/detection.json", {"model": name, "attacks": {n: {"attack": a.attack, "params": dict(a.params), "targets": a.targets}
+                                                                         for n, a in section.attacks.items()},
+                                             "detectors": list(section.detectors), "first_attack": first,
+                                             "held_out": section.held_out, "samples": section.samples})
+    return metrics
