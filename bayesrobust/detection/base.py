@@ -4,6 +4,8 @@ attributes with a trailing underscore; using a detector before ``fit`` is a clea
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 import torch
 
@@ -15,16 +17,18 @@ class NotFittedError(BayesRobustError):
     """A detector was used before ``fit``."""
 
 
-class Detector:
+class Detector(ABC):
     """Base class: subclasses implement :meth:`fit` and :meth:`score`; ``threshold_`` decides."""
 
     name: str = "detector"
 
+    @abstractmethod
     def fit(self, clean_val: torch.Tensor, adv_val: torch.Tensor | None = None) -> Detector:
-        raise NotImplementedError
+        """Fit on validation data only: clean images and, where the detector uses them, adversarial ones."""
 
+    @abstractmethod
     def score(self, x: torch.Tensor) -> np.ndarray:
-        raise NotImplementedError
+        """Per-image suspicion ``(N,)``, higher = more likely adversarial."""
 
     def decide(self, x: torch.Tensor) -> np.ndarray:
         """Boolean mask ``(N,)``: True where ``x`` is flagged adversarial."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from abc import ABCMeta, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,7 +32,7 @@ from bayesrobust.validation import check_images
 CHECKPOINT_FORMAT = "bayesrobust-model/1"
 
 
-class BayesianClassifier(nn.Module):
+class BayesianClassifier(nn.Module, metaclass=ABCMeta):
     """A classifier of 28×28 digits whose output is a predictive distribution.
 
     Subclasses set ``arch`` (the registry name) and ``modes`` (the inference modes they offer; the
@@ -53,18 +54,18 @@ class BayesianClassifier(nn.Module):
 
     # --- what a family implements --------------------------------------------------------------
     @property
+    @abstractmethod
     def stochastic(self) -> bool:
         """True when the predictive is a Monte-Carlo sample (S > 1 draws mean something)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def raw_sample_logits(self, x: torch.Tensor, samples: int, generator: torch.Generator | None) -> torch.Tensor:
         """``(S, N, C)`` draws on float32 images already on the model's device, unvalidated (see the
         module docstring for their meaning). Deterministic models return S = 1."""
-        raise NotImplementedError
 
+    @abstractmethod
     def raw_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Deterministic per-class scores ``(N, C)`` on unvalidated images on the model's device."""
-        raise NotImplementedError
 
     def raw_log_prob(self, x: torch.Tensor, samples: int, generator: torch.Generator | None) -> torch.Tensor:
         """Log predictive ``(N, C)``; by default the log of the mean probability over ``samples`` draws.
@@ -90,11 +91,11 @@ class BayesianClassifier(nn.Module):
     def raw_features(self, x: torch.Tensor) -> torch.Tensor:
         """The model's last hidden representation ``(N, D)`` (what density-based detectors compare);
         families that have one override it."""
-        raise NotImplementedError(f"{type(self).__name__} exposes no feature representation")
+        raise ConfigError(f"{self.arch} models expose no feature representation (needed by density-based detectors)")
 
+    @abstractmethod
     def fit(self, train, config, *, val=None, seed: int = 0, progress: bool = True) -> BayesianClassifier:
         """Train on ``train`` (a Dataset) with a ``TrainSection``; early-stop on ``val`` NLL."""
-        raise NotImplementedError
 
     # --- the public, validated entry points -----------------------------------------------------
     @property
