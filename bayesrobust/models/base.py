@@ -36,8 +36,9 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
     """A classifier of 28×28 digits whose output is a predictive distribution.
 
     Subclasses set ``arch`` (the registry name) and ``modes`` (the inference modes they offer; the
-    constructor's ``mode`` default is the model's default), pass their constructor's keyword arguments to ``super().__init__`` as ``params`` (what a checkpoint
-    rebuilds the model from), and implement the ``raw_*`` computations, ``stochastic`` and ``fit``."""
+    constructor's ``mode`` default is the model's default), pass their constructor's keyword arguments
+    to ``super().__init__`` as ``params`` (what a checkpoint rebuilds the model from), and implement the
+    ``raw_*`` computations, ``stochastic`` and ``fit``."""
 
     arch: ClassVar[str]
     modes: ClassVar[tuple[str, ...]]
@@ -70,7 +71,7 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
     def raw_log_prob(self, x: torch.Tensor, samples: int, generator: torch.Generator | None) -> torch.Tensor:
         """Log predictive ``(N, C)``; by default the log of the mean probability over ``samples`` draws.
         Families with a closed form (or quadrature) override it."""
-        return log_mean_prob(torch.log_softmax(self.raw_sample_logits(x, samples, generator), -1))
+        return self.raw_log_prob_and_draws(x, samples, generator)[0]
 
     def raw_log_prob_and_draws(self, x: torch.Tensor, samples: int,
                                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,25 +119,19 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
 
     def sample_logits(self, x: torch.Tensor, samples: int = 1, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """Differentiable draws ``(S, N, C)``; S = 1 for deterministic models."""
-        if samples < 1:
-            raise ValueError(f"samples must be >= 1, got {samples}")
-        return self.raw_sample_logits(self._inputs(x), samples, generator)
+        return self.raw_sample_logits(self._inputs(x), _checked(samples), generator)
 
     def log_prob(self, x: torch.Tensor, samples: int = 1, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """Differentiable log predictive ``(N, C)``: the objective attacks use. ``samples`` is the number
         of posterior draws averaged (expectation over transformation); exact families ignore it."""
-        if samples < 1:
-            raise ValueError(f"samples must be >= 1, got {samples}")
-        return self.raw_log_prob(self._inputs(x), samples, generator)
+        return self.raw_log_prob(self._inputs(x), _checked(samples), generator)
 
     def log_prob_and_draws(self, x: torch.Tensor, samples: int = 1, *,
                            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The log predictive and the log-probability draws it summarises, consistent with each other:
         what an uncertainty-aware attack differentiates (entropy from the first, mutual information
         from both). The draws need not be differentiable in ``x`` (a GP's are piecewise constant)."""
-        if samples < 1:
-            raise ValueError(f"samples must be >= 1, got {samples}")
-        return self.raw_log_prob_and_draws(self._inputs(x), samples, generator)
+        return self.raw_log_prob_and_draws(self._inputs(x), _checked(samples), generator)
 
     def margin_logits(self, x: torch.Tensor, samples: int = 1, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """Differentiable per-class scores for margin objectives (C&W, JSMA): ``logits`` for
@@ -152,9 +147,7 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
         """The predictive distribution on ``x``: ``samples`` posterior draws (default
         ``default_samples``) for stochastic models, one deterministic pass otherwise. On the CPU."""
         x = check_images(x)
-        samples = self.default_samples if samples is None else samples
-        if samples < 1:
-            raise ValueError(f"samples must be >= 1, got {samples}")
+        samples = _checked(self.default_samples if samples is None else samples)
         parts = []
         for start in range(0, x.shape[0], batch_size):
             parts.append(self.raw_predictive(x[start: start + batch_size].to(self.device), samples, generator))
@@ -210,6 +203,12 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
             raise CheckpointError(f"{path}: weights do not fit architecture {meta['arch']!r} {meta['params']}: {exc}") from None
         model.history_ = meta.get("history", [])
         return model.train(False)  # as ``fit`` leaves it: GPyTorch caches K_ZZ factors only when not training
+
+
+def _checked(samples: int) -> int:
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    return samples
 
 
 MODELS: Registry[type[BayesianClassifier]] = Registry("model architecture")
