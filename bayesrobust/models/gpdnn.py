@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from bayesrobust.models.base import BayesianClassifier
-from bayesrobust.models.nets import Standardise
+from bayesrobust.models.nets import conv_stack
 from bayesrobust.models.robust_max import RobustMax
 from bayesrobust.predictive import Predictive
 
@@ -90,12 +90,8 @@ class GPDNN(BayesianClassifier):
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if gp_lr <= 0:
             raise ValueError(f"gp_lr must be > 0, got {gp_lr}")
-        self.extractor = nn.Sequential(
-            Standardise(),
-            nn.Conv2d(1, c1, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(), nn.Linear(hidden, features),
-        )
+        self.extractor = nn.Sequential(*conv_stack(c1, c2), nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(),
+                                       nn.Linear(hidden, features))
         self.gp = LatentGP(inducing, features, self.num_classes, kernel, ard)
         self.likelihood = RobustMax(self.num_classes, epsilon, learn_epsilon, quadrature_points)
 

@@ -24,6 +24,16 @@ class Standardise(nn.Module):
         return (x - self.mean) / self.std
 
 
+def conv_stack(c1: int, c2: int) -> list[nn.Module]:
+    """Standardise → conv 5×5 (c1) → ReLU → max-pool → conv 5×5 (c2) → ReLU → max-pool → flatten: the
+    LeNet / TensorFlow-tutorial trunk shared by the LeNet and the GPDNN's feature extractor
+    (output ``c2 · 7 · 7``)."""
+    return [Standardise(),
+            nn.Conv2d(1, c1, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten()]
+
+
 @MODELS.register("mlp")
 class MLP(DropoutClassifier):
     """Fully connected net on flattened pixels.
@@ -72,10 +82,7 @@ class LeNet(DropoutClassifier):
         c1, c2 = (int(c) for c in channels)
         super().__init__(mode=mode, channels=[c1, c2], hidden=hidden, dropout=dropout)
         self._split(nn.Sequential(
-            Standardise(),
-            nn.Conv2d(1, c1, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(),
+            *conv_stack(c1, c2),
             MCDropout(dropout), nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(),
             MCDropout(dropout), nn.Linear(hidden, self.num_classes),
         ))
