@@ -153,3 +153,19 @@ def test_density_and_one_class_detectors_tell_digits_from_noise(trained_lenet, d
     svm = OneClassSVMDetector(trained_lenet, train.images, train.labels, per_class=100, samples=4).fit(x[:30])
     scores = np.r_[svm.score(x[30:]), svm.score(_noise_images(30, seed=1))]
     assert detection_metrics(truth, scores, svm.decide(torch.cat([x[30:], _noise_images(30, 1)])), truth, truth)["roc_auc"] > 0.9
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"detectors": ["curvature"]}, "unknown detector"),
+    ({"attacks": {"j": {"attack": "jsma"}}}, "targeted only"),
+    ({"attacks": {"a": {"attack": "bim", "aware_of": "variance"}}}, "aware_of"),
+    ({"attacks": {"a": {"attack": "bim", "aware_of": "mi", "params": {"max_uncertainty": 0.1}}}}, "aware_of sets"),
+    ({"attacks": {"f": {"attack": "fgsm", "params": {"eps": "big"}}}}, "detection.attacks.f.params.eps"),
+    ({"model": "absent"}, "detection.model"),
+])
+def test_detection_config_errors_name_their_key(change, message):
+    from bayesrobust.config import config_from_dict
+
+    raw = {"models": {"m": {"arch": "lenet"}}, "detection": {"attacks": {"f": {"attack": "fgsm"}}, **change}}
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(raw)

@@ -8,6 +8,12 @@ Every detector is fitted on the validation set alone and scored on the evaluatio
 refits nothing: the detectors fitted on the first attack are also scored on every other attack (Feinman
 et al. fitted and scored on the same attack).
 
+Adaptive evaluation (Carlini & Wagner 2017): an attack entry may use EOT and a high-confidence margin
+(``params = { eot_samples = 10, kappa = 5 }``), and ``aware_of = "mi"`` (or "entropy") makes it
+detector-aware: its goal also asks the example's uncertainty to stay under the threshold an MI detector
+fitted on clean validation digits (5% false positives) would use, so it seeks examples that are wrong
+*and* look clean. The required distortion is ``detect/<attack>/mean_l2``.
+
 Metrics ``detect/<attack>/<detector>/{roc_auc,aupr,tpr_at_5_fpr,detection_accuracy,accuracy_passed,
 undefended_accuracy,tp,fp,tn,fn,...}``, ``detect/<attack>/<detector>/held_out_roc_auc`` and
 ``detect/<attack>/{examples,mean_l2}``; per-example scores in ``arrays/detection.npz``.
@@ -43,6 +49,7 @@ class DetectionAttack:
     attack: str = "fgsm"
     params: Mapping[str, Any] = field(default_factory=dict)
     targets: str = "none"  # none | next | random (targeted-only attacks, e.g. JSMA, need one)
+    aware_of: str = ""  # "mi" | "entropy": a detector-aware attack that must also stay under that detector's threshold
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,10 @@ def validate_detection(config) -> None:
         raise ConfigError("detection.attacks: configure at least one attack, e.g. [detection.attacks.fgsm]")
     for name, spec in section.attacks.items():
         check_attack_spec(f"detection.attacks.{name}", spec.attack, spec.params)
+        if spec.aware_of not in ("", "mi", "entropy"):
+            raise ConfigError(f"detection.attacks.{name}.aware_of must be '', 'mi' or 'entropy', got {spec.aware_of!r}")
+        if spec.aware_of and ("max_uncertainty" in spec.params or "uncertainty" in spec.params):
+            raise ConfigError(f"detection.attacks.{name}: aware_of sets max_uncertainty and uncertainty itself")
         if spec.targets not in ("none", "next", "random"):
             raise ConfigError(f"detection.attacks.{name}.targets must be none, next or random, got {spec.targets!r}")
         if spec.targets == "none" and not ATTACKS.get(spec.attack).supports_untargeted:
@@ -115,7 +126,12 @@ def run_detection(run, models, data, section: DetectionSection, seed: int) -> di
     fitted: dict[str, Any] = {}
     first = next(iter(section.attacks))
     for attack_name, spec in section.attacks.items():
-        attack = build_attack(spec.attack, eval_samples=section.samples, **dict(spec.params))
+        params = dict(spec.params)
+        if spec.aware_of:  # Carlini & Wagner (2017): attack the detector too, not only the classifier
+            cap = UncertaintyDetector(model, spec.aware_of, samples=section.samples, seed=seed).fit(data.val.images).threshold_
+            params.update(max_uncertainty=cap, uncertainty=spec.aware_of)
+            metrics[f"detect/{attack_name}/aware_cap"] = cap
+        attack = build_attack(spec.attack, eval_samples=section.samples, **params)
         s = derive_seed(seed, "detection", attack_name)
         val = build_mixed_set(model, attack, data.val.images, data.val.labels, size=section.val_size,
                               samples=section.samples, seed=derive_seed(s, "val"), successful_only=section.successful_only, targets=spec.targets)
