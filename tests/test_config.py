@@ -9,8 +9,9 @@ from tests.conftest import REPO
 
 def test_quickstart_parses():
     config = load_config(REPO / "experiments" / "quickstart.toml")
-    assert set(config.models) == {"lenet", "mc_lenet"}
+    assert set(config.models) == {"lenet", "mc_lenet", "gpdnn"}
     assert config.models["lenet"].mode == "plain" and config.models["mc_lenet"].mode == "mc_dropout"
+    assert config.models["gpdnn"].arch == "gpdnn" and config.models["gpdnn"].mode == ""  # the family's default
     assert config.data.shifted == ("digits",)
 
 
