@@ -99,10 +99,11 @@ def train_model(model, train, config, *, loss: Callable[[torch.Tensor, torch.Ten
         model.load_state_dict(best_state)
 
 
-def pretrain_autoencoder(encoder, decoder, train, config, *, epochs: int, seed: int, progress: bool) -> list[float]:
-    """Greedy reconstruction pre-training (binary cross-entropy on pixels in [0, 1]); returns the
-    mean loss per epoch."""
-    params = [*encoder.parameters(), *decoder.parameters()]
+def pretrain(modules, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], train, config, *, epochs: int,
+             seed: int, progress: bool, desc: str) -> list[float]:
+    """A stage before the real training: ``epochs`` of mini-batches minimising ``loss(x, y)`` over the
+    parameters of ``modules`` (no validation, no early stopping); returns the mean loss per epoch."""
+    params = [p for m in modules for p in m.parameters()]
     optimizer = make_optimizer(params, config)
     shuffle = make_generator(derive_seed(seed, "pretrain", "shuffle"))
     device = params[0].device
@@ -110,14 +111,22 @@ def pretrain_autoencoder(encoder, decoder, train, config, *, epochs: int, seed: 
     for epoch in range(1, epochs + 1):
         order = torch.randperm(len(train), generator=shuffle)
         total = 0.0
-        for i in progress_bar(range(0, len(train), config.batch_size), desc=f"autoencoder {epoch}/{epochs}",
+        for i in progress_bar(range(0, len(train), config.batch_size), desc=f"{desc} {epoch}/{epochs}",
                               enabled=progress, leave=False):
-            x = train.images[order[i: i + config.batch_size]].to(device)
-            recon = decoder(encoder(x)).view_as(x)
-            loss = F.binary_cross_entropy(recon, x)
+            idx = order[i: i + config.batch_size]
+            x, y = train.images[idx].to(device), train.labels[idx].to(device)
+            value = loss(x, y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            value.backward()
             optimizer.step()
-            total += float(loss.detach()) * x.shape[0]
+            total += float(value.detach()) * x.shape[0]
         losses.append(total / len(train))
+    optimizer.zero_grad(set_to_none=True)
     return losses
+
+
+def pretrain_autoencoder(encoder, decoder, train, config, *, epochs: int, seed: int, progress: bool) -> list[float]:
+    """Greedy reconstruction pre-training (binary cross-entropy on pixels in [0, 1]); returns the
+    mean loss per epoch."""
+    return pretrain([encoder, decoder], lambda x, y: F.binary_cross_entropy(decoder(encoder(x)).view_as(x), x),
+                    train, config, epochs=epochs, seed=seed, progress=progress, desc="autoencoder")
