@@ -114,7 +114,11 @@ def tiny_overrides(path: Path) -> list[str]:
     detection = raw.get("detection")
     if detection is not None:
         sets += ["detection.size=40", "detection.val_size=40", "detection.samples=3", "detection.ocsvm_per_class=20",
-                 "detection.successful_only=false"]  # a one-epoch model on 300 digits: few attacks succeed
+                 "detection.successful_only=false", "detection.bootstrap=50"]  # a one-epoch model: few attacks succeed
+        # the mixed sets need correctly classified digits: a model above chance, a validation split of 90
+        sets.append("data.val_fraction=0.3")
+        for name in raw.get("models", {}):
+            sets += [f"models.{name}.train.batch_size=32", f"models.{name}.train.epochs=3"]
         for name, spec in detection.get("attacks", {}).items():
             params = spec.get("params", {})
             for key, small in (("steps", 3), ("binary_search_steps", 1), ("gamma", 0.02)):

@@ -28,6 +28,7 @@ def tiny_run_folder(tmp_path):
 
 
 TINY = {
+    "bootstrap": lambda tmp: ["--predictions", "200", "--resamples", "20", "--peer-resamples", "2"],
     "detection": lambda tmp: ["--checkpoint", str(tiny_run_folder(tmp) / "checkpoints" / "mc.pt"), "--images", "20",
                               "--train-images", "200", "--ocsvm-per-class", "10", "--samples", "3"],
     "gpdnn": lambda tmp: ["--images", "300", "--test-images", "20", "--epochs", "1", "--inducing", "8",

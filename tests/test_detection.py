@@ -37,6 +37,11 @@ def test_detection_metrics_by_hand():
     assert m["roc_auc"] == pytest.approx(8 / 9)  # 8 of the 9 clean–adversarial pairs are ordered right
     assert m["accuracy_passed"] == pytest.approx(2 / 3)  # passed: clean 0, clean 1, adversarial 3 (wrong)
     assert (m["clean_passed_correct"], m["adversarial_passed_incorrect"]) == (2, 1)
+    for rate in ("roc_auc", "detection_accuracy", "aupr", "tpr_at_5_fpr", "accuracy_passed"):
+        assert m[f"{rate}_low"] <= m[rate] <= m[f"{rate}_high"]
+    assert detection_metrics(truth, scores, flagged, predicted, labels, seed=3) == detection_metrics(
+        truth, scores, flagged, predicted, labels, seed=3)
+    assert "roc_auc_low" not in detection_metrics(truth, scores, flagged, predicted, labels, resamples=0)
     perfect = detection_metrics(truth, truth.astype(float), truth, labels, labels)
     assert perfect["roc_auc"] == 1.0 and perfect["tpr_at_5_fpr"] == 1.0
 
@@ -77,6 +82,23 @@ def test_hybrid_rule_and_search_use_validation_data_only(monkeypatch):
     decided = detector._rule(u, agree, detector.low_, detector.high_, detector.agree_)
     assert decided.tolist() == [False] * 4 + [True] * 4  # the middle band needed the crops
     assert detector.low_ <= 0.5 and detector.high_ >= 0.55
+
+
+def test_hybrid_crops_only_the_uncertain_band_and_decides_as_if_it_cropped_all(small_lenet, images, monkeypatch):
+    """On a deterministic model (exact labels) with entropy as the score: ``decide`` crops just the
+    images in [L, H], and its decisions equal the rule applied to every image's crops."""
+    import bayesrobust.detection.hybrid as hybrid
+
+    detector = HybridDetector(small_lenet.with_mode("plain"), uncertainty="entropy", samples=1)
+    u, agree = detector._parts(images)
+    detector.low_, detector.high_, detector.agree_ = np.quantile(u, [0.25, 0.75]).tolist() + [5]
+    cropped = []
+    original = hybrid.five_crops
+    monkeypatch.setattr(hybrid, "five_crops", lambda x, size: cropped.append(len(x)) or original(x, size))
+    decided = detector.decide(images)
+    in_band = int(((u >= detector.low_) & (u <= detector.high_)).sum())
+    assert cropped == [in_band] and 0 < in_band < len(images)
+    assert decided.tolist() == detector._rule(u, agree, detector.low_, detector.high_, 5).tolist()
 
 
 def test_unfitted_detectors_say_so(small_lenet, images):
@@ -161,7 +183,7 @@ def test_density_and_one_class_detectors_tell_digits_from_noise(trained_lenet, d
     ({"attacks": {"a": {"attack": "bim", "aware_of": "variance"}}}, "aware_of"),
     ({"attacks": {"a": {"attack": "bim", "aware_of": "mi", "params": {"max_uncertainty": 0.1}}}}, "aware_of sets"),
     ({"attacks": {"f": {"attack": "fgsm", "params": {"eps": "big"}}}}, "detection.attacks.f.params.eps"),
-    ({"model": "absent"}, "detection.model"),
+    ({"models": ["absent"]}, "detection.models"),
 ])
 def test_detection_config_errors_name_their_key(change, message):
     from bayesrobust.config import config_from_dict

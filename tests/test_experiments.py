@@ -25,6 +25,8 @@ def needs_shared(path: Path) -> bool:
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_experiment_runs_with_tiny_settings(path, tmp_path):
+    """Every config end to end; the quickstart through the installed command in a subprocess, exactly as
+    the README shows it."""
     if needs_shared(path) and shared_data() is None:
         pytest.skip(f"{path.name} needs real data files (../shared/data or BAYESROBUST_DATA)")
     out = tmp_path / "run"
@@ -33,7 +35,12 @@ def test_experiment_runs_with_tiny_settings(path, tmp_path):
         args += ["--data-dir", str(shared_data())]
     for s in tiny_overrides(path):
         args += ["--set", s]
-    assert main(args) == 0
+    if path.stem == "quickstart":
+        proc = subprocess.run([sys.executable, "-m", "bayesrobust.cli", *args], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert "report:" in proc.stdout
+    else:
+        assert main(args) == 0
     assert not (out / "INCOMPLETE").exists()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics and all(v is None or isinstance(v, (int, float)) for v in metrics.values())
@@ -44,6 +51,8 @@ def test_experiment_runs_with_tiny_settings(path, tmp_path):
     assert list((out / "checkpoints").glob("*.pt"))
     missing = metric_keys_the_report_reads(out) - set(metrics)
     assert not missing, f"the report reads metric keys this run does not write: {sorted(missing)[:10]}"
+    if path.stem == "quickstart":
+        check_quickstart(out, metrics)
 
 
 def metric_keys_the_report_reads(out: Path) -> set[str]:
@@ -69,17 +78,8 @@ def metric_keys_the_report_reads(out: Path) -> set[str]:
     return set(recorded.asked)
 
 
-def test_quickstart_through_the_console_script(tmp_path):
-    """The installed command, in a subprocess, exactly as the README shows it (tiny settings)."""
-    out = tmp_path / "qs"
-    path = REPO / "experiments" / "quickstart.toml"
-    cmd = [sys.executable, "-m", "bayesrobust.cli", "run", str(path), "--out", str(out), "--quiet"]
-    for s in tiny_overrides(path):
-        cmd += ["--set", s]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert "report:" in proc.stdout
-    metrics = json.loads((out / "metrics.json").read_text())
+def check_quickstart(out: Path, metrics: dict) -> None:
+    """What the README promises of the quickstart: every model, suite and report section."""
     for model in ("lenet", "mc_lenet", "gpdnn"):
         assert 0.0 <= metrics[f"clean/{model}/acc"] <= 1.0
         assert f"shift/digits/{model}/entropy" in metrics
@@ -104,21 +104,62 @@ def test_quickstart_through_the_console_script(tmp_path):
     assert idata.posterior_predictive["probs"].shape[1] == 3
 
 
-def test_same_seed_same_numbers(tmp_path):
-    path = REPO / "experiments" / "quickstart.toml"
+SMALL = """
+[run]
+name = "small"
+[data]
+train = "mnist-5k"
+val_fraction = 0.2
+train_limit = 300
+test_limit = 60
+shifted = ["digits"]
+shifted_limit = 40
+[models.mc]
+arch = "lenet"
+mode = "mc_dropout"
+params = { channels = [4, 8], hidden = 16 }
+[models.mc.train]
+epochs = 1
+[models.gp]
+arch = "gpdnn"
+params = { channels = [4, 8], hidden = 16, features = 8, inducing = 8, kmeans_images = 200 }
+[models.gp.train]
+epochs = 1
+[evaluation]
+samples = 3
+[attack]
+limit = 20
+eval_samples = 3
+[attack.runs.fgsm]
+attack = "fgsm"
+params = { eps = 0.2 }
+[attack.runs.cw]
+attack = "cw_l2"
+params = { steps = 5, binary_search_steps = 2 }
+"""
+
+
+@pytest.fixture
+def small_config(tmp_path) -> Path:
+    """Every source of randomness of a run (training, MC draws, GP draws, attacks, adaptive forms) in
+    seconds: an MC-dropout LeNet and a GPDNN, evaluation and attacks."""
+    path = tmp_path / "small.toml"
+    path.write_text(SMALL)
+    return path
+
+
+def test_same_seed_same_numbers(tmp_path, small_config):
     results = []
     for i in range(2):
         out = tmp_path / f"r{i}"
-        args = ["run", str(path), "--out", str(out), "--quiet", "--seed", "7", "--set", "models.lenet.train.epochs=1"]
-        for s in tiny_overrides(path):
-            args += ["--set", s]
-        assert main(args) == 0
+        assert main(["run", str(small_config), "--out", str(out), "--quiet", "--seed", "7"]) == 0
         metrics = json.loads((out / "metrics.json").read_text())
         results.append({k: v for k, v in metrics.items() if not k.endswith("/seconds")})
     assert results[0] == results[1]
+    assert "adv/cw@adaptive/mc/success_rate" in results[0] and "clean/gp/acc" in results[0]
 
 
-def test_crashed_run_stays_incomplete(tmp_path, monkeypatch):
+def test_crashed_run_stays_incomplete(tmp_path, monkeypatch, small_config):
     import bayesrobust.suites.evaluation as evaluation
 
     def boom(*args, **kwargs):
@@ -126,8 +167,7 @@ def test_crashed_run_stays_incomplete(tmp_path, monkeypatch):
 
     monkeypatch.setattr(evaluation, "predictive_metrics", boom)
     out = tmp_path / "crash"
-    path = REPO / "experiments" / "quickstart.toml"
-    args = ["run", str(path), "--out", str(out), "--quiet"] + [a for s in tiny_overrides(path) for a in ("--set", s)]
+    args = ["run", str(small_config), "--out", str(out), "--quiet"]
     with pytest.raises(RuntimeError, match="simulated crash"):
         main(args)
     assert "simulated crash" in (out / "INCOMPLETE").read_text()

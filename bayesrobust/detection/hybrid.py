@@ -72,14 +72,21 @@ class HybridDetector(Detector):
     def _predict(self, x: torch.Tensor):
         return self.model.predictive(x, self.samples, generator=make_generator(self.seed))
 
-    def _parts(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Per image: the uncertainty and how many of the five crops keep the provisional label."""
+    def _parts(self, x: torch.Tensor, band: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per image: the uncertainty and how many of the five crops keep the provisional label. With
+        ``band = (L, H)`` only images whose uncertainty lies in it are cropped (the rule never looks at
+        the others' crops; their count is reported as 5)."""
         x = images(x)
         pred = self._predict(x)
-        provisional = pred.predicted
-        crops = five_crops(x, self.crop)
-        agree = sum((self._predict(c).predicted == provisional).long() for c in crops)
-        return uncertainty_score(pred, self.uncertainty), agree.numpy()
+        u = uncertainty_score(pred, self.uncertainty)
+        agree = np.full(len(x), 5, dtype=np.int64)
+        todo = np.ones(len(x), bool) if band is None else (u >= band[0]) & (u <= band[1])
+        if todo.any():
+            rows = torch.from_numpy(np.flatnonzero(todo))
+            crops = five_crops(x[rows], self.crop).flatten(0, 1)  # all crops in one predictive call
+            labels = self._predict(crops).predicted.view(5, len(rows))
+            agree[todo] = (labels == pred.predicted[rows]).sum(0).numpy()
+        return u, agree
 
     @staticmethod
     def _rule(u: np.ndarray, agree: np.ndarray, low: float, high: float, count: int) -> np.ndarray:
@@ -112,5 +119,5 @@ class HybridDetector(Detector):
 
     def decide(self, x: torch.Tensor) -> np.ndarray:
         low, high, count = self._fitted("low_"), self._fitted("high_"), self._fitted("agree_")
-        u, agree = self._parts(x)
+        u, agree = self._parts(x, band=(low, high))
         return self._rule(u, agree, low, high, count)

@@ -1,24 +1,54 @@
 """Detection metrics on a mixed set: confusion counts, accuracy, ROC-AUC, AUPR, TPR at 5% FPR, and the
-classification accuracy on what the detector lets through (the seed reproduction's Tables 1–3)."""
+classification accuracy on what the detector lets through (the seed reproduction's Tables 1–3), with
+seeded bootstrap intervals (``<key>_low`` / ``<key>_high``) on the rates."""
 
 from __future__ import annotations
 
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from bayesrobust.metrics import ranking
+from bayesrobust.metrics.bootstrap import batched_mean, bootstrap
+
 
 def tpr_at_fpr(is_adversarial: np.ndarray, scores: np.ndarray, fpr: float = 0.05) -> float:
-    """True-positive rate at the largest threshold whose false-positive rate is at most ``fpr``."""
-    fprs, tprs, _ = roc_curve(is_adversarial, scores)
+    """True-positive rate at the largest threshold whose false-positive rate is at most ``fpr``. Every
+    threshold is kept: ``roc_curve``'s default drops collinear points, and with them the best one under
+    the ``fpr`` cap."""
+    fprs, tprs, _ = roc_curve(is_adversarial, scores, drop_intermediate=False)
     return float(tprs[fprs <= fpr].max()) if np.any(fprs <= fpr) else 0.0
 
 
-def detection_metrics(is_adversarial, scores, flagged, predicted, labels) -> dict[str, float]:
+def _accuracy_passed(correct: np.ndarray, passed: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (correct & passed).sum(1) / passed.sum(1)
+
+
+def _intervals(truth, scores, flag, correct, resamples: int, seed: int, level: float) -> dict[str, float]:
+    """Percentile bootstrap intervals of the rates, every metric on the same resampled examples."""
+    statistics = {
+        "detection_accuracy": (lambda t, f: batched_mean(t == f), (truth, flag)),
+        "roc_auc": (ranking.roc_auc, (truth, scores)),
+        "aupr": (ranking.average_precision, (truth, scores)),
+        "tpr_at_5_fpr": (lambda t, s: ranking.tpr_at_fpr(t, s, 0.05), (truth, scores)),
+        "accuracy_passed": (_accuracy_passed, (correct, ~flag)),
+    }
+    out = {}
+    for key, (statistic, arrays) in statistics.items():
+        interval = bootstrap(statistic, *arrays, resamples=resamples, seed=seed, level=level)
+        out[f"{key}_low"], out[f"{key}_high"] = interval.low, interval.high
+    return out
+
+
+def detection_metrics(is_adversarial, scores, flagged, predicted, labels, *, resamples: int = 1000, seed: int = 0,
+                      level: float = 0.95) -> dict[str, float]:
     """``is_adversarial`` (truth), ``scores`` (higher = more suspicious), ``flagged`` (the detector's
     decisions), ``predicted`` / ``labels`` (the classifier's prediction and the true class) — all ``(N,)``.
 
     Confusion counts treat "adversarial" as the positive class. ``accuracy_passed`` is the classifier's
-    accuracy on the images flagged clean; ``clean_passed_correct`` etc. split them as the seed's tables do."""
+    accuracy on the images flagged clean; ``clean_passed_correct`` etc. split them as the seed's tables
+    do. ``resamples`` bootstrap resamples (0: none) give ``level`` intervals of detection accuracy,
+    ROC-AUC, AUPR, TPR at 5% FPR and accuracy passed."""
     truth = np.asarray(is_adversarial, dtype=bool)
     flag = np.asarray(flagged, dtype=bool)
     scores = np.asarray(scores, dtype=np.float64)
@@ -38,4 +68,6 @@ def detection_metrics(is_adversarial, scores, flagged, predicted, labels) -> dic
         "adversarial_passed_correct": int(np.sum(truth & passed & correct)),
         "adversarial_passed_incorrect": int(np.sum(truth & passed & ~correct)),
     }
+    if resamples:
+        out.update(_intervals(truth, scores, flag, correct, resamples, seed, level))
     return out

@@ -12,11 +12,13 @@ Adaptive evaluation (Carlini & Wagner 2017): an attack entry may use EOT and a h
 (``params = { eot_samples = 10, kappa = 5 }``), and ``aware_of = "mi"`` (or "entropy") makes it
 detector-aware: its goal also asks the example's uncertainty to stay under the threshold an MI detector
 fitted on clean validation digits (5% false positives) would use, so it seeks examples that are wrong
-*and* look clean. The required distortion is ``detect/<attack>/mean_l2``.
+*and* look clean. The required distortion is ``detect/<model>/<attack>/mean_l2``. Every defended model
+(``models``; default: every stochastic one — MC-dropout nets, GPDNNs) gets the whole protocol.
 
-Metrics ``detect/<attack>/<detector>/{roc_auc,aupr,tpr_at_5_fpr,detection_accuracy,accuracy_passed,
-undefended_accuracy,tp,fp,tn,fn,...}``, ``detect/<attack>/<detector>/held_out_roc_auc`` and
-``detect/<attack>/{examples,mean_l2}``; per-example scores in ``arrays/detection.npz``.
+Metrics ``detect/<model>/<attack>/<detector>/{roc_auc,aupr,tpr_at_5_fpr,detection_accuracy,accuracy_passed,
+undefended_accuracy,tp,fp,tn,fn,...}`` with 95% bootstrap intervals of the rates (``<rate>_low`` /
+``<rate>_high``, ``bootstrap`` resamples), ``detect/<model>/<attack>/<detector>/held_out_roc_auc`` and
+``detect/<model>/<attack>/{examples,mean_l2}``; per-example scores in ``arrays/detection.npz``.
 """
 
 from __future__ import annotations
@@ -54,9 +56,9 @@ class DetectionAttack:
 
 @dataclass(frozen=True)
 class DetectionSection:
-    """``[detection]``: which model is defended, the attacks, the detectors, sizes and settings."""
+    """``[detection]``: which models are defended, the attacks, the detectors, sizes and settings."""
 
-    model: str = ""  # default: the first stochastic model
+    models: tuple[str, ...] = ()  # the defended models; default: every stochastic one
     attacks: Mapping[str, DetectionAttack] = field(default_factory=dict)
     detectors: tuple[str, ...] = ("variance", "entropy", "mi", "hybrid", "kd_bu", "ocsvm")
     size: int = 1000  # images per evaluation mixed set (half clean, half adversarial); 0: all the test split allows
@@ -67,12 +69,14 @@ class DetectionSection:
     crop: int = 24
     held_out: bool = True
     successful_only: bool = True  # false: every attacked digit is an "adversarial" example (the seed's protocol)
+    bootstrap: int = 1000  # resamples for the 95% intervals of the rates (0: none)
 
 
 def validate_detection(config) -> None:
     section = config.suites["detection"]
-    if section.model and section.model not in config.models:
-        raise ConfigError(f"detection.model: no model {section.model!r}; models: {', '.join(config.models)}")
+    for name in section.models:
+        if name not in config.models:
+            raise ConfigError(f"detection.models: no model {name!r}; models: {', '.join(config.models)}")
     if not section.attacks:
         raise ConfigError("detection.attacks: configure at least one attack, e.g. [detection.attacks.fgsm]")
     for name, spec in section.attacks.items():
@@ -93,6 +97,8 @@ def validate_detection(config) -> None:
     for key in ("samples", "val_size"):
         if getattr(section, key) < 1:
             raise ConfigError(f"detection.{key} must be >= 1")
+    if section.bootstrap < 0:
+        raise ConfigError(f"detection.bootstrap must be >= 0 (0: no intervals), got {section.bootstrap}")
     if section.size < 0 or section.kd_bandwidth <= 0 or section.ocsvm_per_class < 1:
         raise ConfigError("detection.size must be >= 0, detection.kd_bandwidth > 0 and detection.ocsvm_per_class >= 1")
 
@@ -116,28 +122,45 @@ def fit_detector(detector, val) -> None:
         detector.fit(val.clean, val.adversarial)
 
 
+def defended_models(models, section: DetectionSection) -> list[str]:
+    """The configured models, else every stochastic one, else the first."""
+    return list(section.models) or [n for n, m in models.items() if m.stochastic] or [next(iter(models))]
+
+
 def run_detection(run, models, data, section: DetectionSection, seed: int) -> dict[str, float]:
-    name = section.model or next((n for n, m in models.items() if m.stochastic), next(iter(models)))
-    model = models[name]
     if data.val is None or not len(data.val):
         raise ConfigError("detection needs a validation split to fit detectors on: set data.val_fraction > 0")
     metrics: dict[str, float] = {}
     arrays: dict[str, np.ndarray] = {}
+    defended = defended_models(models, section)
+    for name in defended:
+        detect_on_model(name, models[name], data, section, seed, metrics, arrays)
+    run.save_arrays("arrays/detection.npz", **arrays)
+    run.write_json("arrays/detection.json", {"models": defended, "attacks": {n: {"attack": a.attack, "params": dict(a.params), "targets": a.targets}
+                                                                             for n, a in section.attacks.items()},
+                                             "detectors": list(section.detectors), "first_attack": next(iter(section.attacks)),
+                                             "held_out": section.held_out, "samples": section.samples,
+                                             "bootstrap": section.bootstrap})
+    return metrics
+
+
+def detect_on_model(name: str, model, data, section: DetectionSection, seed: int, metrics: dict, arrays: dict) -> None:
+    """Every attack's mixed sets on one defended model, every detector fitted and scored on them."""
     fitted: dict[str, Any] = {}
     first = next(iter(section.attacks))
     for attack_name, spec in section.attacks.items():
+        prefix = f"detect/{name}/{attack_name}"
         params = dict(spec.params)
         if spec.aware_of:  # Carlini & Wagner (2017): attack the detector too, not only the classifier
             cap = UncertaintyDetector(model, spec.aware_of, samples=section.samples, seed=seed).fit(data.val.images).threshold_
             params.update(max_uncertainty=cap, uncertainty=spec.aware_of)
-            metrics[f"detect/{attack_name}/aware_cap"] = cap
+            metrics[f"{prefix}/aware_cap"] = cap
         attack = build_attack(spec.attack, eval_samples=section.samples, **params)
-        s = derive_seed(seed, "detection", attack_name)
+        s = derive_seed(seed, "detection", name, attack_name)
         val = build_mixed_set(model, attack, data.val.images, data.val.labels, size=section.val_size,
                               samples=section.samples, seed=derive_seed(s, "val"), successful_only=section.successful_only, targets=spec.targets)
         test = build_mixed_set(model, attack, data.test.images, data.test.labels, size=section.size,
                                samples=section.samples, seed=derive_seed(s, "test"), successful_only=section.successful_only, targets=spec.targets)
-        prefix = f"detect/{attack_name}"
         metrics[f"{prefix}/examples"] = len(test)
         metrics[f"{prefix}/mean_l2"] = float(test.l2[test.is_adversarial].mean())
         truth = test.is_adversarial.numpy()
@@ -148,7 +171,8 @@ def run_detection(run, models, data, section: DetectionSection, seed: int) -> di
             fit_detector(detector, val)
             scores = detector.score(test.images)
             flagged = detector.decide(test.images)
-            for key, value in detection_metrics(truth, scores, flagged, predicted, test.labels.numpy()).items():
+            for key, value in detection_metrics(truth, scores, flagged, predicted, test.labels.numpy(),
+                                                resamples=section.bootstrap, seed=derive_seed(s, "bootstrap")).items():
                 metrics[f"{prefix}/{det_name}/{key}"] = value
             arrays[f"{prefix}/{det_name}/scores"] = scores
             if section.held_out and attack_name == first:
@@ -156,10 +180,4 @@ def run_detection(run, models, data, section: DetectionSection, seed: int) -> di
             elif section.held_out:
                 held = fitted[det_name]
                 metrics[f"{prefix}/{det_name}/held_out_roc_auc"] = detection_metrics(
-                    truth, held.score(test.images), held.decide(test.images), predicted, test.labels.numpy())["roc_auc"]
-    run.save_arrays("arrays/detection.npz", **arrays)
-    run.write_json("arrays/detection.json", {"model": name, "attacks": {n: {"attack": a.attack, "params": dict(a.params), "targets": a.targets}
-                                                                         for n, a in section.attacks.items()},
-                                             "detectors": list(section.detectors), "first_attack": first,
-                                             "held_out": section.held_out, "samples": section.samples})
-    return metrics
+                    truth, held.score(test.images), held.decide(test.images), predicted, test.labels.numpy(), resamples=0)["roc_auc"]
