@@ -94,3 +94,65 @@ def test_bootstrap_refuses_bad_input():
         bootstrap(batched_mean, np.zeros(3), level=1.5)
     with pytest.raises(ValueError, match="at least one example"):
         bootstrap(batched_mean, np.zeros(0))
+
+
+def test_fpr_at_tpr_against_the_full_roc_curve():
+    truth, scores = _cases(30, 80, seed=9, levels=3)
+    ours = ranking.fpr_at_tpr(truth, scores, 0.95)
+    for i in range(len(truth)):
+        fprs, tprs, _ = roc_curve(truth[i], scores[i], drop_intermediate=False)
+        assert ours[i] == pytest.approx(fprs[tprs >= 0.95].min(), abs=1e-12)
+
+
+def test_calibration_metrics_on_a_hand_built_case():
+    from bayesrobust.metrics import calibration as cal
+
+    # two bins of width 0.5: (0, 0.5] holds 0.3, 0.4 (one right: acc 0.5, conf 0.35);
+    # (0.5, 1] holds 0.6, 0.9, 1.0 (two right: acc 2/3, conf 2.5/3)
+    conf = np.array([0.3, 0.4, 0.6, 0.9, 1.0])
+    hit = np.array([1, 0, 1, 0, 1])
+    count, mean_conf, acc = cal.reliability(conf, hit, bins=2)
+    assert count[0].tolist() == [2, 3] and mean_conf[0] == pytest.approx([0.35, 2.5 / 3]) and acc[0] == pytest.approx([0.5, 2 / 3])
+    ece = 2 / 5 * 0.15 + 3 / 5 * (2.5 / 3 - 2 / 3)
+    assert cal.expected_calibration_error(conf, hit, bins=2)[0] == pytest.approx(ece)
+    assert cal.maximum_calibration_error(conf, hit, bins=2)[0] == pytest.approx(2.5 / 3 - 2 / 3)
+    # equal mass, 5 bins: one example each, ECE = mean |hit - conf|
+    assert cal.expected_calibration_error(conf, hit, bins=5, scheme="mass")[0] == pytest.approx(np.mean(np.abs(hit - conf)))
+    # a confidence of exactly 0 lands in the first bin, of exactly 1 in the last
+    assert cal.bin_index(np.array([0.0, 0.5, 1.0]), 2)[0].tolist() == [0, 0, 1]
+    # perfectly calibrated: every bin's accuracy equals its confidence
+    assert cal.expected_calibration_error(np.full(4, 0.5), np.array([1, 0, 1, 0]), bins=10)[0] == 0.0
+    with pytest.raises(ValueError, match="scheme"):
+        cal.bin_index(conf, 2, scheme="centre")
+
+
+def test_brier_classwise_ece_and_risk_coverage_by_hand():
+    from bayesrobust.metrics import calibration as cal
+
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    labels = np.array([0, 1])
+    brier = ((0.3**2 + 0.2**2 + 0.1**2) + (0.1**2 + 0.9**2 + 0.8**2)) / 2
+    assert cal.brier_score(probs, labels)[0] == pytest.approx(brier)
+    assert cal.brier_score(probs, labels, ovadia=True)[0] == pytest.approx(brier - 1)
+    from sklearn.metrics import brier_score_loss
+    assert cal.brier_score(np.c_[1 - probs[:, 0], probs[:, 0]], labels == 0)[0] == pytest.approx(
+        2 * brier_score_loss(labels == 0, probs[:, 0]))  # binary: twice scikit-learn's one-column score
+    per_class = [cal.expected_calibration_error(probs[:, k], labels == k, bins=1)[0] for k in range(3)]
+    assert cal.classwise_ece(probs, labels, bins=1)[0] == pytest.approx(np.mean(per_class))
+    coverage, risk = cal.risk_coverage(np.array([0.1, 0.4, 0.2, 0.9]), np.array([1, 0, 1, 1]))
+    assert coverage.tolist() == [0.25, 0.5, 0.75, 1.0]
+    assert risk[0] == pytest.approx([0, 0, 1 / 3, 1 / 4])  # order: 0.1 ✓, 0.2 ✓, 0.4 ✗, 0.9 ✓
+    assert cal.area_under_risk_coverage(np.array([0.1, 0.4, 0.2, 0.9]), np.array([1, 0, 1, 1]))[0] == pytest.approx(
+        np.mean([0, 0, 1 / 3, 1 / 4]))
+
+
+def test_batched_calibration_rows_equal_one_row_at_a_time():
+    from bayesrobust.metrics import calibration as cal
+
+    rng = np.random.default_rng(2)
+    conf, hit = rng.uniform(0.1, 1, size=(6, 300)), rng.random((6, 300)) < 0.8
+    for scheme in ("width", "mass"):
+        batched = cal.expected_calibration_error(conf, hit, 15, scheme)
+        assert batched == pytest.approx([cal.expected_calibration_error(c, h, 15, scheme)[0] for c, h in zip(conf, hit)])
+    interval = bootstrap(lambda c, h: cal.expected_calibration_error(c, h), conf[0], hit[0], resamples=200, seed=0)
+    assert interval.low <= interval.estimate <= interval.high

@@ -1,0 +1,107 @@
+"""Calibration metrics, batched like ``metrics.ranking``: ``(B, N)`` arrays (one row per bootstrap
+resample; a 1-D array is one row) → ``(B,)``.
+
+Definitions (they differ between libraries, so ours are stated and tested on hand-built cases):
+
+- **Bins.** ``scheme="width"``: ``bins`` equal-width intervals of confidence, right-closed,
+  ((b−1)/B, b/B], the first also holding 0. ``scheme="mass"``: the examples sorted by confidence and cut
+  into ``bins`` groups of (nearly) equal size (ties broken by order).
+- **ECE** = Σ_b (n_b / N) · |acc_b − conf_b| with conf_b the *mean confidence* of the examples in bin b
+  (not the bin's centre) and acc_b their accuracy; empty bins weigh nothing. **MCE** = max_b over
+  non-empty bins of |acc_b − conf_b|.
+- **Classwise ECE** (Kull et al. 2019): the mean over classes k of the ECE of p_k against 1[y = k].
+- **Brier** = mean over examples of Σ_k (p_k − 1[y = k])², in [0, 2]. Ovadia et al.'s code omits the
+  constant +1 (Σ p_k² − 2 p_y, in [−1, 1]); ``brier_score(..., ovadia=True)`` gives theirs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _rows(*arrays) -> list[np.ndarray]:
+    rows = [np.atleast_2d(np.asarray(a, dtype=np.float64)) for a in arrays]
+    if any(r.shape != rows[0].shape for r in rows):
+        raise ValueError(f"arrays differ in shape: {[r.shape for r in rows]}")
+    return rows
+
+
+def bin_index(confidence: np.ndarray, bins: int, scheme: str = "width") -> np.ndarray:
+    """The bin (0 … bins − 1) of every confidence, row by row."""
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    (conf,) = _rows(confidence)
+    if scheme == "width":
+        return np.clip(np.ceil(conf * bins).astype(np.int64) - 1, 0, bins - 1)
+    if scheme == "mass":
+        rank = np.argsort(np.argsort(conf, axis=1, kind="stable"), axis=1)
+        return rank * bins // conf.shape[1]
+    raise ValueError(f"scheme must be 'width' or 'mass', got {scheme!r}")
+
+
+def reliability(confidence, correct, bins: int = 15, scheme: str = "width"):
+    """Per row and bin: ``(count, mean confidence, accuracy)``, each ``(B, bins)``; NaN where a bin is
+    empty. What a reliability diagram draws and what ECE / MCE summarise."""
+    conf, hit = _rows(confidence, correct)
+    index = bin_index(conf, bins, scheme) + bins * np.arange(len(conf))[:, None]
+    shape = (len(conf), bins)
+    count = np.bincount(index.ravel(), minlength=len(conf) * bins).reshape(shape).astype(np.float64)
+    conf_sum = np.bincount(index.ravel(), weights=conf.ravel(), minlength=count.size).reshape(shape)
+    hit_sum = np.bincount(index.ravel(), weights=hit.ravel(), minlength=count.size).reshape(shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return count, conf_sum / count, hit_sum / count
+
+
+def expected_calibration_error(confidence, correct, bins: int = 15, scheme: str = "width") -> np.ndarray:
+    """ECE per row (see the module docstring for the definition)."""
+    count, conf, acc = reliability(confidence, correct, bins, scheme)
+    gap = np.where(count > 0, np.abs(acc - conf), 0.0)
+    return (count * gap).sum(1) / count.sum(1)
+
+
+def maximum_calibration_error(confidence, correct, bins: int = 15, scheme: str = "width") -> np.ndarray:
+    """MCE per row: the largest gap of a non-empty bin."""
+    count, conf, acc = reliability(confidence, correct, bins, scheme)
+    return np.where(count > 0, np.abs(acc - conf), 0.0).max(1)
+
+
+def classwise_ece(probs, labels, bins: int = 15, scheme: str = "width") -> np.ndarray:
+    """Classwise ECE per row: ``probs`` ``(B, N, C)`` (or ``(N, C)``), ``labels`` ``(B, N)`` (or ``(N,)``)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    probs = probs[None] if probs.ndim == 2 else probs
+    labels = np.atleast_2d(np.asarray(labels))
+    if probs.shape[:2] != labels.shape:
+        raise ValueError(f"probabilities {probs.shape} do not match labels {labels.shape}")
+    classes = probs.shape[2]
+    per_class = [expected_calibration_error(probs[..., k], labels == k, bins, scheme) for k in range(classes)]
+    return np.mean(per_class, axis=0)
+
+
+def brier_score(probs, labels, *, ovadia: bool = False) -> np.ndarray:
+    """Multiclass Brier score per row (``probs`` ``(B, N, C)`` or ``(N, C)``); ``ovadia=True`` drops the
+    constant +1 as Ovadia et al.'s code does."""
+    probs = np.asarray(probs, dtype=np.float64)
+    probs = probs[None] if probs.ndim == 2 else probs
+    labels = np.atleast_2d(np.asarray(labels)).astype(np.int64)
+    onehot = np.zeros_like(probs)
+    np.put_along_axis(onehot, labels[..., None], 1.0, axis=2)
+    score = ((probs - onehot) ** 2).sum(2).mean(1)
+    return score - 1.0 if ovadia else score
+
+
+def risk_coverage(uncertainty, correct) -> tuple[np.ndarray, np.ndarray]:
+    """Selective classification: keep the most certain examples first. Returns ``coverage`` ``(N,)``
+    (1/N … 1) and ``risk`` ``(B, N)``, the error rate among the retained examples at each coverage (ties
+    in uncertainty broken by order)."""
+    u, hit = _rows(uncertainty, correct)
+    order = np.argsort(u, axis=1, kind="stable")
+    errors = np.cumsum(1.0 - np.take_along_axis(hit, order, 1), axis=1)
+    kept = np.arange(1, u.shape[1] + 1)
+    return kept / u.shape[1], errors / kept
+
+
+def area_under_risk_coverage(uncertainty, correct) -> np.ndarray:
+    """AURC per row: the mean of the risk over all coverages (lower is better; an oracle ordering gets
+    the minimum for the model's error rate)."""
+    _, risk = risk_coverage(uncertainty, correct)
+    return risk.mean(1)
