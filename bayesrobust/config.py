@@ -72,6 +72,7 @@ class ModelSection:
     params: Mapping[str, Any] = field(default_factory=dict)
     train: TrainSection = field(default_factory=TrainSection)
     checkpoint: str = ""  # a saved model to load instead of training
+    weights_of: str = ""  # an earlier model of this config whose trained weights this one uses, in its own mode
 
 
 CORE_KEYS = ("run", "data", "models")
@@ -228,9 +229,12 @@ def validate(config: ExperimentConfig) -> None:
     if not 0.0 <= config.data.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in [0, 1), got {config.data.val_fraction}")
     check_device(config.run.device)
-    for name, model in config.models.items():
+    names = list(config.models)
+    for i, (name, model) in enumerate(config.models.items()):
         where = f"models.{name}"
         check_mode(model, where)
+        if model.weights_of:
+            check_weights_of(config, name, names[:i])
         if not model.checkpoint:
             check_model(model, where)
         if model.train.optimizer not in ("sgd", "adam", "rmsprop"):
@@ -284,6 +288,20 @@ def check_mode(section: ModelSection, where: str) -> None:
     modes = MODELS.get(section.arch).modes
     if section.mode and section.mode not in modes:
         raise ConfigError(f"{where}.mode: {section.arch!r} models offer {', '.join(modes)}; got {section.mode!r}")
+
+
+def check_weights_of(config: ExperimentConfig, name: str, earlier: list[str]) -> None:
+    """``weights_of`` names an earlier model of the same architecture and parameters (the same network
+    in another inference mode, e.g. a plain CNN's MC-dropout twin), and replaces training or loading."""
+    spec, where = config.models[name], f"models.{name}.weights_of"
+    if spec.weights_of not in earlier:
+        raise ConfigError(f"{where}: {spec.weights_of!r} is not a model defined before {name!r}; earlier: {', '.join(earlier) or 'none'}")
+    if spec.checkpoint:
+        raise ConfigError(f"{where}: give either weights_of or checkpoint, not both")
+    source = config.models[spec.weights_of]
+    if source.arch != spec.arch or dict(source.params) != dict(spec.params):
+        raise ConfigError(f"{where}: {spec.weights_of!r} has arch {source.arch!r} and params {dict(source.params)}, "
+                          f"this model {spec.arch!r} and {dict(spec.params)}: they must be the same network")
 
 
 def check_model(section: ModelSection, where: str) -> None:

@@ -48,7 +48,9 @@ def prepare_models(config: ExperimentConfig, data: ExperimentData, run: RunDir |
     models, metrics = {}, {}
     for name, spec in config.models.items():
         start = time.perf_counter()
-        if spec.checkpoint:
+        if spec.weights_of:  # the same trained network in another inference mode
+            model = (models[spec.weights_of].with_mode(spec.mode) if spec.mode else models[spec.weights_of]).eval()
+        elif spec.checkpoint:
             model = conform(BayesianClassifier.load(spec.checkpoint), spec, f"models.{name}")
         else:
             seed = derive_seed(config.run.seed, "model", name)

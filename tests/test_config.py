@@ -43,6 +43,9 @@ def test_wrong_types_are_named(raw, key):
     ({"models": {"a": {"train": {"optimizer": "lbfgs"}}}}, "optimizer"),
     ({"models": {"a": {"train": {"epochs": 0}}}}, "epochs"),
     ({"run": {"device": "tpu"}}, "device"),
+    ({"models": {"a": {"weights_of": "b"}, "b": {}}}, "models.a.weights_of: 'b' is not a model defined before"),
+    ({"models": {"a": {}, "b": {"weights_of": "a", "params": {"hidden": 64}}}}, "models.b.weights_of: .*same network"),
+    ({"models": {"a": {}, "b": {"weights_of": "a", "checkpoint": "x.pt"}}}, "either weights_of or checkpoint"),
 ])
 def test_invalid_values(raw, text):
     with pytest.raises(ConfigError, match=text):

@@ -120,6 +120,11 @@ mode = "mc_dropout"
 params = { channels = [4, 8], hidden = 16 }
 [models.mc.train]
 epochs = 1
+[models.plain]
+arch = "lenet"
+mode = "plain"
+params = { channels = [4, 8], hidden = 16 }
+weights_of = "mc"
 [models.gp]
 arch = "gpdnn"
 params = { channels = [4, 8], hidden = 16, features = 8, inducing = 8, kmeans_images = 200 }
@@ -157,6 +162,15 @@ def test_same_seed_same_numbers(tmp_path, small_config):
         results.append({k: v for k, v in metrics.items() if not k.endswith("/seconds")})
     assert results[0] == results[1]
     assert "adv/cw@adaptive/mc/success_rate" in results[0] and "clean/gp/acc" in results[0]
+    # weights_of: the plain twin is the MC model's network, not a second training
+    import torch
+
+    from bayesrobust.models import BayesianClassifier
+
+    mc, plain = (BayesianClassifier.load(tmp_path / "r0" / "checkpoints" / f"{m}.pt") for m in ("mc", "plain"))
+    assert plain.mode == "plain" and mc.mode == "mc_dropout"
+    assert all(torch.equal(a, b) for a, b in zip(mc.state_dict().values(), plain.state_dict().values()))
+    assert results[0]["clean/plain/mi"] == 0.0 < results[0]["clean/mc/mi"] and "train/plain/epochs" not in results[0]
 
 
 def test_crashed_run_stays_incomplete(tmp_path, monkeypatch, small_config):
