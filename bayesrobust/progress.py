@@ -1,4 +1,5 @@
-"""Progress bars that stay quiet when output is not a terminal or ``--quiet`` was given."""
+"""Progress bars: live on a terminal; in a log file (stderr redirected, e.g. a batch job) one line per
+bar at most every ``LOG_INTERVAL`` seconds, each on its own line; none with ``--quiet``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,22 @@ from tqdm.auto import tqdm
 
 T = TypeVar("T")
 _QUIET = {"value": bool(os.environ.get("BAYESROBUST_QUIET"))}
+LOG_INTERVAL = 60.0  # seconds between a bar's lines in a log file
+
+
+class _LogLines:
+    """A file-like wrapper that turns tqdm's carriage-return redraws into whole lines."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        text = text.replace("\r", "").strip()
+        if text:
+            self.stream.write(text + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def set_quiet(quiet: bool) -> None:
@@ -18,6 +35,10 @@ def set_quiet(quiet: bool) -> None:
 
 
 def progress_bar(iterable: Iterable[T], *, desc: str = "", enabled: bool = True, leave: bool = True, total=None):
-    """A tqdm bar over ``iterable``, disabled when quiet, asked off, or stderr is not a TTY."""
-    disabled = _QUIET["value"] or not enabled or not sys.stderr.isatty()
-    return tqdm(iterable, desc=desc, disable=disabled, leave=leave, total=total, dynamic_ncols=True)
+    """A tqdm bar over ``iterable``, disabled when quiet or asked off; sparse whole lines when stderr
+    is not a terminal."""
+    disabled = _QUIET["value"] or not enabled
+    if sys.stderr.isatty():
+        return tqdm(iterable, desc=desc, disable=disabled, leave=leave, total=total, dynamic_ncols=True)
+    return tqdm(iterable, desc=desc, disable=disabled, leave=True, total=total, file=_LogLines(sys.stderr),
+                mininterval=LOG_INTERVAL, maxinterval=LOG_INTERVAL, ascii=True, ncols=100)

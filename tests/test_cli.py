@@ -117,3 +117,21 @@ def test_device_flag_is_checked_before_any_work(device, capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("bayesrobust: error: run.device") and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "r").exists()
+
+
+def test_progress_in_a_log_file_is_whole_lines(monkeypatch):
+    """Redirected stderr (a batch job's log) gets sparse whole lines, never carriage-return redraws."""
+    import io
+
+    from bayesrobust import progress
+
+    log = io.StringIO()
+    monkeypatch.setattr(progress.sys, "stderr", log)
+    monkeypatch.setattr(progress, "_QUIET", {"value": False})
+    assert list(progress.progress_bar(range(5), desc="epoch 1/3")) == list(range(5))
+    text = log.getvalue()
+    assert "\r" not in text and text.endswith("\n") and "epoch 1/3" in text and "5/5" in text
+    log.truncate(0)
+    monkeypatch.setattr(progress, "_QUIET", {"value": True})
+    list(progress.progress_bar(range(5), desc="quiet"))
+    assert "quiet" not in log.getvalue()
