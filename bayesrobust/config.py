@@ -73,6 +73,7 @@ class ModelSection:
     train: TrainSection = field(default_factory=TrainSection)
     checkpoint: str = ""  # a saved model to load instead of training
     weights_of: str = ""  # an earlier model of this config whose trained weights this one uses, in its own mode
+    calibrate: str = ""  # "temperature": post-hoc temperature scaling fitted on the validation split
 
 
 CORE_KEYS = ("run", "data", "models")
@@ -235,6 +236,8 @@ def validate(config: ExperimentConfig) -> None:
         check_mode(model, where)
         if model.weights_of:
             check_weights_of(config, name, names[:i])
+        if model.calibrate:
+            check_calibrate(config, name)
         if not model.checkpoint:
             check_model(model, where)
         if model.train.optimizer not in ("sgd", "adam", "rmsprop"):
@@ -302,6 +305,18 @@ def check_weights_of(config: ExperimentConfig, name: str, earlier: list[str]) ->
     if source.arch != spec.arch or dict(source.params) != dict(spec.params):
         raise ConfigError(f"{where}: {spec.weights_of!r} has arch {source.arch!r} and params {dict(source.params)}, "
                           f"this model {spec.arch!r} and {dict(spec.params)}: they must be the same network")
+
+
+def check_calibrate(config: ExperimentConfig, name: str) -> None:
+    from bayesrobust.models import MODELS
+
+    spec, where = config.models[name], f"models.{name}.calibrate"
+    if spec.calibrate != "temperature":
+        raise ConfigError(f"{where} must be '' or 'temperature', got {spec.calibrate!r}")
+    if not MODELS.get(spec.arch).supports_temperature:
+        raise ConfigError(f"{where}: a {spec.arch!r} model has no softmax logits to temper")
+    if config.data.val_fraction <= 0:
+        raise ConfigError(f"{where}: the temperature is fitted on the validation split; set data.val_fraction > 0")
 
 
 def check_model(section: ModelSection, where: str) -> None:

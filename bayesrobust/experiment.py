@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -10,6 +11,7 @@ from bayesrobust.config import ExperimentConfig, dump_toml, to_plain
 from bayesrobust.data import Dataset, load_dataset
 from bayesrobust.errors import ConfigError, DatasetMissing
 from bayesrobust.models import BayesianClassifier, build_model
+from bayesrobust.models.temperature import fit_temperature
 from bayesrobust.runs import RunDir, environment
 from bayesrobust.seeding import derive_seed, deterministic_algorithms, seed_everything
 
@@ -48,8 +50,10 @@ def prepare_models(config: ExperimentConfig, data: ExperimentData, run: RunDir |
     models, metrics = {}, {}
     for name, spec in config.models.items():
         start = time.perf_counter()
-        if spec.weights_of:  # the same trained network in another inference mode
-            model = (models[spec.weights_of].with_mode(spec.mode) if spec.mode else models[spec.weights_of]).eval()
+        if spec.weights_of:  # the same trained network, a separate object, in this section's mode
+            source = models[spec.weights_of]
+            same_mode = not spec.mode or spec.mode == source.mode
+            model = (copy.deepcopy(source) if same_mode else source.with_mode(spec.mode)).eval()
         elif spec.checkpoint:
             model = conform(BayesianClassifier.load(spec.checkpoint), spec, f"models.{name}")
         else:
@@ -59,6 +63,9 @@ def prepare_models(config: ExperimentConfig, data: ExperimentData, run: RunDir |
             model.fit(data.train, spec.train, val=data.val, seed=seed, progress=progress)
             metrics[f"train/{name}/epochs"] = float(len(model.history_))
         model = model.to(config.run.device)
+        if spec.calibrate == "temperature":  # Guo et al. (2017), on the validation split only
+            metrics[f"train/{name}/temperature"] = fit_temperature(
+                model, data.val.images, data.val.labels, seed=derive_seed(config.run.seed, "temperature", name))
         metrics[f"train/{name}/seconds"] = time.perf_counter() - start
         if run is not None:
             model.save(run.file(f"checkpoints/{name}.pt"))

@@ -46,6 +46,9 @@ def test_wrong_types_are_named(raw, key):
     ({"models": {"a": {"weights_of": "b"}, "b": {}}}, "models.a.weights_of: 'b' is not a model defined before"),
     ({"models": {"a": {}, "b": {"weights_of": "a", "params": {"hidden": 64}}}}, "models.b.weights_of: .*same network"),
     ({"models": {"a": {}, "b": {"weights_of": "a", "checkpoint": "x.pt"}}}, "either weights_of or checkpoint"),
+    ({"models": {"a": {"calibrate": "platt"}}}, "models.a.calibrate must be"),
+    ({"data": {"val_fraction": 0.0}, "models": {"a": {"calibrate": "temperature"}}}, "set data.val_fraction > 0"),
+    ({"data": {"val_fraction": 0.1}, "models": {"a": {"arch": "gpdnn", "calibrate": "temperature"}}}, "no softmax logits"),
 ])
 def test_invalid_values(raw, text):
     with pytest.raises(ConfigError, match=text):

@@ -125,6 +125,12 @@ arch = "lenet"
 mode = "plain"
 params = { channels = [4, 8], hidden = 16 }
 weights_of = "mc"
+[models.plain_ts]
+arch = "lenet"
+mode = "plain"
+params = { channels = [4, 8], hidden = 16 }
+weights_of = "mc"
+calibrate = "temperature"
 [models.gp]
 arch = "gpdnn"
 params = { channels = [4, 8], hidden = 16, features = 8, inducing = 8, kmeans_images = 200 }
@@ -171,6 +177,10 @@ def test_same_seed_same_numbers(tmp_path, small_config):
     assert plain.mode == "plain" and mc.mode == "mc_dropout"
     assert all(torch.equal(a, b) for a, b in zip(mc.state_dict().values(), plain.state_dict().values()))
     assert results[0]["clean/plain/mi"] == 0.0 < results[0]["clean/mc/mi"] and "train/plain/epochs" not in results[0]
+    # calibrate: the same network tempered on the validation split; labels kept, the source untouched
+    assert results[0]["train/plain_ts/temperature"] != 1.0 and "train/plain/temperature" not in results[0]
+    assert results[0]["clean/plain_ts/acc"] == results[0]["clean/plain/acc"]
+    assert BayesianClassifier.load(tmp_path / "r0" / "checkpoints" / "plain_ts.pt").temperature == results[0]["train/plain_ts/temperature"]
 
 
 def test_crashed_run_stays_incomplete(tmp_path, monkeypatch, small_config):

@@ -197,3 +197,54 @@ def test_training_learns_and_early_stopping_restores_best(digits5k):
 def test_trained_lenet_is_accurate(trained_lenet, digits5k):
     pred = trained_lenet.predictive(digits5k[1].images, 20, generator=gen())
     assert pred.accuracy(digits5k[1].labels) > 0.85
+
+
+def test_temperature_scaling_recovers_an_overconfident_models_temperature(small_lenet, digits5k):
+    """The same net with its last layer's weights x4 (logits x4, four times overconfident): the fitted
+    temperature is four times the original net's and its NLL drops to the original's best (a fit that
+    left T at 1 would fail); the plain model's labels never move; T survives with_mode."""
+    import copy
+
+    from bayesrobust.models.temperature import fit_temperature
+
+    x, y = digits5k[1].images[:200], digits5k[1].labels[:200]
+    plain = small_lenet.with_mode("plain")
+    t0 = fit_temperature(plain, x, y)
+    best = plain.predictive(x).nll(y)
+    hot = copy.deepcopy(plain)
+    last = [m for m in hot.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.mul_(4)
+        last.bias.mul_(4)
+    hot.temperature = 1.0
+    assert hot.predictive(x).nll(y) > best + 0.05
+    t = fit_temperature(hot, x, y)
+    assert hot.temperature == t and t == pytest.approx(4 * t0, rel=1e-3)
+    assert hot.predictive(x).nll(y) == pytest.approx(best, abs=1e-5)
+    assert torch.equal(hot.predictive(x).predicted, plain.predictive(x).predicted)
+    mc = hot.with_mode("mc_dropout")
+    assert mc.temperature == t
+    before = mc.predictive(x, 8, generator=torch.Generator().manual_seed(0)).nll(y)
+    fit_temperature(mc, x, y, samples=8, seed=0)  # the same masks: the fitted T is at least as good
+    assert mc.predictive(x, 8, generator=torch.Generator().manual_seed(0)).nll(y) <= before + 1e-6
+
+
+def test_temperature_round_trips_through_a_checkpoint(small_lenet, tmp_path, images):
+    from bayesrobust.models import BayesianClassifier
+
+    model = small_lenet.with_mode("plain")
+    model.temperature = 2.5
+    loaded = BayesianClassifier.load(model.save(tmp_path / "m.pt"))
+    assert loaded.temperature == 2.5 and torch.allclose(loaded.logits(images), model.logits(images))
+    model.temperature = 1.0
+    assert BayesianClassifier.load(model.save(tmp_path / "n.pt")).temperature == 1.0
+    assert "temperature" not in model.describe()  # checkpoints without it load at T = 1
+
+
+def test_temperature_scaling_refuses_a_gpdnn():
+    from bayesrobust.errors import ConfigError
+    from bayesrobust.models.temperature import fit_temperature
+    from tests.conftest import TINY_GPDNN
+
+    with pytest.raises(ConfigError, match="softmax logits"):
+        fit_temperature(build_model("gpdnn", **TINY_GPDNN), torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long))

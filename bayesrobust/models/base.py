@@ -44,6 +44,7 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
     modes: ClassVar[tuple[str, ...]]
     num_classes: int = 10
     default_samples: int = 50
+    supports_temperature: ClassVar[bool] = False  # softmax logits that post-hoc temperature scaling may divide
 
     def __init__(self, *, mode: str, **params: Any) -> None:
         super().__init__()
@@ -52,6 +53,7 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
         self.mode = mode
         self.params = dict(params)
         self.history_: list[dict[str, float]] = []
+        self.temperature = 1.0  # post-hoc calibration (models/temperature.py); part of the checkpoint's metadata
 
     # --- what a family implements --------------------------------------------------------------
     @property
@@ -160,11 +162,13 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
             return self
         twin = build_model(self.arch, mode=mode, **self.params).to(self.device)
         twin.load_state_dict(self.state_dict())
+        twin.temperature = self.temperature
         return twin
 
     # --- persistence -------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
-        return {"arch": self.arch, "mode": self.mode, "params": self.params}
+        out = {"arch": self.arch, "mode": self.mode, "params": self.params}
+        return {**out, "temperature": self.temperature} if self.temperature != 1.0 else out
 
     def save(self, path: str | Path) -> Path:
         """Write weights + JSON metadata to ``path`` (a ``.pt`` file) and a readable ``.json`` beside it."""
@@ -202,6 +206,7 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: weights do not fit architecture {meta['arch']!r} {meta['params']}: {exc}") from None
         model.history_ = meta.get("history", [])
+        model.temperature = float(meta.get("temperature", 1.0))
         return model.train(False)  # as ``fit`` leaves it: GPyTorch caches K_ZZ factors only when not training
 
 

@@ -31,6 +31,7 @@ class DropoutClassifier(BayesianClassifier):
     ``mode`` decides whether dropout stays on when predicting."""
 
     modes: ClassVar[tuple[str, ...]] = ("mc_dropout", "plain")
+    supports_temperature: ClassVar[bool] = True
 
     def __init__(self, *, mode: str = "mc_dropout", **params: Any) -> None:
         super().__init__(mode=mode, **params)
@@ -81,10 +82,13 @@ class DropoutClassifier(BayesianClassifier):
         """Logits of one pass; dropout follows the training flag and any active sampling."""
         return self.head(self.trunk(x))
 
+    def _tempered(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits if self.temperature == 1.0 else logits / self.temperature
+
     def raw_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Dropout off (the weight-averaging approximation)."""
+        """Dropout off (the weight-averaging approximation), divided by the temperature."""
         with self.dropout_sampling(False):
-            return self(x)
+            return self._tempered(self(x))
 
     def raw_features(self, x: torch.Tensor) -> torch.Tensor:
         """Everything before the last linear layer, dropout off: the last hidden layer's activations
@@ -105,7 +109,7 @@ class DropoutClassifier(BayesianClassifier):
         the quickstart LeNet: ≈ 16 KB per image and sample; C&W with 10 masks on 250 images peaks 231 MB
         above the loaded model) — attack in batches (``run_batched``) to bound it."""
         if not self.stochastic:
-            return self.raw_logits(x)[None]
+            return self.raw_logits(x)[None]  # already tempered
         with self.dropout_sampling(True, streams=self._mask_streams(generator)):
             h = self.trunk(x)
             per_sample = max(1, h[0].numel()) * h.shape[0]
@@ -117,7 +121,7 @@ class DropoutClassifier(BayesianClassifier):
                     m.draws = s  # one stream call per sample (see MCDropout.sample_keep)
                 rep = self.head[0].replicate(h, s)  # the head starts with its first dropout
                 outs.append(self.head[1:](rep).view(s, h.shape[0], -1))
-        return torch.cat(outs, 0)
+        return self._tempered(torch.cat(outs, 0))
 
     # --- training ---------------------------------------------------------------------------
     def fit(self, train, config, *, val=None, seed: int = 0, progress: bool = True) -> DropoutClassifier:
