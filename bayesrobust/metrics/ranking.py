@@ -60,28 +60,28 @@ def average_precision(truth, scores) -> np.ndarray:
     return np.where(pos > 0, ap, np.nan)
 
 
-def tpr_at_fpr(truth, scores, fpr: float = 0.05) -> np.ndarray:
-    """Per row, the highest true-positive rate at a threshold whose false-positive rate is at most
-    ``fpr`` (as read off ``sklearn.metrics.roc_curve``). NaN for a row without both classes."""
+def _rates(truth, scores):
+    """Per row: TPR and FPR at every position of the descending curve, the threshold mask, and whether
+    the row has both classes."""
     truth, scores = _rows(truth, scores)
     tp, fp, ends = _descending_curve(truth, scores)
     pos = truth.sum(1, keepdims=True).astype(np.float64)
     neg = truth.shape[1] - pos
     with np.errstate(invalid="ignore", divide="ignore"):
-        tprs, fprs = tp / pos, fp / neg
-    allowed = ends & (fprs <= fpr)
-    best = np.where(allowed, tprs, 0.0).max(1)  # the threshold above every score gives TPR 0
-    return np.where((pos[:, 0] > 0) & (neg[:, 0] > 0), best, np.nan)
+        return tp / pos, fp / neg, ends, (pos[:, 0] > 0) & (neg[:, 0] > 0)
+
+
+def tpr_at_fpr(truth, scores, fpr: float = 0.05) -> np.ndarray:
+    """Per row, the highest true-positive rate at a threshold whose false-positive rate is at most
+    ``fpr`` (as read off ``sklearn.metrics.roc_curve``). NaN for a row without both classes."""
+    tprs, fprs, ends, valid = _rates(truth, scores)
+    best = np.where(ends & (fprs <= fpr), tprs, 0.0).max(1)  # the threshold above every score gives TPR 0
+    return np.where(valid, best, np.nan)
 
 
 def fpr_at_tpr(truth, scores, tpr: float = 0.95) -> np.ndarray:
     """Per row, the lowest false-positive rate at a threshold whose true-positive rate is at least
     ``tpr`` (FPR@95 for out-of-distribution detection). NaN for a row without both classes."""
-    truth, scores = _rows(truth, scores)
-    tp, fp, ends = _descending_curve(truth, scores)
-    pos = truth.sum(1, keepdims=True).astype(np.float64)
-    neg = truth.shape[1] - pos
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tprs, fprs = tp / pos, fp / neg
+    tprs, fprs, ends, valid = _rates(truth, scores)
     best = np.where(ends & (tprs >= tpr), fprs, 1.0).min(1)  # the lowest threshold reaches TPR 1 at FPR 1
-    return np.where((pos[:, 0] > 0) & (neg[:, 0] > 0), best, np.nan)
+    return np.where(valid, best, np.nan)

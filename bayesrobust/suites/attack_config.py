@@ -120,6 +120,18 @@ class AttackSection:
 RESERVED_RUN_NAMES = ("clean", "worst_case")
 
 
+def check_targets(where: str, attack: str, targets: str) -> None:
+    """``targets`` is none / next / random, and the attack supports that kind of goal."""
+    from bayesrobust.attacks import ATTACKS
+
+    if targets not in ("none", "next", "random"):
+        raise ConfigError(f"{where}.targets must be none, next or random, got {targets!r}")
+    if targets == "none" and not ATTACKS.get(attack).supports_untargeted:
+        raise ConfigError(f"{where}: {attack} is targeted only; set targets = 'next' or 'random'")
+    if targets != "none" and not ATTACKS.get(attack).supports_targeted:
+        raise ConfigError(f"{where}: {attack} is untargeted only; set targets = 'none'")
+
+
 def check_attack_spec(where: str, attack: str, params) -> None:
     """A known attack whose parameters have the annotated types and build: errors name ``where``."""
     from bayesrobust.attacks import ATTACKS, Attack, build_attack
@@ -167,12 +179,7 @@ def validate_attack(config: ExperimentConfig) -> None:
     targeted = [(f"attack.runs.{n}", r) for n, r in a.runs.items()] + ([("attack.transfer", a.transfer)] if a.transfer else []) \
         + ([("attack.uncertainty_aware", a.uncertainty_aware)] if a.uncertainty_aware else [])
     for where, r in targeted:
-        if r.targets not in ("none", "next", "random"):
-            raise ConfigError(f"{where}.targets must be none, next or random, got {r.targets!r}")
-        if r.targets == "none" and not ATTACKS.get(r.attack).supports_untargeted:
-            raise ConfigError(f"{where}: {r.attack} is targeted only; set targets = 'next' or 'random'")
-        if r.targets != "none" and not ATTACKS.get(r.attack).supports_targeted:
-            raise ConfigError(f"{where}: {r.attack} is untargeted only; set targets = 'none'")
+        check_targets(where, r.attack, r.targets)
     for name, r in a.runs.items():
         unknown = sorted(set(r.models) - set(config.models))
         if unknown:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from bayesrobust.attacks import ATTACKS, build_attack
+from bayesrobust.attacks import build_attack
 from bayesrobust.detection import (
     HybridDetector,
     KernelDensityUncertainty,
@@ -41,7 +41,7 @@ from bayesrobust.detection import (
 from bayesrobust.detection.uncertainty import SCORES
 from bayesrobust.errors import ConfigError
 from bayesrobust.seeding import derive_seed, make_generator
-from bayesrobust.suites.attack_config import check_attack_spec
+from bayesrobust.suites.attack_config import check_attack_spec, check_targets
 
 DETECTORS = (*SCORES, "hybrid", "kd_bu", "ocsvm")
 
@@ -85,12 +85,7 @@ def validate_detection(config) -> None:
             raise ConfigError(f"detection.attacks.{name}.aware_of must be '', 'mi' or 'entropy', got {spec.aware_of!r}")
         if spec.aware_of and ("max_uncertainty" in spec.params or "uncertainty" in spec.params):
             raise ConfigError(f"detection.attacks.{name}: aware_of sets max_uncertainty and uncertainty itself")
-        if spec.targets not in ("none", "next", "random"):
-            raise ConfigError(f"detection.attacks.{name}.targets must be none, next or random, got {spec.targets!r}")
-        if spec.targets == "none" and not ATTACKS.get(spec.attack).supports_untargeted:
-            raise ConfigError(f"detection.attacks.{name}: {spec.attack} is targeted only; set targets = 'random' or 'next'")
-        if spec.targets != "none" and not ATTACKS.get(spec.attack).supports_targeted:
-            raise ConfigError(f"detection.attacks.{name}: {spec.attack} is untargeted only; set targets = 'none'")
+        check_targets(f"detection.attacks.{name}", spec.attack, spec.targets)
     for d in section.detectors:
         if d not in DETECTORS:
             raise ConfigError(f"detection.detectors: unknown detector {d!r}; known: {', '.join(DETECTORS)}")
