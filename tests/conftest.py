@@ -83,6 +83,8 @@ def tiny_models():
         "softmax": lambda: build_model("mlp", mode="plain", hidden=(), input_dropout=0.0, bias=True),
         "lenet-mc": lambda: build_model("lenet", mode="mc_dropout", channels=(4, 8), hidden=16),
         "lenet-plain": lambda: build_model("lenet", mode="plain", channels=(4, 8), hidden=16),
+        "feinman_cnn-mc": lambda: build_model("feinman_cnn", mode="mc_dropout", channels=(4, 8), hidden=16),
+        "feinman_cnn-plain": lambda: build_model("feinman_cnn", mode="plain", channels=(4, 8), hidden=16),
         "ae_softmax-plain": lambda: build_model("ae_softmax", mode="plain", code=16, pretrain_epochs=1),
         "ae_softmax-mc": lambda: build_model("ae_softmax", mode="mc_dropout", code=16, pretrain_epochs=1, dropout=0.3),
         "gpdnn-rbf": lambda: build_model("gpdnn", **TINY_GPDNN),
@@ -100,7 +102,7 @@ def tiny_overrides(path: Path) -> list[str]:
     sets = ["data.train_limit=300", "data.test_limit=60", "data.shifted_limit=40"]
     for name, spec in raw.get("models", {}).items():
         sets.append(f"models.{name}.train.epochs=1")
-        if spec.get("arch", "lenet") == "lenet":
+        if spec.get("arch", "lenet") in ("lenet", "feinman_cnn"):
             sets += [f"models.{name}.params.channels=[4, 8]", f"models.{name}.params.hidden=16"]
         elif spec["arch"] == "ae_softmax":
             sets += [f"models.{name}.params.code=16", f"models.{name}.params.pretrain_epochs=1"]

@@ -1,4 +1,5 @@
-"""Network architectures: the Lacok MLP family (and its softmax / sigmoid relatives) and a dropout LeNet."""
+"""Network architectures: the Lacok MLP family (and its softmax / sigmoid relatives), a dropout LeNet,
+Feinman et al.'s MNIST CNN and Szegedy et al.'s autoencoder + softmax."""
 
 from __future__ import annotations
 
@@ -84,6 +85,28 @@ class LeNet(DropoutClassifier):
         self._split(nn.Sequential(
             *conv_stack(c1, c2),
             MCDropout(dropout), nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(),
+            MCDropout(dropout), nn.Linear(hidden, self.num_classes),
+        ))
+
+
+@MODELS.register("feinman_cnn")
+class FeinmanCNN(DropoutClassifier):
+    """The MNIST network of Feinman et al. (2017), whose last hidden layer their kernel density reads.
+
+    conv 3×3 (64, valid) → ReLU → conv 3×3 (64, valid) → ReLU → max-pool → dropout → dense 128 → ReLU
+    → dropout → dense 10. Dropout follows the convolutions, so Monte-Carlo dropout reuses them.
+    """
+
+    arch = "feinman_cnn"
+
+    def __init__(self, *, mode: str = "mc_dropout", channels: tuple[int, int] | list[int] = (64, 64),
+                 hidden: int = 128, dropout: float = 0.5) -> None:
+        c1, c2 = (int(c) for c in channels)
+        super().__init__(mode=mode, channels=[c1, c2], hidden=hidden, dropout=dropout)
+        self._split(nn.Sequential(
+            Standardise(),
+            nn.Conv2d(1, c1, 3), nn.ReLU(), nn.Conv2d(c1, c2, 3), nn.ReLU(), nn.MaxPool2d(2),
+            MCDropout(dropout), nn.Flatten(), nn.Linear(c2 * 12 * 12, hidden), nn.ReLU(),
             MCDropout(dropout), nn.Linear(hidden, self.num_classes),
         ))
 
