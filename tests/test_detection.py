@@ -191,3 +191,26 @@ def test_detection_config_errors_name_their_key(change, message):
     raw = {"models": {"m": {"arch": "lenet"}}, "detection": {"attacks": {"f": {"attack": "fgsm"}}, **change}}
     with pytest.raises(ConfigError, match=message):
         config_from_dict(raw)
+
+
+def test_kd_bandwidth_chosen_on_clean_validation_digits(trained_lenet, digits5k):
+    """'auto' picks the grid bandwidth of best held-out log-likelihood — a finite, interior value on real
+    features — and needs fitting first; a fixed bandwidth is used as given."""
+    from bayesrobust.detection import KernelDensityUncertainty
+
+    train, x = digits5k[0], digits5k[1].images[:60]
+    some = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:500]
+    with pytest.raises(ValueError, match="every class"):  # the first digits of the split are all 0s to 3s
+        KernelDensityUncertainty(trained_lenet, train.images[:300], train.labels[:300])
+    kd = KernelDensityUncertainty(trained_lenet, train.images[some], train.labels[some], samples=4, bandwidth="auto")
+    with pytest.raises(NotFittedError):
+        kd.raw_scores(x)
+    chosen = kd.choose_bandwidth(x[:30])
+    feats = torch.cat(list(kd.class_features_.values()))
+    scale = float(torch.pdist(feats[:2000].double()).median())
+    assert scale / 64 < chosen < 4 * scale
+    kd.fit(x[:30], _noise_images(30))
+    assert kd.bandwidth_ == chosen and kd.score(x[30:]).shape == (30,)
+    assert KernelDensityUncertainty(trained_lenet, train.images[some], train.labels[some], bandwidth=0.7).bandwidth_ == 0.7
+    with pytest.raises(ValueError, match="bandwidth"):
+        KernelDensityUncertainty(trained_lenet, train.images[some], train.labels[some], bandwidth=0)

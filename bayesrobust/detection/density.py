@@ -5,7 +5,9 @@ of the class it is predicted as (low density = suspicious); BU: the MC-dropout v
 outputs, mean over classes of E[p²] − E[p]² over ``samples`` passes. Both are z-scored and combined by a
 logistic regression fitted on validation data: clean and Gaussian-noisy digits (L2-matched to the
 adversarial ones, as Feinman did) as negatives, adversarial digits as positives. The bandwidth (1.20 in
-Feinman's code, tied to his network) is a parameter: choose it on validation data for another model.
+Feinman's code, tied to his network) is a parameter; ``bandwidth="auto"`` chooses it on the clean
+validation digits: the h of a log-spaced grid that maximises their held-out log-likelihood under the
+(normalised) KDE of their predicted class — no adversarial example is involved.
 """
 
 from __future__ import annotations
@@ -34,13 +36,17 @@ class KernelDensityUncertainty(Detector):
 
     name = "kd_bu"
 
-    def __init__(self, model, train_images: torch.Tensor, train_labels: torch.Tensor, *, bandwidth: float = 1.20,
+    def __init__(self, model, train_images: torch.Tensor, train_labels: torch.Tensor, *, bandwidth: float | str = 1.20,
                  samples: int = 50, seed: int = 0, batch_size: int = 1000) -> None:
-        if bandwidth <= 0:
-            raise ValueError(f"bandwidth must be > 0, got {bandwidth}")
+        if bandwidth != "auto" and not (isinstance(bandwidth, (int, float)) and bandwidth > 0):
+            raise ValueError(f"bandwidth must be > 0 or 'auto', got {bandwidth!r}")
         self.model, self.bandwidth, self.samples, self.seed, self.batch_size = model, bandwidth, samples, seed, batch_size
+        missing = sorted(set(range(model.num_classes)) - {int(c) for c in torch.unique(train_labels)})
+        if missing:
+            raise ValueError(f"KD needs training digits of every class the model can predict; none of class {missing}")
         feats = self._features(images(train_images))
-        self.class_features_ = {int(c): feats[train_labels == c] for c in torch.unique(train_labels)}
+        self.class_features_ = {c: feats[train_labels == c] for c in range(model.num_classes)}
+        self.bandwidth_ = None if bandwidth == "auto" else float(bandwidth)
         self.mean_ = self.scale_ = self.weights_ = self.bias_ = self.threshold_ = None
 
     @torch.no_grad()
@@ -49,16 +55,37 @@ class KernelDensityUncertainty(Detector):
 
     def raw_scores(self, x: torch.Tensor) -> np.ndarray:
         """``(N, 2)``: [−log KD under the predicted class, BU]; both higher = more suspicious."""
-        x = images(x)
-        pred = self.model.predictive(x, self.samples, generator=make_generator(self.seed), batch_size=self.batch_size)
-        feats = self._features(x)
-        kd = torch.empty(len(x), dtype=torch.float64)
-        for c, points in self.class_features_.items():
-            rows = pred.predicted == c
-            if rows.any():
-                kd[rows] = log_kernel_density(feats[rows], points, self.bandwidth)
+        bandwidth = self._fitted("bandwidth_")
+        pred, feats = self._predict_and_features(x)
+        kd = self._class_log_density(feats, pred.predicted, bandwidth)
         bu = (pred.probs.pow(2).mean(0) - pred.probs.mean(0).pow(2)).mean(-1).double()
         return torch.stack([-kd, bu], 1).numpy()
+
+    def _predict_and_features(self, x: torch.Tensor):
+        x = images(x)
+        pred = self.model.predictive(x, self.samples, generator=make_generator(self.seed), batch_size=self.batch_size)
+        return pred, self._features(x)
+
+    def _class_log_density(self, feats: torch.Tensor, predicted: torch.Tensor, bandwidth: float) -> torch.Tensor:
+        kd = torch.empty(len(feats), dtype=torch.float64)
+        for c, points in self.class_features_.items():
+            rows = predicted == c
+            if rows.any():
+                kd[rows] = log_kernel_density(feats[rows], points, bandwidth)
+        return kd
+
+    def choose_bandwidth(self, clean_val: torch.Tensor, grid: int = 13) -> float:
+        """The bandwidth that maximises the mean held-out log-likelihood of ``clean_val``'s features under
+        the normalised KDE of their predicted class, over a log-spaced grid from 1/64 to 4 times the
+        median distance between training features."""
+        pred, feats = self._predict_and_features(clean_val)
+        sample = torch.cat(list(self.class_features_.values()))[:2000]
+        scale = float(torch.pdist(sample.double()).median())
+        d = feats.shape[1]
+        candidates = scale * np.logspace(-6, 2, grid, base=2.0)
+        fit = [float((self._class_log_density(feats, pred.predicted, h) - d * math.log(h) - d / 2 * math.log(2 * math.pi)).mean())
+               for h in candidates]
+        return float(candidates[int(np.argmax(fit))])
 
     def fit(self, clean_val: torch.Tensor, adv_val: torch.Tensor | None = None, *, noise_l2: float | None = None
             ) -> KernelDensityUncertainty:
@@ -71,6 +98,8 @@ class KernelDensityUncertainty(Detector):
         if adv_val is None or len(adv_val) == 0:
             raise ValueError("KD+BU fits its logistic regression on validation adversarial examples")
         clean_val, adv_val = images(clean_val), images(adv_val)
+        if self.bandwidth == "auto":
+            self.bandwidth_ = self.choose_bandwidth(clean_val)
         negatives = self.raw_scores(clean_val)
         if noise_l2:
             negatives = np.concatenate([negatives, self.raw_scores(gaussian_noise_like(clean_val, noise_l2, self.seed))])
