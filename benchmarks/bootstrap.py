@@ -23,8 +23,8 @@ from bayesrobust.metrics import calibration, ranking
 from bayesrobust.metrics.bootstrap import batched_mean, bootstrap, resample_indices
 
 
-def _sklearn_tpr_at_5(truth, scores):
-    return float(ranking.tpr_at_fpr(truth, scores, 0.05)[0])  # sklearn has no single call for it
+def _one_row_tpr_at_5(truth, scores):
+    return float(ranking.tpr_at_fpr(truth, scores, 0.05)[0])  # scikit-learn has no single call for it
 
 
 def main(argv=None) -> dict:
@@ -48,7 +48,7 @@ def main(argv=None) -> dict:
                         lambda c, h: calibration.expected_calibration_error(c, h)[0]),  # scikit-learn has no ECE
         "roc_auc": (ranking.roc_auc, (positive, scores), roc_auc_score),
         "aupr": (ranking.average_precision, (positive, scores), average_precision_score),
-        "tpr_at_5_fpr": (lambda t, s: ranking.tpr_at_fpr(t, s, 0.05), (positive, scores), _sklearn_tpr_at_5),
+        "tpr_at_5_fpr": (lambda t, s: ranking.tpr_at_fpr(t, s, 0.05), (positive, scores), _one_row_tpr_at_5),
     }
     indices = resample_indices(n, args.peer_resamples, args.seed)
     result = {"benchmark": "bootstrap", "predictions": n, "resamples": args.resamples, "machine": platform.machine(),

@@ -5,18 +5,10 @@ seeded bootstrap intervals (``<key>_low`` / ``<key>_high``) on the rates."""
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from bayesrobust.metrics import ranking
 from bayesrobust.metrics.bootstrap import batched_mean, bootstrap
-
-
-def tpr_at_fpr(is_adversarial: np.ndarray, scores: np.ndarray, fpr: float = 0.05) -> float:
-    """True-positive rate at the largest threshold whose false-positive rate is at most ``fpr``. Every
-    threshold is kept: ``roc_curve``'s default drops collinear points, and with them the best one under
-    the ``fpr`` cap."""
-    fprs, tprs, _ = roc_curve(is_adversarial, scores, drop_intermediate=False)
-    return float(tprs[fprs <= fpr].max()) if np.any(fprs <= fpr) else 0.0
 
 
 def _accuracy_passed(correct: np.ndarray, passed: np.ndarray) -> np.ndarray:
@@ -60,7 +52,7 @@ def detection_metrics(is_adversarial, scores, flagged, predicted, labels, *, res
         "detection_accuracy": float(np.mean(truth == flag)),
         "roc_auc": float(roc_auc_score(truth, scores)) if 0 < truth.sum() < len(truth) else float("nan"),
         "aupr": float(average_precision_score(truth, scores)) if truth.any() else float("nan"),
-        "tpr_at_5_fpr": tpr_at_fpr(truth, scores) if 0 < truth.sum() < len(truth) else float("nan"),
+        "tpr_at_5_fpr": float(ranking.tpr_at_fpr(truth, scores, 0.05)[0]),  # NaN without both classes
         "undefended_accuracy": float(np.mean(correct)),
         "accuracy_passed": float(np.mean(correct[passed])) if passed.any() else float("nan"),
         "clean_passed_correct": int(np.sum(~truth & passed & correct)),
