@@ -184,6 +184,7 @@ def test_density_and_one_class_detectors_tell_digits_from_noise(trained_lenet, d
     ({"attacks": {"a": {"attack": "bim", "aware_of": "mi", "params": {"max_uncertainty": 0.1}}}}, "aware_of sets"),
     ({"attacks": {"f": {"attack": "fgsm", "params": {"eps": "big"}}}}, "detection.attacks.f.params.eps"),
     ({"models": ["absent"]}, "detection.models"),
+    ({"only": ["bim"]}, "detection.only: no attack 'bim'"),
 ])
 def test_detection_config_errors_name_their_key(change, message):
     from bayesrobust.config import config_from_dict
@@ -191,6 +192,17 @@ def test_detection_config_errors_name_their_key(change, message):
     raw = {"models": {"m": {"arch": "lenet"}}, "detection": {"attacks": {"f": {"attack": "fgsm"}}, **change}}
     with pytest.raises(ConfigError, match=message):
         config_from_dict(raw)
+
+
+def test_only_selects_configured_attacks_in_order():
+    from bayesrobust.config import config_from_dict
+    from bayesrobust.suites.detection import selected_attacks
+
+    attacks = {"f": {"attack": "fgsm"}, "b": {"attack": "bim"}, "s": {"attack": "sign_noise"}}
+    raw = {"models": {"m": {"arch": "lenet"}}, "detection": {"attacks": attacks, "only": ["s", "f"]}}
+    assert list(selected_attacks(config_from_dict(raw).suites["detection"])) == ["f", "s"]
+    del raw["detection"]["only"]
+    assert list(selected_attacks(config_from_dict(raw).suites["detection"])) == ["f", "b", "s"]
 
 
 def test_kd_bandwidth_chosen_on_clean_validation_digits(trained_lenet, digits5k):

@@ -15,6 +15,9 @@ fitted on clean validation digits (5% false positives) would use, so it seeks ex
 *and* look clean. The required distortion is ``detect/<model>/<attack>/mean_l2``. Every defended model
 (``models``; default: every stochastic one — MC-dropout nets, GPDNNs) gets the whole protocol.
 
+``only = ["fgsm", "bim"]`` evaluates a subset of the configured attacks (a long experiment split into runs
+that share checkpoints through ``bayesrobust evaluate --from``).
+
 Metrics ``detect/<model>/<attack>/<detector>/{roc_auc,aupr,tpr_at_5_fpr,detection_accuracy,accuracy_passed,
 undefended_accuracy,tp,fp,tn,fn,...}`` with 95% bootstrap intervals of the rates (``<rate>_low`` /
 ``<rate>_high``, ``bootstrap`` resamples), ``detect/<model>/<attack>/<detector>/held_out_roc_auc`` and
@@ -60,6 +63,7 @@ class DetectionSection:
 
     models: tuple[str, ...] = ()  # the defended models; default: every stochastic one
     attacks: Mapping[str, DetectionAttack] = field(default_factory=dict)
+    only: tuple[str, ...] = ()  # run only these configured attacks (split a long experiment into runs); default: all
     detectors: tuple[str, ...] = ("variance", "entropy", "mi", "hybrid", "kd_bu", "ocsvm")
     size: int = 1000  # images per evaluation mixed set (half clean, half adversarial); 0: all the test split allows
     val_size: int = 1000  # images per validation mixed set
@@ -86,6 +90,9 @@ def validate_detection(config) -> None:
         if spec.aware_of and ("max_uncertainty" in spec.params or "uncertainty" in spec.params):
             raise ConfigError(f"detection.attacks.{name}: aware_of sets max_uncertainty and uncertainty itself")
         check_targets(f"detection.attacks.{name}", spec.attack, spec.targets)
+    for name in section.only:
+        if name not in section.attacks:
+            raise ConfigError(f"detection.only: no attack {name!r}; configured: {', '.join(section.attacks)}")
     for d in section.detectors:
         if d not in DETECTORS:
             raise ConfigError(f"detection.detectors: unknown detector {d!r}; known: {', '.join(DETECTORS)}")
@@ -118,6 +125,11 @@ def fit_detector(detector, val) -> None:
         detector.fit(val.clean, val.adversarial)
 
 
+def selected_attacks(section: DetectionSection) -> dict[str, DetectionAttack]:
+    """The attacks this run evaluates, in configured order: ``only`` if given, else all."""
+    return {n: a for n, a in section.attacks.items() if not section.only or n in section.only}
+
+
 def defended_models(models, section: DetectionSection) -> list[str]:
     """The configured models, else every stochastic one, else the first."""
     return list(section.models) or [n for n, m in models.items() if m.stochastic] or [next(iter(models))]
@@ -129,12 +141,13 @@ def run_detection(run, models, data, section: DetectionSection, seed: int) -> di
     metrics: dict[str, float] = {}
     arrays: dict[str, np.ndarray] = {}
     defended = defended_models(models, section)
+    attacks = selected_attacks(section)
     for name in defended:
         detect_on_model(name, models[name], data, section, seed, metrics, arrays)
     run.save_arrays("arrays/detection.npz", **arrays)
     run.write_json("arrays/detection.json", {"models": defended, "attacks": {n: {"attack": a.attack, "params": dict(a.params), "targets": a.targets}
-                                                                             for n, a in section.attacks.items()},
-                                             "detectors": list(section.detectors), "first_attack": next(iter(section.attacks)),
+                                                                             for n, a in attacks.items()},
+                                             "detectors": list(section.detectors), "first_attack": next(iter(attacks)),
                                              "held_out": section.held_out, "samples": section.samples,
                                              "bootstrap": section.bootstrap})
     return metrics
@@ -143,8 +156,9 @@ def run_detection(run, models, data, section: DetectionSection, seed: int) -> di
 def detect_on_model(name: str, model, data, section: DetectionSection, seed: int, metrics: dict, arrays: dict) -> None:
     """Every attack's mixed sets on one defended model, every detector fitted and scored on them."""
     fitted: dict[str, Any] = {}
-    first = next(iter(section.attacks))
-    for attack_name, spec in section.attacks.items():
+    attacks = selected_attacks(section)
+    first = next(iter(attacks))
+    for attack_name, spec in attacks.items():
         prefix = f"detect/{name}/{attack_name}"
         params = dict(spec.params)
         if spec.aware_of:  # Carlini & Wagner (2017): attack the detector too, not only the classifier
