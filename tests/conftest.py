@@ -72,6 +72,7 @@ def labels(digits5k):
     return digits5k[1].labels[:16].clone()
 
 
+TINY_VAE = {"hidden": 32, "latent": 8, "classifier_hidden": 16, "classifier_epochs": 1}
 TINY_GPDNN = {"channels": (4, 8), "hidden": 16, "features": 8, "inducing": 8, "kmeans_images": 200}
 
 
@@ -89,6 +90,8 @@ def tiny_models():
         "ae_softmax-mc": lambda: build_model("ae_softmax", mode="mc_dropout", code=16, pretrain_epochs=1, dropout=0.3),
         "gpdnn-rbf": lambda: build_model("gpdnn", **TINY_GPDNN),
         "gpdnn-linear": lambda: build_model("gpdnn", **TINY_GPDNN, kernel="linear"),
+        "vae-posterior": lambda: build_model("vae", **TINY_VAE),
+        "vae-feedback": lambda: build_model("vae", mode="feedback", **TINY_VAE, encoder="conv"),
     }
 
 
@@ -109,6 +112,8 @@ def tiny_overrides(path: Path) -> list[str]:
         elif spec["arch"] == "gpdnn":
             sets += [f"models.{name}.params.{key}={value!r}".replace("(", "[").replace(")", "]")
                      for key, value in TINY_GPDNN.items()]
+        elif spec["arch"] == "vae":
+            sets += [f"models.{name}.params.{key}={value}" for key, value in TINY_VAE.items()]
         elif spec.get("params", {}).get("hidden"):
             sets.append(f"models.{name}.params.hidden=[32]")
     if "evaluation" in raw:
@@ -149,6 +154,9 @@ def tiny_overrides(path: Path) -> list[str]:
                 sets += ["attack.uncertainty_aware.params.steps=5"]
         if "adaptive_eot_samples" not in attack:
             sets += ["attack.adaptive_eot_samples=2"]
+        if "kos" in attack:
+            sets += ["attack.kos.per_class=1", "attack.kos.steps=5",
+                     "attack.kos.lams={ classifier = [0.1], latent = [1.0, 3.0], vae = [1.0] }"]
         if "triptych" in attack:
             sets += ["attack.triptych.count=2"]
             if "steps" in attack["triptych"].get("params", {}):

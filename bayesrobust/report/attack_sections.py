@@ -254,3 +254,63 @@ def choi_section(run) -> Section | None:
             "scaling |δ| to [0, 1]. MC-dropout columns keep the same weights' dropout on at test time (Choi's appendix): "
             "the fraction of dropout samples that predict the target, and the mutual information.")
     return Section("Choi: original / perturbation / adversarial", text, [table], [("choi_triptych", fig, f"Choi's triptych, {s} → {t}.")])
+
+
+KOS_PUBLISHED = {(1, 0): (0.9920, 0.7760), (8, 6): (1.0, 0.5795)}  # seed slides, MNIST classifier attack: (AS_ignore, AS_target)
+
+
+@SECTIONS.register("26-kos")
+def kos_section(run) -> Section | None:
+    loaded = _load(run)
+    if loaded is None or not loaded[0].get("kos"):
+        return None
+    meta, arrays, metrics = loaded
+    kos = meta["kos"]
+    pre = f"kos/{kos['model']}"
+    judged = bool(kos["judge"])
+    columns = ["loss", "λ", "AS_target", "AS_ignore-target", *(["judge AS_target", "judge AS_ignore"] if judged else []),
+               "‖x − x*‖₂", "‖x̂* − x_t‖₂", "entropy", "MI"]
+    rows, curves = [], {}
+    for loss in kos["losses"]:
+        lams = kos["lams"][loss]
+        for lam in lams:
+            key = f"{pre}/{loss}/{lam:g}"
+            rows.append([loss, f"{lam:g}", fmt(metrics[f"{key}/as_target"]), fmt(metrics[f"{key}/as_ignore_target"]),
+                         *([fmt(metrics[f"{key}/judge_as_target"]), fmt(metrics[f"{key}/judge_as_ignore_target"])] if judged else []),
+                         fmt(metrics[f"{key}/l2"], 3), fmt(metrics[f"{key}/output_l2"], 3), fmt(metrics[f"{key}/entropy"], 3),
+                         fmt(metrics[f"{key}/mi"], 3)])
+        curves[loss] = tuple([metrics[f"{pre}/{loss}/{lam:g}/{m}"] for lam in lams] for m in ("l2", "output_l2", "as_target"))
+    text = (f"VAE {kos['model']}; {int(metrics[f'{pre}/examples'])} source–target attacks per loss and λ. Success is judged on the "
+            "reconstruction of x* by the VAE's reconstruction-feedback classifier f_class(f_enc(x̂*)) (Kos et al.'s "
+            f"evaluation; it gets {fmt(metrics[f'{pre}/clean_feedback_accuracy'], 3)} of the clean sources right)"
+            + (f", and by the separate model {kos['judge']} reading the reconstruction "
+               f"(clean: {fmt(metrics[f'{pre}/clean_judge_accuracy'], 3)})" if judged else "")
+            + ". Codes are posterior means (Kos et al. do not sample), the VAE loss averages draws of q(z | x*).")
+    section = Section("Kos et al. (2017): attacks on a VAE", text, [Table("Success and distortion per loss and λ", columns, rows)])
+    first = {loss: kos["lams"][loss][0] for loss in kos["losses"]}
+    if "classifier" in first:
+        lam = first["classifier"]
+        ignore, target = arrays[f"kos/classifier/{lam:g}/as_ignore_target"], arrays[f"kos/classifier/{lam:g}/as_target"]
+        section.tables.append(Table(f"Classifier attack (λ = {lam:g}) beside the seed slides, AS_ignore-target (AS_target)",
+                                    ["source → target", "ours", "published"],
+                                    [[f"{s} → {t}", f"{ignore[s, t]:.2%} ({target[s, t]:.2%})", f"{pi:.2%} ({pt:.2%})"]
+                                     for (s, t), (pi, pt) in KOS_PUBLISHED.items()]))
+    digits = list(range(10))
+    for loss, lam in first.items():
+        section.figures.append((f"kos_{loss}_as_target", figures.heatmap(
+            arrays[f"kos/{loss}/{lam:g}/as_target"].astype(float), rows=digits, columns=digits, title=f"{loss} attack, λ = {lam:g}: AS_target",
+            xlabel="target class", ylabel="source class"), f"AS_target per source (rows) and target (columns), {loss} attack."))
+    images = {"target x_t": arrays["kos/target_images"][[(s + 1) % 10 for s in range(10)]]}
+    labels = {"target x_t": np.array([str((s + 1) % 10) for s in range(10)])}
+    for loss in first:
+        images[f"{loss}: x*"] = arrays[f"kos/{loss}/examples"]
+        images[f"{loss}: x̂*"] = arrays[f"kos/{loss}/reconstructions"]
+        tags = np.array([f"{p} H{h:.2f}" for p, h in zip(arrays[f"kos/{loss}/example_predicted"], arrays[f"kos/{loss}/example_entropy"])])
+        labels[f"{loss}: x*"], labels[f"{loss}: x̂*"] = tags, np.array([""] * len(tags))
+    section.figures.append(("kos_examples", figures.image_rows(images, labels, ncols=10),
+                            "Source digit s of each class attacked towards s + 1: adversarial input x* and its reconstruction x̂*, "
+                            "titled with the feedback classifier's label and predictive entropy H (nats) under z ~ q(z | x*)."))
+    if any(len(kos["lams"][loss]) > 1 for loss in kos["losses"]):
+        section.figures.append(("kos_distortion", figures.distortion_curves(curves),
+                                "The λ sweep: output against input distortion, and AS_target against input distortion."))
+    return section

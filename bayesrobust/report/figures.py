@@ -235,3 +235,21 @@ def image_rows(rows: dict[str, np.ndarray], predicted: dict[str, np.ndarray] | N
         axes[r][0].text(-4, 14, name, ha="right", va="center", fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def distortion_curves(curves: dict[str, tuple[list[float], list[float], list[float]]]):
+    """Kos et al.'s sweep: per loss, the output distortion ‖x̂* − x_t‖₂ against the input distortion
+    ‖x − x*‖₂ over λ (left), and AS_target against the input distortion (right)."""
+    fig, axes = new_figure(1, 2, width=3.4, height=2.8)
+    left, right = axes[0]
+    for i, (loss, (l2, out, success)) in enumerate(curves.items()):
+        style = {"color": PALETTE[i % len(PALETTE)], "marker": "o", "markersize": 3, "label": loss}
+        left.plot(l2, out, **style)
+        right.plot(l2, success, **style)
+    left.set(xlabel="input distortion ‖x − x*‖₂", ylabel="output distortion ‖x̂* − x_t‖₂")
+    right.set(xlabel="input distortion ‖x − x*‖₂", ylabel="AS_target", ylim=(0, 1.02))
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -7,7 +7,7 @@ confidence margin); ``adv/worst_case/<model>/{success_rate,robust_accuracy}`` (a
 broken when any run broke it, as AutoAttack reports robust accuracy); ``hclu/<model>/…`` (the
 uncertainty-aware goal of Grosse et al.); and the analyses' own groups, each carrying the model
 (``lacok/<model>/``, ``papernot/<model>/``, ``sweep/``, ``crossmodel/<crafted on>/<evaluated by>/``,
-``choi/<model>/``). Arrays go to ``arrays/attack.npz``; the report draws every
+``choi/<model>/``, ``kos/<vae>/``). Arrays go to ``arrays/attack.npz``; the report draws every
 figure from them.
 """
 
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from bayesrobust.analysis import one_per_class
+from bayesrobust.analysis.kos import kos_analysis
 from bayesrobust.analysis.lacok import lacok_table
 from bayesrobust.analysis.papernot import papernot_analysis
 from bayesrobust.analysis.sweep import logit_sweep
@@ -189,6 +190,13 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
                         eot_samples=section.eot_samples, generator=gen("triptych"))
         metrics.update(m)
         arrays.update(a)
+    kos_model = None
+    if section.kos is not None:
+        kos_model = section.kos.model or next(n for n, m in models.items() if m.arch == "vae")
+        judge = models[section.kos.judge] if section.kos.judge else None
+        m, a = kos_analysis(models[kos_model], x, y, section.kos, name=kos_model, judge=judge, generator=gen("kos"), **common)
+        metrics.update(m)
+        arrays.update(a)
 
     run.save_arrays("arrays/attack.npz", **arrays)
     run.write_json("arrays/attack.json", {
@@ -202,5 +210,7 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
         "papernot_space": section.papernot.space if section.papernot else None,
         "sweep_model": (section.sweep.model or first) if section.sweep else None,
         "triptych_model": (section.triptych.model or first) if section.triptych else None,
+        "kos": None if section.kos is None else {"model": kos_model, "judge": section.kos.judge, "losses": list(section.kos.losses),
+                                                 "lams": {k: list(section.kos.lams_of(k)) for k in section.kos.losses}},
     })
     return metrics

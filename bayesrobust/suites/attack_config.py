@@ -79,6 +79,28 @@ class TriptychSection:
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
+def _kos_lams() -> Mapping[str, tuple[float, ...]]:
+    return {"classifier": (0.1, 0.3, 1.0), "latent": (0.3, 1.0, 3.0), "vae": (1.0, 3.0, 10.0)}
+
+
+@dataclass(frozen=True)
+class KosSection:
+    """Kos et al. (2017): the classifier, latent and VAE attacks on a VAE, source–target success
+    matrices judged on the reconstruction, each loss over a sweep of λ (the first λ is the headline)."""
+
+    model: str = ""  # a VAE of the config (default: the first one)
+    judge: str = ""  # another model of the config that also classifies the reconstructions ("" = none)
+    per_class: int = 10  # source images per class; each is attacked towards the 9 other classes
+    losses: tuple[str, ...] = ("classifier", "latent", "vae")
+    lams: Mapping[str, tuple[float, ...]] = field(default_factory=_kos_lams)  # per loss: weights of ‖x − x*‖₂
+    steps: int = 200
+    lr: float = 0.01
+
+    def lams_of(self, loss: str) -> tuple[float, ...]:
+        """The λ sweep of ``loss``: as configured, else the default sweep."""
+        return tuple(self.lams[loss]) if loss in self.lams else _kos_lams()[loss]
+
+
 @dataclass(frozen=True)
 class UncertaintyAwareSection:
     """Grosse et al.'s question: is there, within the budget, an adversarial example that is
@@ -115,6 +137,7 @@ class AttackSection:
     sweep: SweepSection | None = None
     transfer: TransferSection | None = None
     triptych: TriptychSection | None = None
+    kos: KosSection | None = None
 
 
 RESERVED_RUN_NAMES = ("clean", "worst_case")
@@ -188,8 +211,36 @@ def validate_attack(config: ExperimentConfig) -> None:
         sub = getattr(a, section)
         if sub is not None and sub.model and sub.model not in config.models:
             raise ConfigError(f"attack.{section}.model: unknown model {sub.model!r}")
+    if a.kos is not None:
+        check_kos(config, a.kos)
     if a.triptych is not None and a.triptych.source == a.triptych.target:
         raise ConfigError("attack.triptych: source and target must differ")
     if a.triptych is not None and not ATTACKS.get(a.triptych.attack).supports_targeted:
         raise ConfigError(f"attack.triptych.attack: {a.triptych.attack} is untargeted only; the triptych pushes "
                           f"{a.triptych.source} towards {a.triptych.target}, so it needs a targeted attack")
+
+
+def check_kos(config: ExperimentConfig, kos: KosSection) -> None:
+    from bayesrobust.attacks.kos import LOSSES
+
+    vaes = [n for n, m in config.models.items() if m.arch == "vae"]
+    if kos.model and kos.model not in vaes:
+        raise ConfigError(f"attack.kos.model: {kos.model!r} is not a VAE of this config (VAEs: {', '.join(vaes) or 'none'})")
+    if not vaes:
+        raise ConfigError("attack.kos attacks a VAE: add a model with arch = 'vae'")
+    if kos.judge and kos.judge not in config.models:
+        raise ConfigError(f"attack.kos.judge: unknown model {kos.judge!r}")
+    for loss in kos.losses:
+        if loss not in LOSSES:
+            raise ConfigError(f"attack.kos.losses: unknown loss {loss!r}; known: {', '.join(LOSSES)}")
+        lams = kos.lams_of(loss)
+        if not lams or any(not lam >= 0 for lam in lams):
+            raise ConfigError(f"attack.kos.lams.{loss}: give at least one weight >= 0")
+    unknown = sorted(set(kos.lams) - set(LOSSES))
+    if unknown:
+        raise ConfigError(f"attack.kos.lams: unknown loss {unknown[0]!r}; known: {', '.join(LOSSES)}")
+    for key in ("per_class", "steps"):
+        if getattr(kos, key) < 1:
+            raise ConfigError(f"attack.kos.{key} must be >= 1")
+    if not kos.lr > 0:
+        raise ConfigError(f"attack.kos.lr must be > 0, got {kos.lr}")

@@ -34,6 +34,8 @@ import numpy as np
 
 from bayesrobust.attacks import build_attack
 from bayesrobust.detection import (
+    GENERATIVE_SCORES,
+    GenerativeDetector,
     HybridDetector,
     KernelDensityUncertainty,
     OneClassSVMDetector,
@@ -46,7 +48,7 @@ from bayesrobust.errors import ConfigError
 from bayesrobust.seeding import derive_seed, make_generator
 from bayesrobust.suites.attack_config import check_attack_spec, check_targets
 
-DETECTORS = (*SCORES, "hybrid", "kd_bu", "ocsvm")
+DETECTORS = (*SCORES, "hybrid", "kd_bu", "ocsvm", *GENERATIVE_SCORES)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class DetectionSection:
 
     models: tuple[str, ...] = ()  # the defended models; default: every stochastic one
     attacks: Mapping[str, DetectionAttack] = field(default_factory=dict)
+    vae: str = ""  # the VAE whose reconstruction error / ELBO score every mixed set (default: the first VAE)
     only: tuple[str, ...] = ()  # run only these configured attacks (split a long experiment into runs); default: all
     detectors: tuple[str, ...] = ("variance", "entropy", "mi", "hybrid", "kd_bu", "ocsvm")
     size: int = 1000  # images per evaluation mixed set (half clean, half adversarial); 0: all the test split allows
@@ -96,6 +99,12 @@ def validate_detection(config) -> None:
     for d in section.detectors:
         if d not in DETECTORS:
             raise ConfigError(f"detection.detectors: unknown detector {d!r}; known: {', '.join(DETECTORS)}")
+    vaes = [n for n, m in config.models.items() if m.arch == "vae"]
+    if section.vae and section.vae not in vaes:
+        raise ConfigError(f"detection.vae: {section.vae!r} is not a VAE of this config (VAEs: {', '.join(vaes) or 'none'})")
+    generative = [d for d in section.detectors if d in GENERATIVE_SCORES]
+    if generative and not vaes:
+        raise ConfigError(f"detection.detectors: {generative[0]!r} scores inputs with a VAE: add a model with arch = 'vae'")
     for key in ("samples", "val_size"):
         if getattr(section, key) < 1:
             raise ConfigError(f"detection.{key} must be >= 1")
@@ -106,7 +115,9 @@ def validate_detection(config) -> None:
                           "and detection.ocsvm_per_class >= 1")
 
 
-def make_detector(name: str, model, data, section, seed: int):
+def make_detector(name: str, model, data, section, seed: int, vae=None):
+    if name in GENERATIVE_SCORES:
+        return GenerativeDetector(vae, name, seed=seed)
     if name in SCORES:
         return UncertaintyDetector(model, name, samples=section.samples, seed=seed)
     if name == "hybrid":
@@ -135,6 +146,12 @@ def defended_models(models, section: DetectionSection) -> list[str]:
     return list(section.models) or [n for n, m in models.items() if m.stochastic] or [next(iter(models))]
 
 
+def scoring_vae(models, section: DetectionSection):
+    """The VAE that scores inputs for the generative detectors: the configured one, else the first."""
+    name = section.vae or next((n for n, m in models.items() if m.arch == "vae"), "")
+    return models[name] if name else None
+
+
 def run_detection(run, models, data, section: DetectionSection, seed: int) -> dict[str, float]:
     if data.val is None or not len(data.val):
         raise ConfigError("detection needs a validation split to fit detectors on: set data.val_fraction > 0")
@@ -142,8 +159,9 @@ def run_detection(run, models, data, section: DetectionSection, seed: int) -> di
     arrays: dict[str, np.ndarray] = {}
     defended = defended_models(models, section)
     attacks = selected_attacks(section)
+    vae = scoring_vae(models, section)
     for name in defended:
-        detect_on_model(name, models[name], data, section, seed, metrics, arrays)
+        detect_on_model(name, models[name], data, section, seed, metrics, arrays, vae=vae)
     run.save_arrays("arrays/detection.npz", **arrays)
     run.write_json("arrays/detection.json", {"models": defended, "attacks": {n: {"attack": a.attack, "params": dict(a.params), "targets": a.targets}
                                                                              for n, a in attacks.items()},
@@ -153,7 +171,8 @@ def run_detection(run, models, data, section: DetectionSection, seed: int) -> di
     return metrics
 
 
-def detect_on_model(name: str, model, data, section: DetectionSection, seed: int, metrics: dict, arrays: dict) -> None:
+def detect_on_model(name: str, model, data, section: DetectionSection, seed: int, metrics: dict, arrays: dict,
+                    vae=None) -> None:
     """Every attack's mixed sets on one defended model, every detector fitted and scored on them."""
     fitted: dict[str, Any] = {}
     attacks = selected_attacks(section)
@@ -177,7 +196,7 @@ def detect_on_model(name: str, model, data, section: DetectionSection, seed: int
         predicted = model.predictive(test.images, section.samples, generator=make_generator(s)).predicted.numpy()
         arrays[f"{prefix}/is_adversarial"] = truth
         for det_name in section.detectors:
-            detector = make_detector(det_name, model, data, section, seed)
+            detector = make_detector(det_name, model, data, section, seed, vae)
             fit_detector(detector, val)
             scores = detector.score(test.images)
             flagged = detector.decide(test.images)
