@@ -36,6 +36,7 @@ TINY = {
     "mc_dropout": lambda tmp: ["--samples", "4", "--images", "8", "--repeats", "1"],
     "attacks": lambda tmp: ["--checkpoint", str(tiny_run_folder(tmp) / "checkpoints" / "plain.pt"), "--images", "6",
                             "--cw-images", "2", "--slow-peer-images", "2"],
+    "vae": lambda tmp: ["--images", "200", "--epochs", "2", "--hidden", "16", "--latent", "4"],
     "stochastic_attacks": lambda tmp: ["--run", str(tiny_run_folder(tmp)), "--limit", "10", "--eval-samples", "3",
                                        "--rows", "bim_a", "bim_a eot10 k1"],
 }
