@@ -169,3 +169,13 @@ def test_generative_detectors_need_a_vae_in_the_config():
     raw = {"models": {"m": {"arch": "lenet"}}, "detection": {"attacks": {"f": {"attack": "fgsm"}}, "detectors": ["elbo"]}}
     with pytest.raises(ConfigError, match="add a model with arch = 'vae'"):
         config_from_dict(raw)
+
+
+def test_evaluation_adds_the_vaes_own_surprise_only_for_vaes(vae_and_data, small_lenet):
+    from bayesrobust.suites.evaluation import generative_scores
+
+    model, _, val = vae_and_data
+    scores = generative_scores(model, val.images[:30], seed=0)
+    assert set(scores) == {"elbo", "reconstruction"} and scores["elbo"].shape == (30,)
+    assert np.allclose(-scores["elbo"], model.elbo(val.images[:30], 8, generator=gen(0)).detach().numpy(), rtol=1e-5)
+    assert generative_scores(small_lenet, val.images[:30], seed=0) == {}

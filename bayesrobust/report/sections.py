@@ -56,7 +56,8 @@ def evaluation_section(run) -> Section | None:
         if isinstance(info, dict) and info.get("available") is False:
             section.text += f" Shifted set {name}: not available on this machine ({info.get('reason', '')})."
     for set_name in shifted:
-        scols = cols + ["auroc_entropy", "auroc_mi"]
+        scols = cols + ["auroc_entropy", "auroc_mi"] + (["elbo", "auroc_elbo", "auroc_reconstruction"]
+                                                       if any(f"shift/{set_name}/{m}/elbo" in metrics for m in models) else [])
         srows = [[m] + [fmt(metrics.get(f"shift/{set_name}/{m}/{c}")) for c in scols] for m in models]
         section.tables.append(Table(f"Shifted set {set_name} (AUROC: telling it from the test split by uncertainty)",
                                     ["model", *scols], srows))

@@ -2,7 +2,8 @@
 
 Writes ``clean/<model>/{acc,nll,entropy,mi,variance}``, ``shift/<set>/<model>/{acc,nll,entropy,mi,
 auroc_entropy,auroc_mi}`` (AUROC of telling the shifted set from the test set by the model's own
-uncertainty), ``arrays/evaluation.npz`` (per-example uncertainty for the report's histograms and a
+uncertainty; for VAEs also ``auroc_elbo`` and ``auroc_reconstruction``, with the mean ELBO in
+``clean/<vae>/elbo`` and ``shift/<set>/<vae>/elbo``: the generative model's own surprise), ``arrays/evaluation.npz`` (per-example uncertainty for the report's histograms and a
 stratified grid of test digits) and one ArviZ NetCDF per model on the test split.
 """
 
@@ -44,6 +45,15 @@ def predictive_metrics(pred: Predictive, labels: torch.Tensor) -> dict[str, floa
     }
 
 
+def generative_scores(model, images: torch.Tensor, seed: int) -> dict[str, np.ndarray]:
+    """A VAE's per-example −ELBO (nats, 8 draws of z) and reconstruction error; {} for other models."""
+    from bayesrobust.detection.generative import GENERATIVE_SCORES, GenerativeDetector
+
+    if not hasattr(model, "reconstruction_error"):
+        return {}
+    return {kind: GenerativeDetector(model, kind, seed=seed).score(images) for kind in GENERATIVE_SCORES}
+
+
 def run_evaluation(run, models, data, config, seed: int) -> dict[str, float]:
     """Evaluate every model on the test split and each shifted set; return the metrics written."""
     metrics: dict[str, float] = {}
@@ -59,6 +69,9 @@ def run_evaluation(run, models, data, config, seed: int) -> dict[str, float]:
         for key, value in pred.summary().items():
             arrays[f"test/{name}/{key}"] = value.numpy()
         run.save_inference_data(f"arrays/predictive_{name}_test.nc", pred.to_inference_data(data.test.labels))
+        surprise = generative_scores(model, data.test.images, derive_seed(seed, "elbo", name))
+        if surprise:
+            metrics[f"clean/{name}/elbo"] = -float(surprise["elbo"].mean())
         grid_pred = model.predictive(grid.images, config.samples, generator=make_generator(derive_seed(seed, "grid", name)))
         arrays[f"grid/{name}/predicted"] = grid_pred.predicted.numpy()
         arrays[f"grid/{name}/confidence"] = grid_pred.confidence.numpy()
@@ -69,6 +82,11 @@ def run_evaluation(run, models, data, config, seed: int) -> dict[str, float]:
                 metrics[f"{prefix}/{key}"] = value
             metrics[f"{prefix}/auroc_entropy"] = auroc(pred.entropy, spred.entropy)
             metrics[f"{prefix}/auroc_mi"] = auroc(pred.mutual_information, spred.mutual_information)
+            shifted_surprise = generative_scores(model, shifted.images, derive_seed(seed, "elbo", name))
+            for kind, values in shifted_surprise.items():
+                metrics[f"{prefix}/auroc_{kind}"] = auroc(surprise[kind], values)
+            if shifted_surprise:
+                metrics[f"{prefix}/elbo"] = -float(shifted_surprise["elbo"].mean())
             arrays[f"shift/{set_name}/{name}/entropy"] = spred.entropy.numpy()
             arrays[f"shift/{set_name}/{name}/mutual_information"] = spred.mutual_information.numpy()
     run.save_arrays("arrays/evaluation.npz", **arrays)
