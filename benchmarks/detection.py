@@ -42,6 +42,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--ocsvm-per-class", type=int, default=1000)
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--crop-samples", type=int, nargs="+", default=[50, 10],
+                        help="MC draws classifying the hybrid's crops (one measurement each)")
     parser.add_argument("--fgsm-eps", type=float, default=0.2, help="the attack of the hybrid's fitted-band measurement")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -62,21 +64,25 @@ def main(argv=None) -> dict:
         detector = UncertaintyDetector(model, kind, samples=args.samples).fit(fit_x)
         t, _ = seconds(lambda d=detector: d.score(x))
         result["detectors"][kind] = {"score_img_per_s": n / t}
-    hybrid = HybridDetector(model, samples=args.samples)
-    hybrid.low_, hybrid.high_, hybrid.agree_ = 0.0, float("inf"), 5  # every image through the crops: the worst case
-    t_all, _ = seconds(lambda: hybrid.decide(x))
     # as used: L, H and C fitted on a validation mix of training digits and their FGSM images, then the
     # decision on a test mix (half FGSM); only images in the uncertain band [L, H] are cropped
     fgsm = build_attack("fgsm", eps=args.fgsm_eps, eval_samples=args.samples)
     adversarial = lambda imgs, labels: run_batched(fgsm, model, imgs, labels, generator=make_generator(args.seed)).x_adv  # noqa: E731
     half, val_n = n // 2, min(1000, len(train)) // 2
-    hybrid.fit(train.images[:val_n], adversarial(train.images[val_n: 2 * val_n], train.labels[val_n: 2 * val_n]))
+    val_clean, val_adv = train.images[:val_n], adversarial(train.images[val_n: 2 * val_n], train.labels[val_n: 2 * val_n])
     mix = torch.cat([x[:half], adversarial(x[half:], test.labels[half:])])
-    u = hybrid.score(mix)
-    t, _ = seconds(lambda: hybrid.decide(mix))
-    result["detectors"]["hybrid"] = {"decide_img_per_s_all_cropped": n / t_all, "decide_img_per_s_fitted": n / t,
-                                     "fitted_band_fraction": float(((u >= hybrid.low_) & (u <= hybrid.high_)).mean()),
-                                     "fgsm_eps": args.fgsm_eps}
+    result["detectors"]["hybrid"] = {"fgsm_eps": args.fgsm_eps}
+    for crop_samples in args.crop_samples:
+        hybrid = HybridDetector(model, samples=args.samples, crop_samples=crop_samples)
+        hybrid.low_, hybrid.high_, hybrid.agree_ = 0.0, float("inf"), 5  # every image through the crops: the worst case
+        t_all, _ = seconds(lambda h=hybrid: h.decide(x))
+        hybrid.fit(val_clean, val_adv)
+        u = hybrid.score(mix)
+        t, flagged = seconds(lambda h=hybrid: h.decide(mix))
+        result["detectors"]["hybrid"][f"crop_samples_{crop_samples}"] = {
+            "decide_img_per_s_all_cropped": n / t_all, "decide_img_per_s_fitted": n / t,
+            "fitted_band_fraction": float(((u >= hybrid.low_) & (u <= hybrid.high_)).mean()),
+            "detection_accuracy_on_mix": float((flagged == (torch.arange(len(mix)) >= half).numpy()).mean())}
     t_build, kd = seconds(lambda: KernelDensityUncertainty(model, train.images, train.labels, samples=args.samples))
     t, _ = seconds(lambda: kd.raw_scores(x))
     result["detectors"]["kd_bu"] = {"training_features_seconds": t_build, "raw_scores_seconds": t, "raw_scores_img_per_s": n / t}

@@ -101,6 +101,16 @@ def test_hybrid_crops_only_the_uncertain_band_and_decides_as_if_it_cropped_all(s
     assert decided.tolist() == detector._rule(u, agree, detector.low_, detector.high_, 5).tolist()
 
 
+def test_hybrid_classifies_crops_with_its_own_number_of_draws(small_lenet, images, monkeypatch):
+    detector = HybridDetector(small_lenet, samples=6, crop_samples=2)
+    calls = []
+    original = small_lenet.predictive
+    monkeypatch.setattr(small_lenet, "predictive", lambda x, s, **kw: calls.append((len(x), s)) or original(x, s, **kw))
+    detector._parts(images)
+    assert calls == [(len(images), 6), (5 * len(images), 2)]
+    assert HybridDetector(small_lenet, samples=6).crop_samples == 6
+
+
 def test_unfitted_detectors_say_so(small_lenet, images):
     with pytest.raises(NotFittedError, match="fit"):
         UncertaintyDetector(small_lenet).decide(images)

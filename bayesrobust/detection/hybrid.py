@@ -64,13 +64,14 @@ class HybridDetector(Detector):
     name = "hybrid"
 
     def __init__(self, model, *, uncertainty: str = "variance", samples: int = 50, crop: int = 24, seed: int = 0,
-                 grid: int = 12) -> None:
+                 grid: int = 12, crop_samples: int | None = None) -> None:
         self.model, self.uncertainty, self.samples, self.crop, self.seed, self.grid = model, uncertainty, samples, crop, seed, grid
+        self.crop_samples = samples if crop_samples is None else crop_samples  # draws classifying each crop
         self.low_, self.high_, self.agree_ = None, None, None
         self.threshold_ = None  # the information-gain threshold, where the search starts
 
-    def _predict(self, x: torch.Tensor):
-        return self.model.predictive(x, self.samples, generator=make_generator(self.seed))
+    def _predict(self, x: torch.Tensor, samples: int | None = None):
+        return self.model.predictive(x, samples or self.samples, generator=make_generator(self.seed))
 
     def _parts(self, x: torch.Tensor, band: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Per image: the uncertainty and how many of the five crops keep the provisional label. With
@@ -84,7 +85,7 @@ class HybridDetector(Detector):
         if todo.any():
             rows = torch.from_numpy(np.flatnonzero(todo))
             crops = five_crops(x[rows], self.crop).flatten(0, 1)  # all crops in one predictive call
-            labels = self._predict(crops).predicted.view(5, len(rows))
+            labels = self._predict(crops, self.crop_samples).predicted.view(5, len(rows))
             agree[todo] = (labels == pred.predicted[rows]).sum(0).numpy()
         return u, agree
 

@@ -74,6 +74,7 @@ class DetectionSection:
     kd_bandwidth: float = 0.0  # 0: chosen on the clean validation digits; Feinman's 1.20 was tuned for his network
     ocsvm_per_class: int = 1000
     crop: int = 24
+    crop_samples: int = 0  # MC draws classifying each of the hybrid's crops (0: ``samples``)
     held_out: bool = True
     successful_only: bool = True  # false: every attacked digit is an "adversarial" example (the seed's protocol)
     bootstrap: int = 1000  # resamples for the 95% intervals of the rates (0: none)
@@ -105,6 +106,8 @@ def validate_detection(config) -> None:
     generative = [d for d in section.detectors if d in GENERATIVE_SCORES]
     if generative and not vaes:
         raise ConfigError(f"detection.detectors: {generative[0]!r} scores inputs with a VAE: add a model with arch = 'vae'")
+    if section.crop_samples < 0:
+        raise ConfigError(f"detection.crop_samples must be >= 0 (0: detection.samples), got {section.crop_samples}")
     for key in ("samples", "val_size"):
         if getattr(section, key) < 1:
             raise ConfigError(f"detection.{key} must be >= 1")
@@ -121,7 +124,8 @@ def make_detector(name: str, model, data, section, seed: int, vae=None):
     if name in SCORES:
         return UncertaintyDetector(model, name, samples=section.samples, seed=seed)
     if name == "hybrid":
-        return HybridDetector(model, samples=section.samples, crop=section.crop, seed=seed)
+        return HybridDetector(model, samples=section.samples, crop=section.crop, seed=seed,
+                              crop_samples=section.crop_samples or None)
     if name == "kd_bu":
         return KernelDensityUncertainty(model, data.train.images, data.train.labels, bandwidth=section.kd_bandwidth or "auto",
                                         samples=section.samples, seed=seed)
