@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from bayesrobust.metrics import calibration as cal
 from bayesrobust.metrics import ranking
-from bayesrobust.metrics.bootstrap import batched_mean, bootstrap, paired_bootstrap, resample_indices
+from bayesrobust.metrics.bootstrap import batched_mean, bootstrap, bootstrap_all, paired_bootstrap, resample_indices
 from bayesrobust.metrics.ood import auroc
 
 
@@ -83,6 +84,46 @@ def test_bootstrap_of_a_ranking_metric_and_of_a_paired_difference():
     # a clearly better score: the whole interval of the difference is above zero
     better = paired_bootstrap(ranking.roc_auc, (truth, scores + 3 * truth), (truth, scores), resamples=200, seed=0)
     assert better.low > 0
+
+
+@pytest.mark.parametrize("levels", [None, 4])  # continuous scores, and heavy ties
+def test_weighted_forms_equal_the_resampled_statistics(levels):
+    """The fast path (counts of each example per resample, the scores sorted once) gives the numbers
+    resampled copies give, ties included."""
+    from bayesrobust.metrics.bootstrap import batched_ratio, resample_counts
+
+    truth, scores = _cases(1, 300, seed=11, levels=levels)
+    truth, scores = truth[0], scores[0]
+    indices = resample_indices(300, 60, seed=3)
+    counts = resample_counts(indices)
+    assert counts.sum(1).tolist() == [300.0] * 60 and counts[0, indices[0, 0]] >= 1
+    t, s = truth[indices], scores[indices]
+    for statistic in (ranking.roc_auc, ranking.average_precision, ranking.tpr_at_fpr_statistic(0.05),
+                      ranking.fpr_at_tpr_statistic(0.95)):
+        assert np.allclose(statistic.weighted(counts, truth, scores), statistic(t, s), equal_nan=True, atol=1e-12)
+    confidence = 1 / (1 + np.exp(-scores))
+    ece = cal.ece_statistic(10)
+    assert np.allclose(ece.weighted(counts, confidence, truth), ece(confidence[indices], t), atol=1e-12)
+    assert np.allclose(batched_ratio.weighted(counts, truth & (scores > 0), scores > 0),
+                       batched_ratio(t & (s > 0), s > 0), equal_nan=True)
+    assert not hasattr(cal.ece_statistic(10, "mass"), "weighted")  # equal-mass bins move with the resample
+
+
+def test_bootstrap_all_shares_one_draw_and_matches_separate_calls():
+    truth, scores = _cases(1, 500, seed=5, levels=None)
+    truth, scores = truth[0], scores[0]
+    plain = lambda t, s: ranking.roc_auc(t, s)  # noqa: E731  (no weighted form: resampled copies)
+    together = bootstrap_all({"auc": (ranking.roc_auc, (truth, scores)), "auc_copies": (plain, (truth, scores)),
+                              "accuracy": (batched_mean, (truth == (scores > 0),))}, resamples=200, seed=4)
+    for name, (statistic, arrays) in {"auc": (ranking.roc_auc, (truth, scores)),
+                                      "accuracy": (batched_mean, (truth == (scores > 0),))}.items():
+        alone = bootstrap(statistic, *arrays, resamples=200, seed=4)
+        assert together[name].estimate == alone.estimate
+        assert together[name].low == pytest.approx(alone.low, abs=1e-12)
+        assert together[name].high == pytest.approx(alone.high, abs=1e-12)
+    assert together["auc_copies"].low == pytest.approx(together["auc"].low, abs=1e-12)
+    with pytest.raises(ValueError, match="same examples"):
+        bootstrap_all({"a": (batched_mean, (np.zeros(3),)), "b": (batched_mean, (np.zeros(4),))})
 
 
 def test_bootstrap_refuses_bad_input():

@@ -8,26 +8,20 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from bayesrobust.metrics import ranking
-from bayesrobust.metrics.bootstrap import batched_mean, bootstrap
-
-
-def _accuracy_passed(correct: np.ndarray, passed: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (correct & passed).sum(1) / passed.sum(1)
+from bayesrobust.metrics.bootstrap import batched_mean, batched_ratio, bootstrap_all
 
 
 def _intervals(truth, scores, flag, correct, resamples: int, seed: int, level: float) -> dict[str, float]:
     """Percentile bootstrap intervals of the rates, every metric on the same resampled examples."""
     statistics = {
-        "detection_accuracy": (lambda t, f: batched_mean(t == f), (truth, flag)),
+        "detection_accuracy": (batched_mean, (truth == flag,)),
         "roc_auc": (ranking.roc_auc, (truth, scores)),
         "aupr": (ranking.average_precision, (truth, scores)),
-        "tpr_at_5_fpr": (lambda t, s: ranking.tpr_at_fpr(t, s, 0.05), (truth, scores)),
-        "accuracy_passed": (_accuracy_passed, (correct, ~flag)),
+        "tpr_at_5_fpr": (ranking.tpr_at_fpr_statistic(0.05), (truth, scores)),
+        "accuracy_passed": (batched_ratio, (correct & ~flag, ~flag)),
     }
     out = {}
-    for key, (statistic, arrays) in statistics.items():
-        interval = bootstrap(statistic, *arrays, resamples=resamples, seed=seed, level=level)
+    for key, interval in bootstrap_all(statistics, resamples=resamples, seed=seed, level=level).items():
         out[f"{key}_low"], out[f"{key}_high"] = interval.low, interval.high
     return out
 

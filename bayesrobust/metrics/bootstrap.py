@@ -6,11 +6,19 @@ returns ``(B,)`` (``batched_mean`` and the functions of ``metrics.ranking`` are 
 interval is the percentile interval of the resampled values; the estimate is the statistic on the
 examples as given. ``paired_bootstrap`` resamples two models' outputs on the same examples with the same
 indices, for the interval of a difference.
+
+Fast path: a resample is a multiset of the examples, so a statistic that can take per-example weights
+needs no resampled copies — a statistic with a ``weighted(counts, *arrays)`` attribute (counts ``(B, N)``:
+how often each example is drawn; arrays ``(N, ...)`` as given) is evaluated on the counts of the same
+index draws, with the same numbers. Means become one matrix product, and the ranking metrics sort the
+scores once instead of once per resample (``metrics.ranking``). Statistics without it are resampled.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,9 +38,35 @@ class Interval:
         return {name: self.estimate, f"{name}_low": self.low, f"{name}_high": self.high}
 
 
+def with_weighted(weighted: Callable[..., np.ndarray]):
+    """Decorator: attach ``weighted`` (the same statistic from resampling counts) to a batched statistic."""
+    def attach(statistic):
+        statistic.weighted = weighted
+        return statistic
+    return attach
+
+
+def _weighted_mean(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    return counts @ np.asarray(values, dtype=np.float64) / counts.sum(1)
+
+
+@with_weighted(_weighted_mean)
 def batched_mean(values: np.ndarray) -> np.ndarray:
     """The mean over examples of each resample: ``(B, N)`` → ``(B,)``."""
     return np.asarray(values, dtype=np.float64).mean(axis=1)
+
+
+def _weighted_ratio(counts: np.ndarray, numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (counts @ np.asarray(numerator, dtype=np.float64)) / (counts @ np.asarray(denominator, dtype=np.float64))
+
+
+@with_weighted(_weighted_ratio)
+def batched_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """Σ numerator / Σ denominator over the examples of each resample ``(B,)`` (NaN where Σ denominator
+    = 0): e.g. the accuracy on the images a detector passes, with ``correct & passed`` over ``passed``."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(numerator, dtype=np.float64).sum(1) / np.asarray(denominator, dtype=np.float64).sum(1)
 
 
 def resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
@@ -44,10 +78,21 @@ def resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
+def resample_counts(indices: np.ndarray) -> np.ndarray:
+    """How often each example appears in each resample: ``(B, N)`` indices → ``(B, N)`` float counts."""
+    b, n = indices.shape
+    flat = (indices + n * np.arange(b)[:, None]).ravel()
+    return np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
+
+
 def _resampled(statistic: Statistic, arrays: list[np.ndarray], indices: np.ndarray, chunk: int) -> np.ndarray:
-    """The statistic on every resample, ``chunk`` resamples at a time (memory stays ``chunk × N``)."""
-    values = [statistic(*(a[rows] for a in arrays)) for rows in np.array_split(indices, max(1, -(-len(indices) // chunk)))]
-    return np.concatenate(values)
+    """The statistic on every resample, ``chunk`` resamples at a time (memory stays ``chunk × N``): from
+    resampling counts when the statistic has a weighted form, else from resampled copies."""
+    weighted = getattr(statistic, "weighted", None)
+    parts = np.array_split(indices, max(1, -(-len(indices) // chunk)))
+    if weighted is not None:
+        return np.concatenate(_in_threads(lambda rows: weighted(resample_counts(rows), *arrays), parts))
+    return np.concatenate(_in_threads(lambda rows: statistic(*(a[rows] for a in arrays)), parts))
 
 
 def _interval(estimate: float, values: np.ndarray, level: float) -> Interval:
@@ -80,6 +125,45 @@ def bootstrap(statistic: Statistic, *arrays, resamples: int = 1000, level: float
     return _interval(estimate, _resampled(statistic, arrays, indices, chunk), level)
 
 
+def bootstrap_all(statistics, *, resamples: int = 1000, level: float = 0.95, seed: int = 0,
+                  chunk: int = 100) -> dict[str, Interval]:
+    """Several statistics on the same resamples of the same examples, ``{name: (statistic, arrays)}``
+    → ``{name: Interval}``: one index draw and one count per chunk shared by all (what a table of rates
+    with intervals needs, at a fraction of the cost of separate calls; each interval equals what
+    :func:`bootstrap` gives with the same seed)."""
+    prepared = {name: (statistic, _arrays(arrays)) for name, (statistic, arrays) in statistics.items()}
+    sizes = {len(arrays[0]) for _, arrays in prepared.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"bootstrap_all needs the same examples for every statistic, got sizes {sorted(sizes)}")
+    indices = resample_indices(sizes.pop(), resamples, seed)
+
+    def one_chunk(rows: np.ndarray) -> dict[str, np.ndarray]:
+        counts = None
+        out = {}
+        for name, (statistic, arrays) in prepared.items():
+            weighted = getattr(statistic, "weighted", None)
+            if weighted is not None:
+                counts = resample_counts(rows) if counts is None else counts
+                out[name] = weighted(counts, *arrays)
+            else:
+                out[name] = statistic(*(a[rows] for a in arrays))
+        return out
+
+    parts = _in_threads(one_chunk, np.array_split(indices, max(1, -(-len(indices) // chunk))))
+    return {name: _interval(float(statistic(*(a[None] for a in arrays))[0]), np.concatenate([p[name] for p in parts]), level)
+            for name, (statistic, arrays) in prepared.items()}
+
+
+def _in_threads(work, chunks: list) -> list:
+    """``work`` on every chunk, in order, on a thread per core: NumPy releases the GIL in the large
+    array operations a chunk consists of, so chunks run in parallel; results do not depend on it."""
+    workers = min(len(chunks), os.cpu_count() or 1)
+    if workers <= 1:
+        return [work(c) for c in chunks]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(work, chunks))
+
+
 def paired_bootstrap(statistic: Statistic, first, second, *, resamples: int = 1000, level: float = 0.95,
                      seed: int = 0, chunk: int = 100) -> Interval:
     """Interval of ``statistic(*first) − statistic(*second)`` where ``first`` and ``second`` are two
@@ -90,6 +174,10 @@ def paired_bootstrap(statistic: Statistic, first, second, *, resamples: int = 10
 
     def difference(*parts):
         return statistic(*parts[: len(first)]) - statistic(*parts[len(first):])
+
+    if getattr(statistic, "weighted", None) is not None:
+        difference.weighted = lambda counts, *parts: (statistic.weighted(counts, *parts[: len(first)])
+                                                      - statistic.weighted(counts, *parts[len(first):]))
 
     both = first + second
     indices = resample_indices(len(first[0]), resamples, seed)

@@ -52,6 +52,25 @@ def reliability(confidence, correct, bins: int = 15, scheme: str = "width"):
         return count, conf_sum / count, hit_sum / count
 
 
+def _weighted_ece(counts, confidence, correct, bins: int = 15) -> np.ndarray:
+    """ECE (equal-width bins) of every resample from its counts ``(B, N)``: each example's bin is fixed,
+    so the per-bin sums are matrix products."""
+    conf, hit = (np.asarray(a, dtype=np.float64).ravel() for a in (confidence, correct))
+    onehot = np.zeros((conf.size, bins))
+    onehot[np.arange(conf.size), bin_index(conf, bins)[0]] = 1.0
+    gap = counts @ (onehot * (hit - conf)[:, None])  # Σ (correct − confidence) per bin
+    return np.abs(gap).sum(1) / counts.sum(1)
+
+
+def ece_statistic(bins: int = 15, scheme: str = "width"):
+    """:func:`expected_calibration_error` with these bins as a bootstrap statistic (a weighted form
+    for equal-width bins; equal-mass bins move with the resample, so they are resampled)."""
+    statistic = lambda confidence, correct: expected_calibration_error(confidence, correct, bins, scheme)  # noqa: E731
+    if scheme == "width":
+        statistic.weighted = lambda counts, confidence, correct: _weighted_ece(counts, confidence, correct, bins)
+    return statistic
+
+
 def expected_calibration_error(confidence, correct, bins: int = 15, scheme: str = "width") -> np.ndarray:
     """ECE per row (see the module docstring for the definition)."""
     count, conf, acc = reliability(confidence, correct, bins, scheme)
