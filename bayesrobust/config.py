@@ -61,6 +61,8 @@ class TrainSection:
     l1: float = 0.0
     l2: float = 0.0
     patience: int = 0  # early stopping on validation NLL; 0 disables it
+    adversarial_eps: float = 0.0  # > 0: Goodfellow et al.'s adversarial training, J̃ = α·J(x) + (1 − α)·J(x + ε·sign ∇ₓJ)
+    adversarial_alpha: float = 0.5  # α, the weight of the clean objective
 
 
 @dataclass(frozen=True)
@@ -245,9 +247,11 @@ def validate(config: ExperimentConfig) -> None:
         for key in ("epochs", "batch_size"):
             if getattr(model.train, key) < 1:
                 raise ConfigError(f"{where}.train.{key} must be >= 1")
-        for key in ("lr", "l1", "l2"):
+        for key in ("lr", "l1", "l2", "adversarial_eps"):
             if getattr(model.train, key) < 0:
                 raise ConfigError(f"{where}.train.{key} must be >= 0")
+        if not 0.0 <= model.train.adversarial_alpha <= 1.0:
+            raise ConfigError(f"{where}.train.adversarial_alpha must be in [0, 1], got {model.train.adversarial_alpha}")
     from bayesrobust.suites.registry import SUITES
 
     for name in config.suites:

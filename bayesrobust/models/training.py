@@ -51,10 +51,23 @@ def evaluate_nll(model, data, batch_size: int = 1000) -> tuple[float, float]:
     return nll / len(data), correct / len(data)
 
 
+def adversarial_objective(loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                          eps: float, alpha: float) -> torch.Tensor:
+    """Goodfellow et al.'s adversarial training objective α·J(x) + (1 − α)·J(x + ε·sign ∇ₓJ(x)) for any
+    batch objective J: the fast-gradient-sign image is recomputed from the current weights at every step
+    (clipped to [0, 1], as the attacks it defends against are) and treated as data, not differentiated."""
+    x = x.detach().requires_grad_(True)
+    clean = loss(x, y)
+    (grad,) = torch.autograd.grad(clean, x, retain_graph=True)
+    x_adv = (x + eps * grad.sign()).clamp(0.0, 1.0).detach()
+    return alpha * clean + (1.0 - alpha) * loss(x_adv, y)
+
+
 def train_model(model, train, config, *, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], val=None,
                 seed: int = 0, progress: bool = True, parameters=None, penalised=None) -> None:
     """Train ``model`` in place on mini-batches of ``train``: ``loss(x, y)`` is the batch's mean
-    objective (a net's cross-entropy, a GP's negative ELBO), plus the section's L1/L2 penalty on the
+    objective (a net's cross-entropy, a GP's negative ELBO) — with ``adversarial_eps`` > 0 inside
+    Goodfellow et al.'s adversarial objective (:func:`adversarial_objective`) — plus the section's L1/L2 penalty on the
     ``penalised`` parameters (default: every weight matrix and kernel of the model). ``parameters``
     (default: all) may be optimiser parameter groups with their own learning rates. Shuffling comes from
     ``seed``; with validation data and ``patience`` the weights of the best validation NLL (of
@@ -75,7 +88,8 @@ def train_model(model, train, config, *, loss: Callable[[torch.Tensor, torch.Ten
         for i in bar:
             idx = order[i: i + config.batch_size]
             x, y = train.images[idx].to(model.device), train.labels[idx].to(model.device)
-            value = loss(x, y)
+            value = (adversarial_objective(loss, x, y, config.adversarial_eps, config.adversarial_alpha)
+                     if config.adversarial_eps > 0 else loss(x, y))
             objective = value + weight_penalty(penalised, config.l1, config.l2) if (config.l1 or config.l2) else value
             optimizer.zero_grad(set_to_none=True)
             objective.backward()
