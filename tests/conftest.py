@@ -118,6 +118,12 @@ def tiny_overrides(path: Path) -> list[str]:
             sets.append(f"models.{name}.params.hidden=[32]")
     if "evaluation" in raw:
         sets += ["evaluation.samples=3", "evaluation.grid_size=8"]
+    calibration = raw.get("calibration")
+    if calibration is not None:
+        sets += ["calibration.samples=3", "calibration.bootstrap=50", "calibration.attack_limit=10"]
+        for name, spec in calibration.get("attacks", {}).items():
+            if "steps" in spec.get("params", {}):
+                sets.append(f"calibration.attacks.{name}.params.steps=3")
     detection = raw.get("detection")
     if detection is not None:
         sets += ["detection.size=40", "detection.val_size=40", "detection.samples=3", "detection.ocsvm_per_class=20",

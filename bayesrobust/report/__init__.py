@@ -1,6 +1,6 @@
 """Reports rebuilt from a run folder's files: figures/ (PNG + PDF), report.md and report.html."""
 
-from bayesrobust.report import attack_sections, detection_sections  # noqa: F401  (register sections)
+from bayesrobust.report import attack_sections, calibration_sections, detection_sections  # noqa: F401  (register sections)
 from bayesrobust.report.build import build_report
 
 __all__ = ["build_report"]

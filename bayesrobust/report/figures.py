@@ -253,3 +253,29 @@ def distortion_curves(curves: dict[str, tuple[list[float], list[float], list[flo
     right.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def reliability_diagrams(bins: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], scheme: str = "width"):
+    """One panel per model: accuracy against mean confidence per bin (bars at the bins' mean confidence,
+    the diagonal is perfect calibration), with the share of examples per bin underneath."""
+    names = list(bins)
+    fig, axes = new_figure(2, len(names), width=2.6, height=1.6,
+                           gridspec_kw={"height_ratios": [3, 1]}, sharex="col")
+    for j, name in enumerate(names):
+        count, confidence, accuracy = (np.asarray(a, dtype=float) for a in bins[name])
+        edges = np.linspace(0, 1, len(count) + 1)
+        centre = (edges[:-1] + edges[1:]) / 2 if scheme == "width" else np.nan_to_num(confidence)
+        width = (edges[1] - edges[0]) * 0.9 if scheme == "width" else 0.02
+        top, bottom = axes[0][j], axes[1][j]
+        filled = count > 0
+        top.bar(centre[filled], accuracy[filled], width=width, color=PALETTE[0], edgecolor="white", label="accuracy")
+        low, high = np.minimum(confidence, accuracy)[filled], np.maximum(confidence, accuracy)[filled]
+        top.bar(centre[filled], high - low, bottom=low, width=width, facecolor="none", edgecolor=PALETTE[1],
+                hatch="///", lw=0.6, label="gap to mean confidence")
+        top.plot([0, 1], [0, 1], color="black", lw=0.8, ls="--")
+        top.set(title=name, ylim=(0, 1), xlim=(0, 1), ylabel="accuracy" if j == 0 else "")
+        bottom.bar(centre[filled], count[filled] / max(count.sum(), 1), width=width, color="grey")
+        bottom.set(xlabel="confidence", ylabel="share" if j == 0 else "", xlim=(0, 1))
+    axes[0][0].legend(fontsize=6, loc="upper left")
+    fig.tight_layout()
+    return fig

@@ -58,7 +58,8 @@ def evaluation_section(run) -> Section | None:
     for set_name in shifted:
         scols = cols + ["auroc_entropy", "auroc_mi"] + (["elbo", "auroc_elbo", "auroc_reconstruction"]
                                                        if any(f"shift/{set_name}/{m}/elbo" in metrics for m in models) else [])
-        srows = [[m] + [fmt(metrics.get(f"shift/{set_name}/{m}/{c}")) for c in scols] for m in models]
+        # the VAE-only columns are read only where written ("–" for the other models)
+        srows = [[m] + [fmt(metrics[k]) if (k := f"shift/{set_name}/{m}/{c}") in metrics else "–" for c in scols] for m in models]
         section.tables.append(Table(f"Shifted set {set_name} (AUROC: telling it from the test split by uncertainty)",
                                     ["model", *scols], srows))
     entropy_in = {m: arrays[f"test/{m}/entropy"] for m in models}

@@ -11,6 +11,7 @@ from typing import Any
 from bayesrobust.registry import Registry
 from bayesrobust.suites.attack import run_attack_suite
 from bayesrobust.suites.attack_config import AttackSection, validate_attack
+from bayesrobust.suites.calibration import CalibrationSection, run_calibration, validate_calibration
 from bayesrobust.suites.detection import DetectionSection, run_detection, validate_detection
 from bayesrobust.suites.evaluation import EvaluationSection, run_evaluation, validate_evaluation
 
@@ -26,3 +27,4 @@ SUITES: Registry[Suite] = Registry("suite")
 SUITES.add("evaluation", Suite(EvaluationSection, run_evaluation, validate_evaluation))
 SUITES.add("attack", Suite(AttackSection, run_attack_suite, validate_attack))
 SUITES.add("detection", Suite(DetectionSection, run_detection, validate_detection))
+SUITES.add("calibration", Suite(CalibrationSection, run_calibration, validate_calibration))

@@ -1,0 +1,126 @@
+"""The calibration suite: calibrated versus plain networks on the same test digits.
+
+For every model: accuracy, NLL, Brier score, ECE (``bins`` bins, equal-width or equal-mass), MCE,
+classwise ECE and the area under the risk–coverage curve of its predictive entropy, with percentile
+bootstrap intervals of accuracy, NLL, Brier and ECE (one shared draw, ``metrics/bootstrap.py``), and the
+reliability diagram; then, for each configured attack on ``attack_limit`` test digits, the accuracy on the
+adversarial examples and the mean confidence — overall and on the misclassified ones, Goodfellow et al.'s
+"confidently wrong" number. Stochastic models are attacked in the adaptive form (EOT over
+``adaptive_eot_samples`` draws per gradient), so a model does not look calibrated under attack merely
+because its gradients are noisy.
+
+Metrics ``calib/<model>/{acc,nll,brier,ece,mce,classwise_ece,aurc}`` (+ ``_low`` / ``_high``) and
+``calib/<model>/<attack>/{accuracy,confidence,confidence_wrong,entropy}``; arrays in
+``arrays/calibration.npz`` (reliability bins per model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bayesrobust.attacks import build_attack
+from bayesrobust.attacks.base import run_batched
+from bayesrobust.errors import ConfigError
+from bayesrobust.metrics import calibration as cal
+from bayesrobust.metrics.bootstrap import batched_mean, bootstrap_all
+from bayesrobust.seeding import derive_seed, make_generator
+from bayesrobust.suites.attack_config import check_attack_spec
+
+
+@dataclass(frozen=True)
+class CalibrationAttack:
+    attack: str = "fgsm"
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CalibrationSection:
+    """``[calibration]``: bins, intervals and the attacks under which confidence is measured."""
+
+    samples: int = 50  # posterior draws per prediction
+    bins: int = 15
+    scheme: str = "width"  # width | mass
+    bootstrap: int = 1000  # resamples for the intervals (0: none)
+    attacks: Mapping[str, CalibrationAttack] = field(default_factory=dict)
+    attack_limit: int = 1000  # test digits attacked (stratified, seeded)
+    adaptive_eot_samples: int = 10  # EOT draws per gradient on stochastic models
+
+
+def validate_calibration(config) -> None:
+    section = config.suites["calibration"]
+    if section.scheme not in ("width", "mass"):
+        raise ConfigError(f"calibration.scheme must be 'width' or 'mass', got {section.scheme!r}")
+    for key in ("samples", "bins", "attack_limit", "adaptive_eot_samples"):
+        if getattr(section, key) < 1:
+            raise ConfigError(f"calibration.{key} must be >= 1")
+    if section.bootstrap < 0:
+        raise ConfigError(f"calibration.bootstrap must be >= 0 (0: no intervals), got {section.bootstrap}")
+    for name, spec in section.attacks.items():
+        check_attack_spec(f"calibration.attacks.{name}", spec.attack, spec.params)
+
+
+def per_example(probs_mean: np.ndarray, labels: np.ndarray, log_likelihood: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-example pieces whose means are the headline metrics (so one bootstrap draw serves all)."""
+    onehot = np.eye(probs_mean.shape[1])[labels]
+    return {"correct": probs_mean.argmax(1) == labels, "nll": -log_likelihood,
+            "brier": ((probs_mean - onehot) ** 2).sum(1), "confidence": probs_mean.max(1)}
+
+
+def calibration_metrics(pred, labels, section: CalibrationSection, seed: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Headline metrics with intervals, and the reliability bins, of one model's predictive."""
+    y = labels.numpy()
+    parts = per_example(pred.mean.double().numpy(), y, pred.log_likelihood(labels).double().numpy())
+    entropy = pred.entropy.double().numpy()
+    ece = cal.ece_statistic(section.bins, section.scheme)
+    statistics = {"acc": (batched_mean, (parts["correct"],)), "nll": (batched_mean, (parts["nll"],)),
+                  "brier": (batched_mean, (parts["brier"],)), "ece": (ece, (parts["confidence"], parts["correct"]))}
+    out: dict[str, float] = {}
+    if section.bootstrap:
+        for key, interval in bootstrap_all(statistics, resamples=section.bootstrap, seed=seed).items():
+            out.update(interval.as_dict(key))
+    else:
+        out.update({key: float(statistic(*(a[None] for a in arrays))[0]) for key, (statistic, arrays) in statistics.items()})
+    out["mce"] = float(cal.maximum_calibration_error(parts["confidence"], parts["correct"], section.bins, section.scheme)[0])
+    out["classwise_ece"] = float(cal.classwise_ece(pred.mean.double().numpy(), y, section.bins, section.scheme)[0])
+    out["aurc"] = float(cal.area_under_risk_coverage(entropy, parts["correct"])[0])
+    count, confidence, accuracy = cal.reliability(parts["confidence"], parts["correct"], section.bins, section.scheme)
+    return out, {"count": count[0], "confidence": confidence[0], "accuracy": accuracy[0]}
+
+
+def adversarial_confidence(model, test, spec: CalibrationAttack, section: CalibrationSection, seed: int) -> dict[str, float]:
+    """Accuracy and confidence on adversarial examples of one attack (adaptive on stochastic models)."""
+    params = dict(spec.params)
+    if model.stochastic:
+        params["eot_samples"] = max(int(params.get("eot_samples", 1)), section.adaptive_eot_samples)
+    attack = build_attack(spec.attack, eval_samples=section.samples, **params)
+    result = run_batched(attack, model, test.images, test.labels, generator=make_generator(seed))
+    pred = result.predictive
+    wrong = pred.predicted != test.labels
+    return {"accuracy": float((~wrong).float().mean()), "confidence": float(pred.confidence.mean()),
+            "confidence_wrong": float(pred.confidence[wrong].mean()) if bool(wrong.any()) else float("nan"),
+            "entropy": float(pred.entropy.mean())}
+
+
+def run_calibration(run, models, data, section: CalibrationSection, seed: int) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    arrays: dict[str, np.ndarray] = {}
+    attacked = data.test.head(section.attack_limit, seed=0)
+    for name, model in models.items():
+        pred = model.predictive(data.test.images, section.samples, generator=make_generator(derive_seed(seed, "calibration", name)))
+        values, bins = calibration_metrics(pred, data.test.labels, section, derive_seed(seed, "calibration", "bootstrap"))
+        metrics.update({f"calib/{name}/{k}": v for k, v in values.items()})
+        arrays.update({f"calib/{name}/{k}": v for k, v in bins.items()})
+        for attack_name, spec in section.attacks.items():
+            out = adversarial_confidence(model, attacked, spec, section, derive_seed(seed, "calibration", name, attack_name))
+            metrics.update({f"calib/{name}/{attack_name}/{k}": v for k, v in out.items()})
+    run.save_arrays("arrays/calibration.npz", **arrays)
+    run.write_json("arrays/calibration.json", {
+        "models": list(models), "bins": section.bins, "scheme": section.scheme, "bootstrap": section.bootstrap,
+        "samples": section.samples, "attacks": {n: {"attack": a.attack, "params": dict(a.params)} for n, a in section.attacks.items()},
+        "attack_limit": len(attacked), "adaptive_eot_samples": section.adaptive_eot_samples,
+        "stochastic": {n: m.stochastic for n, m in models.items()}})
+    return metrics
