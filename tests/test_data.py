@@ -204,6 +204,11 @@ def test_real_semeion_when_present():
     assert len(ds) == 1593
     assert ds.labels.bincount().tolist() == [161, 162, 159, 159, 161, 159, 161, 158, 155, 158]
     assert tuple(ds.images.shape) == (1593, 1, 28, 28)
+    stretched = load_dataset("semeion-resized", "test", root=root)
+    assert torch.equal(stretched.labels, ds.labels) and tuple(stretched.images.shape) == (1593, 1, 28, 28)
+    # no MNIST framing: the digits reach the border instead of sitting in the central 20×20 box
+    border = lambda x: torch.cat([x[..., :4, :].flatten(1), x[..., -4:, :].flatten(1)], 1).mean()  # noqa: E731
+    assert float(border(stretched.images)) > 0.1 > float(border(ds.images))
 
 
 # --- SVHN -------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import numpy as np
 
 from bayesrobust.data.base import DATASETS, Dataset, DatasetInfo, DatasetSpec, to_dataset
 from bayesrobust.data.download import RemoteFile, fetch
-from bayesrobust.data.transforms import mnist_style
+from bayesrobust.data.transforms import mnist_style, resize
 from bayesrobust.errors import DatasetError
 
 SEMEION = RemoteFile(
@@ -37,18 +37,34 @@ def parse_semeion(text: str, source: str) -> tuple[np.ndarray, np.ndarray]:
     return pixels.reshape(-1, 16, 16).astype(np.float32), onehot.argmax(1)
 
 
-def load_semeion(split: str = "all", root=None, download: bool = False) -> Dataset:
+def _read_semeion(root, download: bool) -> tuple[str, np.ndarray, np.ndarray]:
     path, data = fetch(SEMEION, "semeion", root, download)
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError:
         raise DatasetError(f"{path}: not a text file") from None
-    pixels, labels = parse_semeion(text, str(path))
-    info = DatasetInfo("semeion", split, str(path), len(labels), SEMEION.digest[:16], verified=True,
+    return (str(path), *parse_semeion(text, str(path)))
+
+
+def load_semeion(split: str = "all", root=None, download: bool = False) -> Dataset:
+    path, pixels, labels = _read_semeion(root, download)
+    info = DatasetInfo("semeion", split, path, len(labels), SEMEION.digest[:16], verified=True,
                        notes="16x16 binary digits framed MNIST-style into 28x28")
     return to_dataset(mnist_style(pixels), labels, info)
+
+
+def load_semeion_resized(split: str = "all", root=None, download: bool = False) -> Dataset:
+    """The same digits stretched from 16×16 to the whole 28×28 square (bilinear, no MNIST framing): the
+    cruder preprocessing of transfer tests such as Bradshaw et al.'s, far from MNIST's 20×20 box."""
+    path, pixels, labels = _read_semeion(root, download)
+    info = DatasetInfo("semeion-resized", split, path, len(labels), SEMEION.digest[:16], verified=True,
+                       notes="16x16 binary digits resized to 28x28 without framing")
+    return to_dataset(resize(pixels), labels, info)
 
 
 DATASETS.add("semeion", DatasetSpec("semeion", load_semeion, ("all", "test"),
                                     "Semeion handwritten digits, 1,593 (UCI semeion.data)",
                                     remote_files=(SEMEION,)))
+DATASETS.add("semeion-resized", DatasetSpec("semeion-resized", load_semeion_resized, ("all", "test"),
+                                            "Semeion digits stretched 16x16 -> 28x28 without MNIST framing",
+                                            remote_files=(SEMEION,)))
