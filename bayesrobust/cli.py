@@ -1,4 +1,4 @@
-"""The ``bayesrobust`` command: run, train, evaluate, datasets, report."""
+"""The ``bayesrobust`` command: run, train, evaluate, datasets, report, compare."""
 
 from __future__ import annotations
 
@@ -44,6 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true", help="load each available dataset and check its checksums")
     p = sub.add_parser("report", help="rebuild figures and report.html / report.md from a run folder")
     p.add_argument("run_dir", help="the run folder")
+    p = sub.add_parser("compare", help="runs' metrics side by side with intervals; paired differences marked *")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders; the first is the reference")
+    p.add_argument("--metric", dest="patterns", action="append", metavar="PATTERN",
+                   help="metric keys to show (glob, repeatable; default: headline accuracy, NLL, calibration, "
+                        "shift and detection keys)")
+    p.add_argument("--out", help="also write the table as Markdown to this file")
+    p.add_argument("--csv", help="also write the table as CSV to this file")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the paired differences")
+    p.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -116,6 +125,24 @@ def _locate_status(spec, data_dir) -> str:
     return "missing (use --data-dir, $BAYESROBUST_DATA or --download)"
 
 
+def cmd_compare(args) -> int:
+    from bayesrobust.compare import DEFAULT_PATTERNS, compare_runs
+    from bayesrobust.runs import write_text_atomic
+
+    if args.resamples < 1:
+        raise BayesRobustError(f"--resamples must be >= 1, got {args.resamples}")
+    table = compare_runs(args.runs, args.patterns or DEFAULT_PATTERNS, resamples=args.resamples, seed=args.seed)
+    if not table.keys:
+        print("no metric of these runs matches the patterns", file=sys.stderr)
+        return 1
+    print(table.markdown(), end="")
+    if args.out:
+        write_text_atomic(Path(args.out), table.markdown())
+    if args.csv:
+        write_text_atomic(Path(args.csv), table.csv())
+    return 0
+
+
 def cmd_report(args) -> int:
     from bayesrobust.report import build_report
     from bayesrobust.runs import RunDir
@@ -149,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "datasets":
             return cmd_datasets(args)
+        if args.command == "compare":
+            return cmd_compare(args)
         return cmd_report(args)
     except BayesRobustError as exc:
         print(f"bayesrobust: error: {exc}", file=sys.stderr)

@@ -11,11 +11,13 @@ because its gradients are noisy.
 
 Metrics ``calib/<model>/{acc,nll,brier,ece,mce,classwise_ece,aurc}`` (+ ``_low`` / ``_high``) and
 ``calib/<model>/<attack>/{accuracy,confidence,confidence_wrong,entropy}``; arrays in
-``arrays/calibration.npz`` (reliability bins per model).
+``arrays/calibration.npz`` (reliability bins per model, and the per-example correctness, NLL, Brier and
+confidence that ``bayesrobust compare`` pairs across runs).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,7 +90,8 @@ def calibration_metrics(pred, labels, section: CalibrationSection, seed: int) ->
     out["classwise_ece"] = float(cal.classwise_ece(pred.mean.double().numpy(), y, section.bins, section.scheme)[0])
     out["aurc"] = float(cal.area_under_risk_coverage(entropy, parts["correct"])[0])
     count, confidence, accuracy = cal.reliability(parts["confidence"], parts["correct"], section.bins, section.scheme)
-    return out, {"count": count[0], "confidence": confidence[0], "accuracy": accuracy[0]}
+    per = {f"examples/{k}": v for k, v in parts.items()}  # for paired comparisons between runs (``bayesrobust compare``)
+    return out, {"count": count[0], "confidence": confidence[0], "accuracy": accuracy[0], **per}
 
 
 def adversarial_confidence(model, test, spec: CalibrationAttack, section: CalibrationSection, seed: int) -> dict[str, float]:
@@ -122,5 +125,6 @@ def run_calibration(run, models, data, section: CalibrationSection, seed: int) -
         "models": list(models), "bins": section.bins, "scheme": section.scheme, "bootstrap": section.bootstrap,
         "samples": section.samples, "attacks": {n: {"attack": a.attack, "params": dict(a.params)} for n, a in section.attacks.items()},
         "attack_limit": len(attacked), "adaptive_eot_samples": section.adaptive_eot_samples,
+        "test_labels_sha256": hashlib.sha256(data.test.labels.numpy().astype(np.int64).tobytes()).hexdigest(),
         "stochastic": {n: m.stochastic for n, m in models.items()}})
     return metrics
