@@ -157,7 +157,8 @@ def bootstrap_all(statistics, *, resamples: int = 1000, level: float = 0.95, see
 def _in_threads(work, chunks: list) -> list:
     """``work`` on every chunk, in order, on a thread per core: NumPy releases the GIL in the large
     array operations a chunk consists of, so chunks run in parallel; results do not depend on it."""
-    workers = min(len(chunks), os.cpu_count() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = min(len(chunks), cores)
     if workers <= 1:
         return [work(c) for c in chunks]
     with ThreadPoolExecutor(workers) as pool:
