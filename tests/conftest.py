@@ -118,6 +118,8 @@ def tiny_overrides(path: Path) -> list[str]:
             sets.append(f"models.{name}.params.hidden=[32]")
     if "evaluation" in raw:
         sets += ["evaluation.samples=3", "evaluation.grid_size=8"]
+        if raw["evaluation"].get("rotations") or raw["evaluation"].get("translations"):
+            sets += ["evaluation.rotations=[90]", "evaluation.translations=[4]", "evaluation.shift_limit=30"]
     calibration = raw.get("calibration")
     if calibration is not None:
         sets += ["calibration.samples=3", "calibration.bootstrap=50", "calibration.attack_limit=10"]

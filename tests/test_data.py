@@ -315,3 +315,31 @@ def test_unknown_dataset_and_split():
     with pytest.raises(DatasetError, match="splits"):
         load_dataset("digits", "train")
     assert {"mnist", "mnist-5k", "semeion", "svhn", "digits", "fashion-mnist"} <= set(DATASETS.names())
+
+
+# --- synthetic shift (Ovadia et al.) ----------------------------------------------------------------------
+def test_rotation_and_translation_by_hand():
+    from bayesrobust.data.shift import rotate, translate
+
+    x = torch.zeros(2, 1, 28, 28)
+    x[:, 0, 5:10, 13:15] = 1.0  # a vertical bar above the centre
+    assert torch.allclose(rotate(x, 0), x, atol=1e-6)
+    centre = rotate(x, 90)[0, 0].nonzero().float().mean(0)
+    assert centre.tolist() == pytest.approx([13.0, 6.5], abs=0.6)  # counter-clockwise: above → left of centre
+    assert torch.allclose(rotate(x, 360), x, atol=1e-4)
+    shifted = translate(x, 3)
+    assert torch.equal(shifted[:, :, :, 3:], x[:, :, :, :-3]) and shifted[..., :3].sum() == 0
+    assert translate(x, 28).sum() == 0 and torch.equal(translate(x, 0), x)
+    assert rotate(torch.rand(3, 1, 28, 28), 33).max() <= 1 and rotate(torch.rand(3, 1, 28, 28), 33).min() >= 0
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"rotations": [0]}, "evaluation.rotations"), ({"translations": [28]}, "evaluation.translations"),
+    ({"shift_limit": -1}, "evaluation.shift_limit"),
+])
+def test_shift_protocol_config_errors(change, message):
+    from bayesrobust.config import config_from_dict
+    from bayesrobust.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({"models": {"m": {"arch": "lenet"}}, "evaluation": change})

@@ -279,3 +279,21 @@ def reliability_diagrams(bins: dict[str, tuple[np.ndarray, np.ndarray, np.ndarra
     axes[0][0].legend(fontsize=6, loc="upper left")
     fig.tight_layout()
     return fig
+
+
+def shift_curves(strengths: list[float], curves: dict[str, dict[str, list[float]]], unit: str):
+    """Ovadia et al.'s layout: accuracy, NLL, ECE and mean entropy against the shift's strength, one line
+    per model (strength 0 = the unshifted test digits)."""
+    quantities = [("acc", "accuracy"), ("nll", "NLL (nats)"), ("ece", "ECE"), ("entropy", "mean entropy (nats)")]
+    fig, axes = new_figure(1, len(quantities), width=2.7, height=2.4)
+    for i, (model, values) in enumerate(curves.items()):
+        style = {"color": PALETTE[i % len(PALETTE)], "marker": "o", "markersize": 2.5, "label": model}
+        for ax, (key, _) in zip(axes[0], quantities):
+            ax.plot(strengths, values[key], **style)
+    for ax, (_, label) in zip(axes[0], quantities):
+        ax.set(xlabel=unit, ylabel=label)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylim(-0.02, 1.02)
+    axes[0][-1].legend(fontsize=6)
+    fig.tight_layout()
+    return fig

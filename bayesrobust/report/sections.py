@@ -71,6 +71,19 @@ def evaluation_section(run) -> Section | None:
         mi_shift = {s: {m: arrays[f"shift/{s}/{m}/mutual_information"] for m in models} for s in shifted}
         section.figures.append(("mi_histogram", figures.uncertainty_histograms(mi_in, mi_shift, "mutual information (nats)", meta["test"]),
                                 "Mutual information (epistemic uncertainty); zero for plain networks."))
+    for kind, unit in (("rotate", "rotation (degrees)"), ("translate", "translation (pixels)")):
+        strengths = meta.get("rotations" if kind == "rotate" else "translations", [])
+        if strengths:
+            xs = [0.0, *strengths]
+            curves = {m: {q: [metrics[f"{kind}/{s:g}/{m}/{q}"] for s in xs] for q in ("acc", "nll", "ece", "entropy")}
+                      for m in models}
+            section.tables.append(Table(f"Ovadia et al.'s shift protocol: {unit} of {meta['shift_examples']} test digits "
+                                        "(accuracy / NLL / ECE per model)", ["model", *[f"{s:g}" for s in strengths]],
+                                        [[m] + [f"{metrics[f'{kind}/{s:g}/{m}/acc']:.3f} / {metrics[f'{kind}/{s:g}/{m}/nll']:.2f} / "
+                                                f"{metrics[f'{kind}/{s:g}/{m}/ece']:.3f}" for s in strengths] for m in models]))
+            section.figures.append((f"shift_{kind}", figures.shift_curves(xs, curves, unit),
+                                    f"Accuracy, NLL, ECE and mean predictive entropy against {unit.split(' ')[0]} "
+                                    "(0: the unshifted test split)."))
     for m in models:
         section.figures.append((f"grid_{m}", figures.digit_grid(arrays["grid/images"], arrays["grid/labels"],
                                                                 arrays[f"grid/{m}/predicted"], arrays[f"grid/{m}/confidence"],

@@ -1,0 +1,30 @@
+"""Synthetic distribution shift of digit images (Ovadia et al. 2019's MNIST protocol): rotations and
+translations of increasing strength, applied to ``(N, 1, 28, 28)`` tensors in [0, 1]."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def rotate(images: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Rotate every image counter-clockwise by ``degrees`` about its centre (bilinear; corners that
+    come from outside the frame are 0, the background)."""
+    theta = math.radians(degrees)
+    cos, sin = math.cos(theta), math.sin(theta)
+    matrix = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=images.dtype).expand(images.shape[0], 2, 3)
+    grid = F.affine_grid(matrix, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False).clamp(0.0, 1.0)
+
+
+def translate(images: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Shift every image ``pixels`` to the right (ink that leaves the frame is lost, the gap is 0): the
+    horizontal translation of Ovadia et al.'s shift protocol, 0–28 px."""
+    if pixels <= 0:
+        return images.clone()
+    out = torch.zeros_like(images)
+    if pixels < images.shape[-1]:
+        out[..., pixels:] = images[..., : images.shape[-1] - pixels]
+    return out
