@@ -87,14 +87,17 @@ def check_quickstart(out: Path, metrics: dict) -> None:
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "Predictive entropy" in html
     for heading in ("Attacks", "Lacok (2016) Table 1", "Papernot", "Figure 4", "Cross-model transfer", "Choi",
-                    "High-confidence, low-uncertainty", "Worst case over every run", "Adaptive forms"):
+                    "High-confidence, low-uncertainty", "Worst case over every run", "Adaptive forms", "Calibration",
+                    "Reliability diagrams", "shift protocol", "Kos et al. (2017)"):
         assert heading in html, heading
     for key in ("adv/fgsm/mc_lenet/success_rate", "adv/clean/lenet/entropy", "lacok/lenet/fgsm eps=0.25/error",
                 "papernot/lenet/success_rate", "papernot/lenet/robustness", "crossmodel/lenet/mc_lenet/error", "choi/mc_lenet/adv_confidence",
                 "adv/bim_a@adaptive/mc_lenet/success_rate", "adv/cw_l2@adaptive/mc_lenet/success_rate_fresh",
                 "adv/worst_case/lenet/robust_accuracy", "adv/worst_case/mc_lenet/success_rate",
                 "hclu/lenet/success_rate", "hclu/mc_lenet/cap", "hclu/mc_lenet/l2_success",
-                "adv/cw_l2@adaptive/gpdnn/success_rate", "hclu/gpdnn/cap", "crossmodel/gpdnn/lenet/error"):
+                "adv/cw_l2@adaptive/gpdnn/success_rate", "hclu/gpdnn/cap", "crossmodel/gpdnn/lenet/error",
+                "calib/lenet_ts/ece_low", "calib/mc_lenet/fgsm/confidence_wrong", "rotate/90/gpdnn/ece",
+                "translate/4/vae/acc", "kos/vae/latent/1/as_target", "kos/vae/clean_judge_accuracy", "shift/digits/vae/auroc_elbo"):
         assert key in metrics, key
     # adaptive forms run on the stochastic models only
     assert "adv/bim_a@adaptive/lenet/success_rate" not in metrics and "adv/fgsm@adaptive/mc_lenet/success_rate" in metrics
