@@ -51,7 +51,8 @@ def add_attack(section: Section, meta, metrics, arrays, model: str, attack: str)
     spec = meta["attacks"][attack]
     section.tables.append(Table(f"{model}, {attack} ({spec['attack']} {spec['params']}): "
                                 f"{fmt(metrics.get(f'{prefix}/examples'), 0)} images, mean L2 of the adversarial ones "
-                                f"{fmt(metrics.get(f'{prefix}/mean_l2'), 3)}", ["detector", *cols], rows))
+                                f"{fmt(metrics.get(f'{prefix}/mean_l2'), 3)} (median {fmt(metrics.get(f'{prefix}/median_l2'), 3)})",
+                                ["detector", *cols], rows))
     truth = arrays[f"{prefix}/is_adversarial"].astype(bool)
     scores = {d: arrays[f"{prefix}/{d}/scores"] for d in meta["detectors"]}
     title = f"{model}, {attack}"

@@ -12,7 +12,7 @@ Adaptive evaluation (Carlini & Wagner 2017): an attack entry may use EOT and a h
 (``params = { eot_samples = 10, kappa = 5 }``), and ``aware_of = "mi"`` (or "entropy") makes it
 detector-aware: its goal also asks the example's uncertainty to stay under the threshold an MI detector
 fitted on clean validation digits (5% false positives) would use, so it seeks examples that are wrong
-*and* look clean. The required distortion is ``detect/<model>/<attack>/mean_l2``. Every defended model
+*and* look clean. The required distortion is ``detect/<model>/<attack>/mean_l2`` (and ``median_l2``). Every defended model
 (``models``; default: every stochastic one — MC-dropout nets, GPDNNs) gets the whole protocol.
 
 ``only = ["fgsm", "bim"]`` evaluates a subset of the configured attacks (a long experiment split into runs
@@ -21,7 +21,7 @@ that share checkpoints through ``bayesrobust evaluate --from``).
 Metrics ``detect/<model>/<attack>/<detector>/{roc_auc,aupr,tpr_at_5_fpr,detection_accuracy,accuracy_passed,
 undefended_accuracy,tp,fp,tn,fn,...}`` with 95% bootstrap intervals of the rates (``<rate>_low`` /
 ``<rate>_high``, ``bootstrap`` resamples), ``detect/<model>/<attack>/<detector>/held_out_roc_auc`` and
-``detect/<model>/<attack>/{examples,mean_l2}``; per-example scores in ``arrays/detection.npz``.
+``detect/<model>/<attack>/{examples,mean_l2,median_l2}``; per-example scores in ``arrays/detection.npz``.
 """
 
 from __future__ import annotations
@@ -196,6 +196,7 @@ def detect_on_model(name: str, model, data, section: DetectionSection, seed: int
                                samples=section.samples, seed=derive_seed(s, "test"), successful_only=section.successful_only, targets=spec.targets)
         metrics[f"{prefix}/examples"] = len(test)
         metrics[f"{prefix}/mean_l2"] = float(test.l2[test.is_adversarial].mean())
+        metrics[f"{prefix}/median_l2"] = float(test.l2[test.is_adversarial].median())  # adaptive vs oblivious: their ratio
         truth = test.is_adversarial.numpy()
         predicted = model.predictive(test.images, section.samples, generator=make_generator(s)).predicted.numpy()
         arrays[f"{prefix}/is_adversarial"] = truth
