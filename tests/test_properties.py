@@ -224,12 +224,14 @@ def test_real_files_with_one_flipped_byte_fail_their_checksum(tmp_path):
 
 
 # --- tensors into models and attacks ------------------------------------------------------------
-@pytest.fixture(scope="module", params=["lenet", "gpdnn"])
+@pytest.fixture(scope="module", params=["lenet", "gpdnn", "vae"])
 def tiny_model(request):
-    """Both families: the dropout net and the GP (its validation and quadrature paths)."""
+    """Every family: the dropout net, the GP (its validation and quadrature paths), the VAE."""
     torch.manual_seed(0)
     if request.param == "gpdnn":
         return build_model("gpdnn", channels=(2, 4), hidden=8, features=4, inducing=4)
+    if request.param == "vae":
+        return build_model("vae", mode="feedback", hidden=8, latent=2, classifier_hidden=4)
     return build_model("lenet", mode="mc_dropout", channels=(2, 4), hidden=8)
 
 
