@@ -85,16 +85,6 @@ def resample_counts(indices: np.ndarray) -> np.ndarray:
     return np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
 
 
-def _resampled(statistic: Statistic, arrays: list[np.ndarray], indices: np.ndarray, chunk: int) -> np.ndarray:
-    """The statistic on every resample, ``chunk`` resamples at a time (memory stays ``chunk × N``): from
-    resampling counts when the statistic has a weighted form, else from resampled copies."""
-    weighted = getattr(statistic, "weighted", None)
-    parts = np.array_split(indices, max(1, -(-len(indices) // chunk)))
-    if weighted is not None:
-        return np.concatenate(_in_threads(lambda rows: weighted(resample_counts(rows), *arrays), parts))
-    return np.concatenate(_in_threads(lambda rows: statistic(*(a[rows] for a in arrays)), parts))
-
-
 def _interval(estimate: float, values: np.ndarray, level: float) -> Interval:
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
@@ -119,10 +109,7 @@ def _arrays(arrays) -> list[np.ndarray]:
 def bootstrap(statistic: Statistic, *arrays, resamples: int = 1000, level: float = 0.95, seed: int = 0,
               chunk: int = 100) -> Interval:
     """The statistic on ``arrays`` (examples along the first axis) with its percentile interval."""
-    arrays = _arrays(arrays)
-    indices = resample_indices(len(arrays[0]), resamples, seed)
-    estimate = float(statistic(*(a[None] for a in arrays))[0])
-    return _interval(estimate, _resampled(statistic, arrays, indices, chunk), level)
+    return bootstrap_all({"value": (statistic, arrays)}, resamples=resamples, level=level, seed=seed, chunk=chunk)["value"]
 
 
 def bootstrap_all(statistics, *, resamples: int = 1000, level: float = 0.95, seed: int = 0,
@@ -180,7 +167,4 @@ def paired_bootstrap(statistic: Statistic, first, second, *, resamples: int = 10
         difference.weighted = lambda counts, *parts: (statistic.weighted(counts, *parts[: len(first)])
                                                       - statistic.weighted(counts, *parts[len(first):]))
 
-    both = first + second
-    indices = resample_indices(len(first[0]), resamples, seed)
-    estimate = float(difference(*(a[None] for a in both))[0])
-    return _interval(estimate, _resampled(difference, both, indices, chunk), level)
+    return bootstrap(difference, *(first + second), resamples=resamples, level=level, seed=seed, chunk=chunk)
