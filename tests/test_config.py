@@ -9,7 +9,9 @@ from tests.conftest import REPO
 
 def test_quickstart_parses():
     config = load_config(REPO / "experiments" / "quickstart.toml")
-    assert set(config.models) == {"lenet", "mc_lenet", "gpdnn"}
+    assert set(config.models) == {"lenet", "lenet_ts", "mc_lenet", "gpdnn", "vae"}
+    assert config.models["lenet_ts"].weights_of == "lenet" and config.models["lenet_ts"].calibrate == "temperature"
+    assert config.models["vae"].arch == "vae" and "calibration" in config.suites
     assert config.models["lenet"].mode == "plain" and config.models["mc_lenet"].mode == "mc_dropout"
     assert config.models["gpdnn"].arch == "gpdnn" and config.models["gpdnn"].mode == ""  # the family's default
     assert config.data.shifted == ("digits",)
