@@ -30,6 +30,7 @@ def vae_and_data():
     train = load_dataset("mnist-5k", "train").head(2000, seed=0)
     val = load_dataset("mnist-5k", "train").head(2500, seed=0).subset(torch.arange(2000, 2500))
     pyro.enable_validation(True)
+    seed_everything(0)  # weight initialisation: the same model whichever tests ran before
     model = build_model("vae", hidden=128, latent=16, classifier_epochs=8)
     model.fit(train, TrainSection(epochs=5, batch_size=64, patience=3), val=val, seed=0, progress=False)
     return model, train, val
@@ -93,7 +94,8 @@ def test_each_kos_attack_lowers_its_objective_inside_the_box(vae_and_data, loss)
     with torch.no_grad():
         before = attack.objective(model, x, aim, target, gen(5)).mean()
         after = attack.objective(model, result.x_adv, aim, target, gen(5)).mean()
-    assert after < 0.7 * before
+        floor = attack.objective(model, bank[target], aim, target, gen(5)).mean()  # x* = the target image itself
+    assert before > floor and after < before - 0.5 * (before - floor)  # more than half the way to the target
     assert torch.equal(result.success, result.predictive.predicted == target)  # judged on the feedback classifier
 
 
