@@ -152,7 +152,7 @@ def test_generative_detectors_flag_noise_and_fit_on_validation_only(vae_and_data
     from bayesrobust.detection import GenerativeDetector, NotFittedError, detection_metrics
 
     model, train, val = vae_and_data
-    noise = lambda n, s: (train.images[:n] + 0.3 * torch.randn(n, 1, 28, 28, generator=gen(s))).clamp(0, 1)  # noqa: E731
+    noise = lambda n, s: (train.images[:n] + 0.5 * torch.randn(n, 1, 28, 28, generator=gen(s))).clamp(0, 1)  # noqa: E731
     for kind in ("reconstruction", "elbo"):
         detector = GenerativeDetector(model, kind, samples=4)
         with pytest.raises(NotFittedError):
@@ -162,7 +162,7 @@ def test_generative_detectors_flag_noise_and_fit_on_validation_only(vae_and_data
         x = torch.cat([val.images[100:200], noise(100, 2)])
         truth = np.r_[np.zeros(100, bool), np.ones(100, bool)]
         m = detection_metrics(truth, detector.score(x), detector.decide(x), truth, truth, resamples=0)
-        assert m["roc_auc"] > 0.85 and detector.threshold_ == threshold
+        assert m["roc_auc"] > 0.95 and detector.threshold_ == threshold  # measured 1.0 for both scores
     with pytest.raises(ConfigError, match="needs a VAE"):
         GenerativeDetector(torch.nn.Linear(2, 2), "elbo")
 
