@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= $(if $(wildcard ../shared/data),../shared/data,)
 
-.PHONY: install demo test lint bench bench-peers clean
+.PHONY: install demo test lint bench bench-peers browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ demo: $(STAMP)  ## train + evaluate on the embedded offline data, write runs/qui
 
 test: $(STAMP)  ## the whole test suite (uses ../shared/data when present)
 	BAYESROBUST_DATA=$${BAYESROBUST_DATA:-$(DATA)} $(BIN)/python -m pytest -q
+
+browser:  ## Debian's chromium for the report's browser test (best effort: needs apt and root; the test skips without it)
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) ; } || \
+	  echo "chromium not installed: tests/test_report_browser.py will skip"
 
 lint: $(STAMP)
 	$(BIN)/ruff check bayesrobust tests benchmarks

@@ -50,6 +50,18 @@ class DataSection:
 
 
 @dataclass(frozen=True)
+class TransferSection:
+    """Transfer sets beyond the registered ones: the user's own IDX folders (or images files), labels
+    optional; each is evaluated beside ``data.shifted`` under its folder's name."""
+
+    extra: tuple[str, ...] | str = ()  # one path (as ``--set transfer.extra=PATH`` gives) or a list
+
+    def __post_init__(self) -> None:
+        if isinstance(self.extra, str):
+            object.__setattr__(self, "extra", (self.extra,) if self.extra else ())
+
+
+@dataclass(frozen=True)
 class TrainSection:
     """Optimiser and schedule for one model (Lacok: RMSProp lr 1e-3, batch 128, 50 epochs)."""
 
@@ -78,18 +90,19 @@ class ModelSection:
     calibrate: str = ""  # "temperature": post-hoc temperature scaling fitted on the validation split
 
 
-CORE_KEYS = ("run", "data", "models")
+CORE_KEYS = ("run", "data", "models", "transfer")
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """``[run]``, ``[data]``, ``[models.*]``, and one table per configured suite: each suite brings its
+    """``[run]``, ``[data]``, ``[models.*]``, ``[transfer]``, and one table per configured suite: each suite brings its
     own section dataclass and validation (``bayesrobust/suites/registry.py``), so adding a suite never
     edits this file."""
 
     run: RunSection = field(default_factory=RunSection)
     data: DataSection = field(default_factory=DataSection)
     models: Mapping[str, ModelSection] = field(default_factory=dict)
+    transfer: TransferSection = field(default_factory=TransferSection)
     suites: Mapping[str, Any] = field(default_factory=dict)  # suite name → its section, for the tables present
 
 
@@ -232,6 +245,7 @@ def validate(config: ExperimentConfig) -> None:
     if not 0.0 <= config.data.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in [0, 1), got {config.data.val_fraction}")
     check_device(config.run.device)
+    check_transfer_names(config)
     names = list(config.models)
     for i, (name, model) in enumerate(config.models.items()):
         where = f"models.{name}"
@@ -256,6 +270,19 @@ def validate(config: ExperimentConfig) -> None:
 
     for name in config.suites:
         SUITES.get(name).validate(config)
+
+
+def check_transfer_names(config: ExperimentConfig) -> None:
+    """Every evaluated set has its own name: a ``transfer.extra`` folder may not shadow a shifted set."""
+    from bayesrobust.data.folder import set_name
+
+    seen = {name: f"data.shifted {name!r}" for name in (*config.data.shifted, *config.data.shifted_optional)}
+    for path in config.transfer.extra:
+        name = set_name(path)
+        if name in seen:
+            raise ConfigError(f"transfer.extra {path!r} would be named {name!r}, already taken by {seen[name]}; "
+                              "rename the folder")
+        seen[name] = f"transfer.extra {path!r}"
 
 
 def check_device(device: str) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bayesrobust.config import ExperimentConfig, dump_toml, to_plain
 from bayesrobust.data import Dataset, load_dataset
+from bayesrobust.data.folder import load_idx_folder
 from bayesrobust.errors import ConfigError, DatasetMissing
 from bayesrobust.models import BayesianClassifier, build_model
 from bayesrobust.models.temperature import fit_temperature
@@ -35,14 +36,28 @@ def load_data(config: ExperimentConfig, data_dir: str | None, download: bool) ->
         train, val = train.split(d.val_fraction, seed=derive_seed(config.run.seed, "val"))
     test_name = d.test or d.train
     test = load_dataset(test_name, "test", data_dir, download).head(d.test_limit, seed=0)
-    shifted = {name: load_dataset(name, "test", data_dir, download).head(d.shifted_limit, seed=0) for name in d.shifted}
+    shifted = {name: shifted_set(name, d, data_dir, download) for name in d.shifted}
     unavailable = {}
     for name in d.shifted_optional:
         try:
-            shifted[name] = load_dataset(name, "test", data_dir, download).head(d.shifted_limit, seed=0)
+            shifted[name] = shifted_set(name, d, data_dir, download)
         except DatasetMissing as exc:  # absent is fine for an optional set; corrupt is still an error
             unavailable[name] = str(exc)
+    for path in config.transfer.extra:  # the user's own IDX folders: a missing one is an error, not skipped
+        extra = load_idx_folder(path)
+        shifted[extra.info.name] = extra.head(d.shifted_limit, seed=0)
     return ExperimentData(train, val, test, shifted, unavailable)
+
+
+def shifted_set(name: str, d, data_dir, download: bool) -> Dataset:
+    """A shifted set's test split; its labels count as unlabelled when they name other classes than the
+    training set's (Fashion-MNIST's clothing for a digit model: accuracy there would mean nothing)."""
+    from bayesrobust.data import DATASETS
+
+    dataset = load_dataset(name, "test", data_dir, download).head(d.shifted_limit, seed=0)
+    if DATASETS.get(name).classes != DATASETS.get(d.train).classes:
+        dataset = dataset.without_labels()
+    return dataset
 
 
 def prepare_models(config: ExperimentConfig, data: ExperimentData, run: RunDir | None, *, progress: bool) -> tuple[dict[str, BayesianClassifier], dict[str, float]]:
@@ -127,7 +142,7 @@ def _execute(run: RunDir, config: ExperimentConfig, *, data_dir, download, progr
     run.write_json("env.json", env)
     start = time.perf_counter()
     data = load_data(config, data_dir, download)
-    run.write_json("data.json", {**{k: v.info.__dict__ for k, v in
+    run.write_json("data.json", {**{k: {**v.info.__dict__, "labelled": v.labelled} for k, v in
                                     [("train", data.train), ("test", data.test), *data.shifted.items()]},
                                  **{k: {"name": k, "available": False, "reason": why} for k, why in data.unavailable.items()}})
     models, metrics = prepare_models(config, data, run, progress=progress)

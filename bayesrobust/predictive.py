@@ -190,12 +190,7 @@ class Predictive:
     def to_inference_data(self, y: torch.Tensor | None = None):
         """Export as ArviZ ``InferenceData``: a posterior-predictive group ``probs`` with dims
         (chain, draw, example, class), plus ``observed_data`` when labels are given."""
-        import warnings
-
-        with warnings.catch_warnings():  # arviz announces its refactor with a FutureWarning at import
-            warnings.simplefilter("ignore", FutureWarning)
-            import arviz as az
-
+        az = import_arviz()
         probs = self.probs.cpu().numpy()[None]
         coords = {"example": np.arange(self.num_examples), "class": np.arange(self.num_classes)}
         observed = {"label": y.cpu().numpy()} if y is not None else None
@@ -208,6 +203,16 @@ class Predictive:
 
     def __repr__(self) -> str:
         return f"Predictive(S={self.num_samples}, N={self.num_examples}, C={self.num_classes})"
+
+
+def import_arviz():
+    """ArviZ, imported without the FutureWarning about its coming refactor that it prints at import."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz as az
+    return az
 
 
 def log_mean_prob(log_probs: torch.Tensor) -> torch.Tensor:

@@ -123,6 +123,8 @@ def tiny_overrides(path: Path) -> list[str]:
     calibration = raw.get("calibration")
     if calibration is not None:
         sets += ["calibration.samples=3", "calibration.bootstrap=50", "calibration.attack_limit=10"]
+        if "logistic" in calibration:
+            sets.append("calibration.logistic.epochs=2")
         for name, spec in calibration.get("attacks", {}).items():
             if "steps" in spec.get("params", {}):
                 sets.append(f"calibration.attacks.{name}.params.steps=3")
@@ -170,3 +172,24 @@ def tiny_overrides(path: Path) -> list[str]:
             if "steps" in attack["triptych"].get("params", {}):
                 sets += ["attack.triptych.params.steps=5"]
     return sets
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory) -> Path:
+    """The quickstart with tiny settings, once per session, through the installed command in a subprocess
+    exactly as the README shows it; its run folder (the experiment test and the browser test read it)."""
+    import subprocess
+    import sys
+
+    path = REPO / "experiments" / "quickstart.toml"
+    out = tmp_path_factory.mktemp("quickstart") / "run"
+    args = ["run", str(path), "--out", str(out), "--quiet", "--seed", "1"]
+    if shared_data() is not None:
+        args += ["--data-dir", str(shared_data())]
+    for s in tiny_overrides(path):
+        args += ["--set", s]
+    proc = subprocess.run([sys.executable, "-m", "bayesrobust.cli", *args], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "report:" in proc.stdout
+    return out
+

@@ -175,3 +175,25 @@ def test_sign_noise_is_exactly_eps_where_not_clipped(small_lenet, images, labels
     delta = (result.x_adv - images).abs()
     interior = (images + 0.2 <= 1) & (images - 0.2 >= 0)
     assert torch.allclose(delta[interior], torch.full_like(delta[interior], 0.2), atol=1e-6)
+
+
+def test_a_penalty_keeps_another_models_score_under_its_cap(small_lenet, images, labels):
+    """A detector-aware attack: with a penalty on a differentiable score of x* (here the distance to a
+    blurred copy of each digit, standing in for a VAE's reconstruction error), BIM's successful examples
+    score lower on it than without the penalty, and success is still judged on the classifier alone."""
+    from bayesrobust.attacks.base import Penalty
+
+    model = small_lenet.with_mode("plain")
+    blurred = torch.nn.functional.avg_pool2d(images, 3, stride=1, padding=1)
+
+    def reconstruction_error(x):
+        return (x - blurred[: len(x)]).flatten(1).pow(2).sum(1)
+
+    plain = build_attack("bim", eps=0.3, alpha=0.01, steps=40, variant="B")(model, images, labels)
+    cap = float(reconstruction_error(images).quantile(0.95))
+    aware_attack = build_attack("bim", eps=0.3, alpha=0.01, steps=40, variant="B")
+    aware = aware_attack.with_penalty(Penalty("blur distance", reconstruction_error, cap, weight=5.0))(model, images, labels)
+    both = plain.success & aware.success
+    assert int(both.sum()) >= 10
+    assert reconstruction_error(aware.x_adv)[both].mean() < 0.8 * reconstruction_error(plain.x_adv)[both].mean()
+    assert aware_attack.hyperparameters()["penalty"] == "blur distance"

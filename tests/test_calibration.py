@@ -55,3 +55,36 @@ def test_confidence_under_attack(small_lenet, digits5k):
 def test_calibration_config_errors_name_their_key(change, message):
     with pytest.raises(ConfigError, match=message):
         config_from_dict({"models": {"m": {"arch": "lenet"}}, "calibration": change})
+
+
+def test_logistic_adversarial_objective_is_the_exact_worst_case():
+    """ζ(ε‖w‖₁ − y(wᵀx + b)) is the logistic loss at x − ε·y·sign(w) (unclipped), and no other point of the
+    ε-box (clipped to [0, 1]) costs more than the clipped sign step."""
+    from bayesrobust.analysis.logistic import logistic_objective, worst_case
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 784, generator=g, dtype=torch.float64) * 0.5 + 0.25  # inner pixels: ε 0.2 never clips
+    y = torch.where(torch.rand(64, generator=g) < 0.5, -1.0, 1.0).double()
+    w, b = torch.randn(784, generator=g, dtype=torch.float64) * 0.1, torch.tensor(0.3, dtype=torch.float64)
+    eps = 0.2
+    moved = x - eps * y[:, None] * torch.sign(w)
+    assert torch.allclose(logistic_objective(w, b, x, y, adversarial_eps=eps), logistic_objective(w, b, moved, y))
+    assert torch.allclose(worst_case(x, y, w, eps), moved)
+    x01 = torch.rand(64, 784, generator=g, dtype=torch.float64)  # now with clipping at the edges
+    worst = torch.nn.functional.softplus(-y * (worst_case(x01, y, w, eps) @ w + b))
+    for _ in range(20):
+        other = (x01 + eps * (2 * torch.rand(x01.shape, generator=g, dtype=torch.float64) - 1)).clamp(0, 1)
+        assert (torch.nn.functional.softplus(-y * (other @ w + b)) <= worst + 1e-12).all()
+
+
+def test_logistic_regression_reproduces_goodfellow_on_real_digits(digits5k):
+    """3s vs 7s (1,500 training digits, 60 test digits): the plain model is nearly always wrong at ε 0.25 (published 99%); the adversarial objective
+    cuts that error far more than L1 does at a similar clean error, with a smaller ‖w‖₁."""
+    from bayesrobust.analysis.logistic import LogisticSection, run_logistic
+
+    metrics, arrays = run_logistic(*digits5k, LogisticSection(epochs=15, l1=(0.0025,)), seed=0)
+    plain, l1, adv = "logistic/plain", "logistic/l1=0.0025", "logistic/adversarial eps=0.25"
+    assert metrics[f"{plain}/clean_error"] < 0.1 and metrics[f"{plain}/adv_error"] > 0.9
+    assert metrics[f"{adv}/adv_error"] < 0.5 * metrics[f"{plain}/adv_error"] and metrics[f"{adv}/clean_error"] < 0.15
+    assert metrics[f"{l1}/w_l1"] < metrics[f"{plain}/w_l1"] and metrics[f"{adv}/w_l1"] < metrics[f"{plain}/w_l1"]
+    assert arrays[f"{adv}/weights"].shape == (28, 28) and arrays["logistic/examples_adv"].shape == (8, 28, 28)

@@ -195,6 +195,8 @@ def test_density_and_one_class_detectors_tell_digits_from_noise(trained_lenet, d
     ({"attacks": {"f": {"attack": "fgsm", "params": {"eps": "big"}}}}, "detection.attacks.f.params.eps"),
     ({"models": ["absent"]}, "detection.models"),
     ({"only": ["bim"]}, "detection.only: no attack 'bim'"),
+    ({"attacks": {"a": {"attack": "bim", "aware_of": "reconstruction"}}}, "add a model with arch = 'vae'"),
+    ({"attacks": {"a": {"attack": "bim", "aware_weight": 0.0}}}, "aware_weight must be > 0"),
 ])
 def test_detection_config_errors_name_their_key(change, message):
     from bayesrobust.config import config_from_dict
@@ -236,3 +238,22 @@ def test_kd_bandwidth_chosen_on_clean_validation_digits(trained_lenet, digits5k)
     assert KernelDensityUncertainty(trained_lenet, train.images[some], train.labels[some], bandwidth=0.7).bandwidth_ == 0.7
     with pytest.raises(ValueError, match="bandwidth"):
         KernelDensityUncertainty(trained_lenet, train.images[some], train.labels[some], bandwidth=0)
+
+
+def test_score_and_decide_is_score_and_decide_in_one_pass(small_lenet, images, monkeypatch):
+    """The suite's one-pass evaluation gives what ``score`` and ``decide`` give separately, with one
+    predictive over the images (the hybrid adds only its crops)."""
+    detector = HybridDetector(small_lenet, samples=4)
+    u, _ = detector._parts(images)
+    detector.low_, detector.high_, detector.agree_ = float(np.quantile(u, 0.3)), float(np.quantile(u, 0.7)), 4
+    uncertainty = UncertaintyDetector(small_lenet, "entropy", samples=4).fit(images[:10])
+    for det in (detector, uncertainty):
+        expected = det.score(images), det.decide(images)
+        calls: list[int] = []
+        original = small_lenet.predictive
+        monkeypatch.setattr(small_lenet, "predictive",
+                            lambda x, s, calls=calls, original=original, **kw: calls.append(len(x)) or original(x, s, **kw))
+        scores, flagged = det.score_and_decide(images)
+        monkeypatch.undo()
+        assert np.array_equal(scores, expected[0]) and np.array_equal(flagged, expected[1])
+        assert calls.count(len(images)) == 1

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,22 +22,20 @@ def needs_shared(path: Path) -> bool:
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
-def test_experiment_runs_with_tiny_settings(path, tmp_path):
+def test_experiment_runs_with_tiny_settings(path, tmp_path, request):
     """Every config end to end; the quickstart through the installed command in a subprocess, exactly as
-    the README shows it."""
+    the README shows it (the ``quickstart_run`` fixture)."""
     if needs_shared(path) and shared_data() is None:
         pytest.skip(f"{path.name} needs real data files (../shared/data or BAYESROBUST_DATA)")
-    out = tmp_path / "run"
-    args = ["run", str(path), "--out", str(out), "--quiet", "--seed", "1"]
-    if shared_data() is not None:
-        args += ["--data-dir", str(shared_data())]
-    for s in tiny_overrides(path):
-        args += ["--set", s]
     if path.stem == "quickstart":
-        proc = subprocess.run([sys.executable, "-m", "bayesrobust.cli", *args], capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr
-        assert "report:" in proc.stdout
+        out = request.getfixturevalue("quickstart_run")
     else:
+        out = tmp_path / "run"
+        args = ["run", str(path), "--out", str(out), "--quiet", "--seed", "1"]
+        if shared_data() is not None:
+            args += ["--data-dir", str(shared_data())]
+        for s in tiny_overrides(path):
+            args += ["--set", s]
         assert main(args) == 0
     assert not (out / "INCOMPLETE").exists()
     metrics = json.loads((out / "metrics.json").read_text())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -106,9 +107,19 @@ class Attack(ABC):
         self.eval_samples = eval_samples
         self.goal = Goal(float(min_confidence), float(max_uncertainty), uncertainty)
         self.uncertainty_weight = check_positive("uncertainty_weight", uncertainty_weight)
+        self.penalty: Penalty | None = None
+
+    def with_penalty(self, penalty: Penalty) -> Attack:
+        """Make the gradient attacks (FGSM, BIM, targeted L2, L-BFGS) also keep another model's
+        differentiable score of x* under a cap (a detector-aware attack against, e.g., a VAE's
+        reconstruction error; Carlini & Wagner 2017). Success is still judged on the classifier alone."""
+        self.penalty = penalty
+        return self
 
     def hyperparameters(self) -> dict[str, Any]:
-        out = {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "goal"}
+        out = {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in ("goal", "penalty")}
+        if self.penalty is not None:
+            out.update(penalty=self.penalty.name, penalty_cap=self.penalty.cap, penalty_weight=self.penalty.weight)
         out.update(min_confidence=self.goal.min_confidence, max_uncertainty=self.goal.max_uncertainty,
                    uncertainty=self.goal.uncertainty)
         return out
@@ -188,12 +199,30 @@ class Attack(ABC):
             logp = model.log_prob(x, self.eot_samples, generator=generator)
             chosen = logp.gather(1, (y if target is None else target)[:, None]).squeeze(1)
             objective = chosen if target is None else -chosen
+        if self.penalty is not None:  # as the uncertainty cap: only once the goal's class is predicted
+            predicted = logp.detach().argmax(1)
+            reached = predicted != y if target is None else predicted == target
+            objective = objective + self.penalty.weight * self.penalty.excess(x) * reached
         (grad,) = torch.autograd.grad(objective.sum(), x)
         return objective.detach(), grad, logp.detach()
 
     def margin_logits(self, model, x: torch.Tensor, generator) -> torch.Tensor:
         """The model's differentiable margin scores (C&W, JSMA) with ``eot_samples`` draws."""
         return model.margin_logits(x, self.eot_samples, generator=generator)
+
+
+@dataclass(frozen=True)
+class Penalty:
+    """A differentiable per-example score of the input by another model (``score(x) -> (N,)``), the cap it
+    must stay under (a detector's threshold) and the weight of the excess in the attack's objective."""
+
+    name: str
+    score: Callable[[torch.Tensor], torch.Tensor]
+    cap: float
+    weight: float = 1.0
+
+    def excess(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.score(x) - self.cap).clamp(min=0)
 
 
 def uncertainty_of(log_samples: torch.Tensor, log_mean: torch.Tensor, measure: str) -> torch.Tensor:

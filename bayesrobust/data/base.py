@@ -31,12 +31,14 @@ class DatasetInfo:
 
 @dataclass(frozen=True)
 class Dataset:
-    """Images float32 in [0, 1] shaped (N, 1, 28, 28), labels int64 (N,), and provenance."""
+    """Images float32 in [0, 1] shaped (N, 1, 28, 28), labels int64 (N,), and provenance. An
+    unlabelled set (a user's transfer folder without labels) has ``labelled`` False and labels −1."""
 
     images: torch.Tensor
     labels: torch.Tensor
     info: DatasetInfo
     num_classes: int = 10
+    labelled: bool = True
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.float32 or tuple(self.images.shape[1:]) != (1, 28, 28):
@@ -47,10 +49,14 @@ class Dataset:
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    def without_labels(self) -> Dataset:
+        """The same images as an unlabelled set (labels −1): for labels that are absent or name other classes."""
+        return Dataset(self.images, torch.full((len(self),), -1, dtype=torch.int64), self.info, self.num_classes, False)
+
     def subset(self, index: torch.Tensor | np.ndarray, split: str | None = None) -> Dataset:
         index = torch.as_tensor(index, dtype=torch.long)
         info = DatasetInfo(**{**self.info.__dict__, "split": split or self.info.split, "count": int(index.numel())})
-        return Dataset(self.images[index], self.labels[index], info, self.num_classes)
+        return Dataset(self.images[index], self.labels[index], info, self.num_classes, self.labelled)
 
     def head(self, limit: int, seed: int = 0) -> Dataset:
         """A stratified, seeded subset of ``limit`` examples (all when ``limit`` is 0 or too big).
@@ -134,6 +140,7 @@ class DatasetSpec:
     splits: tuple[str, ...]
     description: str
     offline: bool = False  # ships inside an installed package
+    classes: str = "digits"  # what the labels name: sets with other classes (clothing) are OOD for digit models
     remote_files: tuple = ()  # RemoteFile specs looked for in ROOT/<name>/ or ROOT/ (empty when offline)
 
 

@@ -69,4 +69,4 @@ DATASETS.add("mnist", DatasetSpec("mnist", load_mnist, ("train", "test"),
                                   "MNIST, 60,000 + 10,000 (IDX files)", remote_files=tuple(MNIST_REMOTE.values())))
 DATASETS.add("fashion-mnist", DatasetSpec("fashion-mnist", load_fashion_mnist, ("train", "test"),
                                           "Fashion-MNIST, out-of-distribution set (IDX files)",
-                                          remote_files=tuple(FASHION_REMOTE.values())))
+                                          remote_files=tuple(FASHION_REMOTE.values()), classes="clothing"))

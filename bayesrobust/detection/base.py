@@ -1,5 +1,6 @@
 """The detector protocol, scikit-learn style: ``fit(clean_val, adv_val=None) -> self``, ``score(x)``
-(higher = more suspicious), ``decide(x)`` (True = flagged adversarial). Fitted state lives in
+(higher = more suspicious), ``decide(x)`` (True = flagged adversarial), and ``score_and_decide(x)``, both
+from one pass. Fitted state lives in
 attributes with a trailing underscore; using a detector before ``fit`` is a clear error."""
 
 from __future__ import annotations
@@ -32,7 +33,13 @@ class Detector(ABC):
 
     def decide(self, x: torch.Tensor) -> np.ndarray:
         """Boolean mask ``(N,)``: True where ``x`` is flagged adversarial."""
-        return self.score(x) > self._fitted("threshold_")
+        return self.score_and_decide(x)[1]
+
+    def score_and_decide(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """``(score(x), decide(x))`` from one pass over ``x``: what an evaluation needs, at the cost of one
+        predictive instead of two."""
+        scores = self.score(x)
+        return scores, scores > self._fitted("threshold_")
 
     def _fitted(self, attribute: str):
         value = getattr(self, attribute, None)

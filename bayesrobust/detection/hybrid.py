@@ -118,7 +118,7 @@ class HybridDetector(Detector):
     def score(self, x: torch.Tensor) -> np.ndarray:
         return uncertainty_score(self._predict(images(x)), self.uncertainty)
 
-    def decide(self, x: torch.Tensor) -> np.ndarray:
+    def score_and_decide(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         low, high, count = self._fitted("low_"), self._fitted("high_"), self._fitted("agree_")
         u, agree = self._parts(x, band=(low, high))
-        return self._rule(u, agree, low, high, count)
+        return u, self._rule(u, agree, low, high, count)

@@ -12,6 +12,14 @@ Definitions (they differ between libraries, so ours are stated and tested on han
 - **Classwise ECE** (Kull et al. 2019): the mean over classes k of the ECE of p_k against 1[y = k].
 - **Brier** = mean over examples of Σ_k (p_k − 1[y = k])², in [0, 2]. Ovadia et al.'s code omits the
   constant +1 (Σ p_k² − 2 p_y, in [−1, 1]); ``brier_score(..., ovadia=True)`` gives theirs.
+
+Intervals of ECE: the estimator is biased upward (sampling noise in each bin's gap only adds to |gap|),
+and a bootstrap resample adds the same noise again, so the bootstrap distribution sits above the
+estimate. On a perfectly calibrated synthetic model (10,000 examples, confidence U(0.9, 1)) the estimate
+is 0.09–0.21% and the 95% percentile interval about [0.05, 0.6]%: it describes the estimator's spread,
+and near zero it does not contain the true ECE of 0. The reports state intervals as computed and say so.
+The degenerate-resample problem of scikit-learn #30664 does not arise: every resample has a defined ECE
+(empty bins weigh nothing; a bin that is all right or all wrong contributes its |1 − conf| or conf).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 
 from bayesrobust.report.sections import SECTIONS, Section, Table
 from bayesrobust.runs import RunDir, atomic_path
@@ -64,10 +65,14 @@ def _md_table(t: Table) -> str:
 
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-th:first-child,td:first-child{text-align:left}caption{caption-side:top;text-align:left;font-weight:600;padding:.3em 0}
+.table{overflow-x:auto;margin:.5em 0 1.5em}table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th:first-child,td:first-child{text-align:left}.caption{font-weight:600;margin:.3em 0}
 figure{margin:1em 0}figure img{max-width:100%}figcaption{font-size:.9em;color:#555}
 .warn{background:#fee;border:1px solid #c00;padding:.5em}.env{color:#666;font-size:.9em}"""
+
+
+def _slug(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
 
 
 def _html(run: RunDir, sections: list[Section], env: dict, complete: bool, pngs: dict[str, bytes]) -> str:
@@ -78,14 +83,15 @@ def _html(run: RunDir, sections: list[Section], env: dict, complete: bool, pngs:
         out.append("<p class='warn'>INCOMPLETE RUN: results below are partial.</p>")
     out.append(f"<p class='env'>{e(_env_line(env))}</p>")
     for s in sections:
-        out.append(f"<h2>{e(s.title)}</h2><p>{e(s.text)}</p>")
+        out.append(f"<section id='{e(_slug(s.title))}'><h2>{e(s.title)}</h2><p>{e(s.text)}</p>")
         out += [f"<p class='warn'>Warning: {e(w)}</p>" for w in s.warnings]
         for t in s.tables:
             head = "".join(f"<th>{e(h)}</th>" for h in t.headers)
             body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in t.rows)
-            out.append(f"<table><caption>{e(t.caption)}</caption><tr>{head}</tr>{body}</table>")
+            out.append(f"<div class='table'><p class='caption'>{e(t.caption)}</p><table><tr>{head}</tr>{body}</table></div>")
         for name, _, caption in s.figures:
             data = base64.b64encode(pngs[name]).decode()
             out.append(f"<figure><img alt='{e(caption)}' src='data:image/png;base64,{data}'><figcaption>{e(caption)}</figcaption></figure>")
+        out.append("</section>")
     out.append("</body></html>")
     return "\n".join(out)

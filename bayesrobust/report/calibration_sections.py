@@ -3,15 +3,7 @@
 from __future__ import annotations
 
 from bayesrobust.report import figures
-from bayesrobust.report.sections import SECTIONS, Section, Table, fmt
-
-
-def _with_interval(metrics, key: str, digits: int = 4) -> str:
-    value = metrics.get(key)
-    low, high = metrics.get(f"{key}_low"), metrics.get(f"{key}_high")
-    if value is None or low is None:
-        return fmt(value, digits)
-    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+from bayesrobust.report.sections import SECTIONS, Section, Table, fmt, with_interval
 
 
 @SECTIONS.register("15-calibration")
@@ -22,14 +14,15 @@ def calibration_section(run) -> Section | None:
     arrays, metrics = run.load_arrays("arrays/calibration.npz"), run.metrics()
     models = meta["models"]
     columns = ["acc", "nll", "brier", "ece"]
-    rows = [[m] + [_with_interval(metrics, f"calib/{m}/{c}") for c in columns]
+    rows = [[m] + [with_interval(metrics, f"calib/{m}/{c}", 4) for c in columns]
             + [fmt(metrics.get(f"calib/{m}/{c}")) for c in ("mce", "classwise_ece", "aurc")] for m in models]
     interval = f"95% bootstrap intervals ({meta['bootstrap']} resamples)" if meta["bootstrap"] else "no intervals"
     text = (f"Test split, {meta['samples']} posterior draws per prediction (one pass for plain networks); ECE and MCE "
             f"over {meta['bins']} equal-{meta['scheme']} bins of confidence, each bin at its examples' mean confidence; "
             f"Brier = mean Σₖ (pₖ − 1[y = k])² in [0, 2]; AURC: area under the risk–coverage curve of the predictive "
             f"entropy (lower is better); {interval}.")
-    section = Section("Calibration", text, [Table("Calibration on the test split", ["model", *columns, "mce", "classwise_ece", "aurc"], rows)])
+    section = Section("Calibration", text, [Table("Calibration on the test split", ["model", *columns, "mce", "classwise_ece", "aurc"], rows)]
+                      if models else [])
     if meta["attacks"]:
         attack_rows = []
         for m in models:
@@ -43,7 +36,32 @@ def calibration_section(run) -> Section | None:
             "(Goodfellow et al.'s 'confidently wrong'), mean entropy",
             ["model", "attack", "accuracy", "confidence", "confidence (wrong)", "entropy"], attack_rows))
     bins = {m: (arrays[f"calib/{m}/count"], arrays[f"calib/{m}/confidence"], arrays[f"calib/{m}/accuracy"]) for m in models}
-    section.figures.append(("reliability", figures.reliability_diagrams(bins, meta["scheme"]),
-                            "Reliability diagrams: accuracy per confidence bin (blue), its gap to the bin's mean confidence "
-                            "(red), the diagonal = perfect calibration; below, the share of test digits per bin."))
+    if bins:  # a config may run only the logistic-regression part
+        section.figures.append(("reliability", figures.reliability_diagrams(bins, meta["scheme"]),
+                                "Reliability diagrams: accuracy per confidence bin (blue), its gap to the bin's mean "
+                                "confidence (red), the diagonal = perfect calibration; below, the share of test digits per bin."))
+    if meta.get("logistic"):
+        logistic_part(section, meta["logistic"], arrays, metrics)
     return section
+
+
+LOGISTIC_COLUMNS = ("clean_error", "nll", "adv_error", "adv_confidence_wrong", "w_l1", "w_zero_fraction")
+
+
+def logistic_part(section: Section, config: dict, arrays, metrics) -> None:
+    """Goodfellow et al.'s logistic regression: the table of the three trainings and Figure 2's layout."""
+    names = [k.split("/")[1] for k in arrays if k.startswith("logistic/") and k.endswith("/weights")]
+    a, b = config["classes"]
+    rows = [[n] + [fmt(metrics.get(f"logistic/{n}/{c}")) for c in LOGISTIC_COLUMNS] for n in names]
+    section.tables.append(Table(
+        f"Goodfellow et al. (2015): logistic regression, {a} (y = −1) vs {b} (y = +1), "
+        f"{int(metrics['logistic/test_digits'])} test digits; adversarial error under the exact worst case at "
+        f"ε {config['eps']:g} (published for the plain model: 99%); adversarial objective E ζ(ε‖w‖₁ − y(wᵀx + b)), "
+        "L1: mean logistic loss + λ‖w‖₁; w_zero_fraction: share of |w| < 1e-3",
+        ["model", *LOGISTIC_COLUMNS], rows))
+    section.figures.append(("logistic_weights", figures.weight_maps({n: arrays[f"logistic/{n}/weights"] for n in names}),
+                            "Weights of each logistic regression (top) and their sign (bottom): the sign is the "
+                            "direction of the optimal perturbation (Goodfellow et al. Figure 2)."))
+    section.figures.append(("logistic_examples", figures.image_rows(
+        {"test digits": arrays["logistic/examples"], f"ε {config['eps']:g} (plain)": arrays["logistic/examples_adv"]}),
+        "Test digits and their worst-case perturbations against the plain logistic regression."))

@@ -7,6 +7,8 @@ import matplotlib.patches
 import numpy as np
 from matplotlib.figure import Figure
 
+from bayesrobust.predictive import import_arviz
+
 STYLE = {
     "figure.dpi": 110,
     "savefig.dpi": 200,
@@ -16,7 +18,8 @@ STYLE = {
     "axes.spines.right": False,
     "legend.frameon": False,
 }
-PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+# Okabe & Ito's colour-blind-safe palette (blue, vermilion, bluish green, orange, reddish purple, sky blue)
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9"]
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, *, width: float = 3.2, height: float = 2.6, **kw):
@@ -237,6 +240,25 @@ def image_rows(rows: dict[str, np.ndarray], predicted: dict[str, np.ndarray] | N
     return fig
 
 
+def weight_maps(weights: dict[str, np.ndarray]):
+    """Goodfellow et al.'s Figure 2 layout for linear models: each model's weights as an image (top,
+    diverging colours around zero, saturating at the 99th percentile of |w|) and their sign, the optimal perturbation's direction (bottom)."""
+    names = list(weights)
+    fig, axes = new_figure(2, len(names), width=1.6, height=1.7)
+    for c, name in enumerate(names):
+        w = weights[name].reshape(28, 28)
+        bound = max(float(np.quantile(np.abs(w), 0.99)), 1e-12)  # a few large weights would wash out the rest
+        axes[0][c].imshow(w, cmap="RdBu_r", vmin=-bound, vmax=bound)
+        axes[0][c].set_title(name, fontsize=7)
+        axes[1][c].imshow(np.sign(w), cmap="RdBu_r", vmin=-1, vmax=1)
+        for r in (0, 1):
+            axes[r][c].axis("off")
+    axes[0][0].text(-3, 14, "w", ha="right", va="center", fontsize=8)
+    axes[1][0].text(-3, 14, "sign(w)", ha="right", va="center", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def distortion_curves(curves: dict[str, tuple[list[float], list[float], list[float]]]):
     """Kos et al.'s sweep: per loss, the output distortion ‖x̂* − x_t‖₂ against the input distortion
     ‖x − x*‖₂ over λ (left), and AS_target against the input distortion (right)."""
@@ -295,5 +317,54 @@ def shift_curves(strengths: list[float], curves: dict[str, dict[str, list[float]
         ax.grid(alpha=0.3)
     axes[0][0].set_ylim(-0.02, 1.02)
     axes[0][-1].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def uncertainty_densities(values: dict[str, dict[str, np.ndarray]], quantity: str = "predictive entropy (nats)"):
+    """One panel per model: ArviZ kernel density estimates (boundary-corrected at zero, where entropy and
+    MI pile up) of an uncertainty measure on every set, ``values[set][model]``, the first set filled; a
+    log density axis, so the in-distribution spike near zero and the shifted sets' tails both show."""
+    az = import_arviz()
+    sets = list(values)
+    models = list(values[sets[0]])
+    fig, axes = new_figure(1, len(models), width=3.4)
+    for ax, model in zip(axes[0], models):
+        for i, set_name in enumerate(sets):
+            colour = PALETTE[i % len(PALETTE)]
+            data = np.asarray(values[set_name][model], dtype=np.float64)
+            if np.ptp(data) <= 1e-12:  # a constant (a plain network's MI is exactly zero): a spike, not a density
+                ax.axvline(float(data.mean()), color=colour, linewidth=1.5, label=set_name)
+                continue
+            az.plot_kde(data, ax=ax, legend=False, bw="scott", plot_kwargs={"color": colour, "linewidth": 1.5, "label": set_name},
+                        fill_kwargs={"alpha": 0.25, "color": colour} if i == 0 else None)
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=1e-2)
+        ax.set_xlim(left=0.0)
+        ax.tick_params(labelsize=8)
+        ax.set_title(model)
+        ax.set_xlabel(quantity)
+        ax.set_ylabel("density (log scale)")
+    axes[0][-1].legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def class_probability_forest(idata_by_model: dict[str, object], examples: list[int], labels: np.ndarray, hdi: float = 0.94):
+    """ArviZ forest plots of the per-class predictive probabilities of chosen test digits: one panel per
+    model, one row per (digit, class) with the draws' median and ``hdi`` highest-density interval — where
+    the draws disagree (MI), the intervals are wide."""
+    az = import_arviz()
+    models = list(idata_by_model)
+    fig, axes = new_figure(1, len(models), width=3.0, height=0.5 + 0.22 * 10 * len(examples), sharex=True)
+    for ax, model in zip(axes[0], models):
+        probs = idata_by_model[model].posterior_predictive["probs"]
+        az.plot_forest({f"#{e} (y={int(labels[e])})": probs.sel(example=e).rename({"class": "p"}) for e in examples},
+                       combined=True, hdi_prob=hdi, ax=ax, colors=PALETTE[:len(examples)], textsize=7,
+                       legend=False)
+        ax.set_title(model)
+        ax.set_xlabel("class probability")
+        ax.set_xlim(-0.02, 1.02)
+        ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
     return fig

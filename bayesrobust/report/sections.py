@@ -35,11 +35,92 @@ def fmt(value: float | None, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+SUMMARY_COLUMNS = (("test accuracy", "clean/{m}/acc"), ("mean log-lik.", "clean/{m}/ll"), ("ECE", "calib/{m}/ece"),
+                   ("mean entropy", "clean/{m}/entropy"), ("robust accuracy (worst attack)", "adv/worst_case/{m}/robust_accuracy"))
+
+
+@SECTIONS.register("00-summary")
+def summary_section(run) -> Section | None:
+    """The headline numbers of every model in one table, before the suites' own sections."""
+    metrics = run.metrics()
+    models = list(dict.fromkeys(k.split("/")[1] for k in metrics
+                                if k.count("/") == 2 and k.split("/")[0] in ("clean", "calib") and k.endswith("/acc")))
+    columns = [(label, key) for label, key in SUMMARY_COLUMNS if any(key.format(m=m) in metrics for m in models)]
+    if not models or not columns:
+        return None
+    rows = [[m] + [with_interval(metrics, key.format(m=m)) for _, key in columns] for m in models]
+    return Section("Summary", "Headline numbers per model (95% bootstrap intervals in brackets where the run computed "
+                   "them); the sections below give each suite's tables, settings and figures.",
+                   [Table("Every model at a glance", ["model", *(label for label, _ in columns)], rows)])
+
+
+def with_interval(metrics: dict, key: str, digits: int = 3) -> str:
+    """``value [low, high]`` when the run wrote an interval, else the value alone ("–" when absent)."""
+    if key not in metrics:
+        return "–"
+    text = f"{metrics[key]:.{digits}f}"
+    if f"{key}_low" in metrics:
+        text += f" [{metrics[f'{key}_low']:.{digits}f}, {metrics[f'{key}_high']:.{digits}f}]"
+    return text
+
+
+def transfer_table(metrics: dict, models: list[str], sets: list[tuple[str, str]]) -> Table:
+    """Bradshaw et al.'s layout: accuracy / mean log-likelihood of every model on every labelled set."""
+    def log_likelihood(key: str) -> str:  # runs before the intervals wrote only the NLL
+        return with_interval(metrics, f"{key}/ll") if f"{key}/nll" not in metrics or f"{key}/ll" in metrics \
+            else f"{-metrics[f'{key}/nll']:.3f}"
+
+    rows = [[m] + [f"{with_interval(metrics, f'{prefix}/{m}/acc')} / {log_likelihood(f'{prefix}/{m}')}"
+                   for prefix, _ in sets] for m in models]
+    return Table("Transfer testing: accuracy / mean log-likelihood (nats) [95% bootstrap interval]; "
+                 "log 0.1 = −2.30 is a uniform \"don't know\"", ["model", *(name for _, name in sets)], rows)
+
+
+OOD_COLUMNS = (("entropy", "entropy"), ("mi", "MI"), ("variance", "variance"), ("max_probability", "1 − confidence"))
+
+
+def ood_table(metrics: dict, models: list[str], set_name: str, unlabelled: bool) -> Table:
+    """One shifted set: mean uncertainty, and how well each uncertainty score tells the set from the test
+    split (ROC-AUC / FPR@95); a VAE's ELBO columns where written."""
+    prefix = f"shift/{set_name}"
+    vae = any(f"{prefix}/{m}/elbo" in metrics for m in models)
+    headers = ["model", "confidence", "entropy", "MI", *(f"{label} AUROC / FPR@95" for _, label in OOD_COLUMNS)]
+    headers += ["ELBO", "−ELBO AUROC", "recon. AUROC"] if vae else []
+
+    def cell(key: str) -> str:
+        return fmt(metrics[key], 3) if key in metrics else "–"
+
+    rows = []
+    for m in models:
+        row = [m, *(cell(f"{prefix}/{m}/{c}") for c in ("confidence", "entropy", "mi"))]
+        row += [f"{cell(f'{prefix}/{m}/auroc_{k}')} / {cell(f'{prefix}/{m}/fpr95_{k}')}" for k, _ in OOD_COLUMNS]
+        row += [cell(f"{prefix}/{m}/{c}") for c in ("elbo", "auroc_elbo", "auroc_reconstruction")] if vae else []
+        rows.append(row)
+    what = " (unlabelled: label-free quantities only)" if unlabelled else ""
+    return Table(f"Shifted set {set_name}{what}: telling it from the test split by each uncertainty score "
+                 "(AUROC; FPR@95: share of test digits flagged when 95% of this set are)", headers, rows)
+
+
+def forest_figure(run, stochastic: list[str], arrays, count: int = 3) -> tuple[str, object, str]:
+    """Per-class predictive probabilities, as ArviZ forest plots, of the ``count`` test digits the first
+    stochastic model is least sure of (highest MI), from the run's NetCDF posterior-predictive draws."""
+    from bayesrobust.predictive import import_arviz
+
+    az = import_arviz()
+    examples = [int(i) for i in np.argsort(-arrays[f"test/{stochastic[0]}/mutual_information"], kind="stable")[:count]]
+    idata = {m: az.from_netcdf(str(run.file(f"arrays/predictive_{m}_test.nc"))) for m in stochastic}
+    return ("class_forest", figures.class_probability_forest(idata, examples, arrays["test/labels"]),
+            f"Class probabilities of the {count} test digits {stochastic[0]} is least sure of (highest MI): median "
+            "and 94% highest-density interval of the predictive draws (ArviZ forest plots).")
+
+
 @SECTIONS.register("10-evaluation")
 def evaluation_section(run) -> Section | None:
     if not run.file("arrays/evaluation.npz").exists():
         return None
     meta = run.read_json("arrays/evaluation.json")
+    if not meta["models"]:
+        return None
     arrays = run.load_arrays("arrays/evaluation.npz")
     metrics = run.metrics()
     models, shifted = meta["models"], meta["shifted"]
@@ -55,22 +136,27 @@ def evaluation_section(run) -> Section | None:
     for name, info in data.items():
         if isinstance(info, dict) and info.get("available") is False:
             section.text += f" Shifted set {name}: not available on this machine ({info.get('reason', '')})."
+    labelled = [s for s in shifted if s not in meta.get("unlabelled", [])]
+    section.tables.append(transfer_table(metrics, models, [("clean", meta["test"]), *((f"shift/{s}", s) for s in labelled)]))
     for set_name in shifted:
-        scols = cols + ["auroc_entropy", "auroc_mi"] + (["elbo", "auroc_elbo", "auroc_reconstruction"]
-                                                       if any(f"shift/{set_name}/{m}/elbo" in metrics for m in models) else [])
-        # the VAE-only columns are read only where written ("–" for the other models)
-        srows = [[m] + [fmt(metrics[k]) if (k := f"shift/{set_name}/{m}/{c}") in metrics else "–" for c in scols] for m in models]
-        section.tables.append(Table(f"Shifted set {set_name} (AUROC: telling it from the test split by uncertainty)",
-                                    ["model", *scols], srows))
+        section.tables.append(ood_table(metrics, models, set_name, set_name not in labelled))
     entropy_in = {m: arrays[f"test/{m}/entropy"] for m in models}
     entropy_shift = {s: {m: arrays[f"shift/{s}/{m}/entropy"] for m in models} for s in shifted}
     section.figures.append(("entropy_histogram", figures.uncertainty_histograms(entropy_in, entropy_shift, test_name=meta["test"]),
                             "Predictive entropy on the test split versus the shifted sets."))
-    if any(np.any(arrays[f"test/{m}/mutual_information"] > 0) for m in models):
+    section.figures.append(("entropy_density", figures.uncertainty_densities({meta["test"]: entropy_in, **entropy_shift}),
+                            "The same as densities (ArviZ kernel density estimates, log density axis): the test "
+                            "split filled, each shifted set a line."))
+    stochastic = [m for m in models if np.any(arrays[f"test/{m}/mutual_information"] > 0)]
+    if stochastic:
         mi_in = {m: arrays[f"test/{m}/mutual_information"] for m in models}
         mi_shift = {s: {m: arrays[f"shift/{s}/{m}/mutual_information"] for m in models} for s in shifted}
         section.figures.append(("mi_histogram", figures.uncertainty_histograms(mi_in, mi_shift, "mutual information (nats)", meta["test"]),
                                 "Mutual information (epistemic uncertainty); zero for plain networks."))
+        section.figures.append(("mi_density", figures.uncertainty_densities(
+            {meta["test"]: {m: mi_in[m] for m in stochastic}, **{s: {m: v[m] for m in stochastic} for s, v in mi_shift.items()}},
+            "mutual information (nats)"), "Mutual information densities of the stochastic models (ArviZ)."))
+        section.figures.append(forest_figure(run, stochastic, arrays))
     for kind, unit in (("rotate", "rotation (degrees)"), ("translate", "translation (pixels)")):
         strengths = meta.get("rotations" if kind == "rotate" else "translations", [])
         if strengths:

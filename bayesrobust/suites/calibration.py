@@ -12,7 +12,10 @@ because its gradients are noisy.
 Metrics ``calib/<model>/{acc,nll,brier,ece,mce,classwise_ece,aurc}`` (+ ``_low`` / ``_high``) and
 ``calib/<model>/<attack>/{accuracy,confidence,confidence_wrong,entropy}``; arrays in
 ``arrays/calibration.npz`` (reliability bins per model, and the per-example correctness, NLL, Brier and
-confidence that ``bayesrobust compare`` pairs across runs).
+confidence that ``bayesrobust compare`` pairs across runs). With ``[calibration.logistic]``, Goodfellow
+et al.'s logistic regression on two digit classes, trained plain, L1-regularised and on the exact
+adversarial objective (``analysis/logistic.py``): ``logistic/<variant>/{clean_error,nll,adv_error,
+adv_confidence_wrong,w_l1,w_zero_fraction}``.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from bayesrobust.analysis.logistic import LogisticSection, run_logistic, validate_logistic
 from bayesrobust.attacks import build_attack
 from bayesrobust.attacks.base import run_batched
+from bayesrobust.config import to_plain
 from bayesrobust.errors import ConfigError
 from bayesrobust.metrics import calibration as cal
 from bayesrobust.metrics.bootstrap import batched_mean, bootstrap_all
@@ -50,6 +55,7 @@ class CalibrationSection:
     attacks: Mapping[str, CalibrationAttack] = field(default_factory=dict)
     attack_limit: int = 1000  # test digits attacked (stratified, seeded)
     adaptive_eot_samples: int = 10  # EOT draws per gradient on stochastic models
+    logistic: LogisticSection | None = None  # Goodfellow et al.'s logistic regression: plain, L1, adversarial objective
 
 
 def validate_calibration(config) -> None:
@@ -63,6 +69,8 @@ def validate_calibration(config) -> None:
         raise ConfigError(f"calibration.bootstrap must be >= 0 (0: no intervals), got {section.bootstrap}")
     for name, spec in section.attacks.items():
         check_attack_spec(f"calibration.attacks.{name}", spec.attack, spec.params)
+    if section.logistic is not None:
+        validate_logistic(section.logistic)
 
 
 def per_example(probs_mean: np.ndarray, labels: np.ndarray, log_likelihood: np.ndarray) -> dict[str, np.ndarray]:
@@ -120,11 +128,16 @@ def run_calibration(run, models, data, section: CalibrationSection, seed: int) -
         for attack_name, spec in section.attacks.items():
             out = adversarial_confidence(model, attacked, spec, section, derive_seed(seed, "calibration", name, attack_name))
             metrics.update({f"calib/{name}/{attack_name}/{k}": v for k, v in out.items()})
+    if section.logistic is not None:
+        values, weights = run_logistic(data.train, data.test, section.logistic, derive_seed(seed, "calibration", "logistic"))
+        metrics.update(values)
+        arrays.update(weights)
     run.save_arrays("arrays/calibration.npz", **arrays)
     run.write_json("arrays/calibration.json", {
         "models": list(models), "bins": section.bins, "scheme": section.scheme, "bootstrap": section.bootstrap,
         "samples": section.samples, "attacks": {n: {"attack": a.attack, "params": dict(a.params)} for n, a in section.attacks.items()},
         "attack_limit": len(attacked), "adaptive_eot_samples": section.adaptive_eot_samples,
         "test_labels_sha256": hashlib.sha256(data.test.labels.numpy().astype(np.int64).tobytes()).hexdigest(),
-        "stochastic": {n: m.stochastic for n, m in models.items()}})
+        "stochastic": {n: m.stochastic for n, m in models.items()},
+        "logistic": None if section.logistic is None else to_plain(section.logistic)})
     return metrics

@@ -12,7 +12,10 @@ Adaptive evaluation (Carlini & Wagner 2017): an attack entry may use EOT and a h
 (``params = { eot_samples = 10, kappa = 5 }``), and ``aware_of = "mi"`` (or "entropy") makes it
 detector-aware: its goal also asks the example's uncertainty to stay under the threshold an MI detector
 fitted on clean validation digits (5% false positives) would use, so it seeks examples that are wrong
-*and* look clean. The required distortion is ``detect/<model>/<attack>/mean_l2`` (and ``median_l2``). Every defended model
+*and* look clean; ``aware_of = "reconstruction"`` adds instead the excess of the VAE's reconstruction error
+over the reconstruction detector's validation threshold (weighted by ``aware_weight``) to the gradient
+attacks' objective once the digit is misclassified — the VAE-aware attack MagNet-style detectors must
+face. The required distortion is ``detect/<model>/<attack>/mean_l2`` (and ``median_l2``). Every defended model
 (``models``; default: every stochastic one — MC-dropout nets, GPDNNs) gets the whole protocol.
 
 ``only = ["fgsm", "bim"]`` evaluates a subset of the configured attacks (a long experiment split into runs
@@ -33,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from bayesrobust.attacks import build_attack
+from bayesrobust.attacks.base import Penalty
 from bayesrobust.detection import (
     GENERATIVE_SCORES,
     GenerativeDetector,
@@ -56,7 +60,8 @@ class DetectionAttack:
     attack: str = "fgsm"
     params: Mapping[str, Any] = field(default_factory=dict)
     targets: str = "none"  # none | next | random (targeted-only attacks, e.g. JSMA, need one)
-    aware_of: str = ""  # "mi" | "entropy": a detector-aware attack that must also stay under that detector's threshold
+    aware_of: str = ""  # "mi" | "entropy" | "reconstruction": a detector-aware attack that must also stay under that detector's threshold
+    aware_weight: float = 1.0  # weight of the reconstruction error's excess over its cap (squared pixels) in the objective
 
 
 @dataclass(frozen=True)
@@ -89,8 +94,14 @@ def validate_detection(config) -> None:
         raise ConfigError("detection.attacks: configure at least one attack, e.g. [detection.attacks.fgsm]")
     for name, spec in section.attacks.items():
         check_attack_spec(f"detection.attacks.{name}", spec.attack, spec.params)
-        if spec.aware_of not in ("", "mi", "entropy"):
-            raise ConfigError(f"detection.attacks.{name}.aware_of must be '', 'mi' or 'entropy', got {spec.aware_of!r}")
+        if spec.aware_of not in ("", "mi", "entropy", "reconstruction"):
+            raise ConfigError(f"detection.attacks.{name}.aware_of must be '', 'mi', 'entropy' or 'reconstruction', "
+                              f"got {spec.aware_of!r}")
+        if spec.aware_of == "reconstruction" and not any(m.arch == "vae" for m in config.models.values()):
+            raise ConfigError(f"detection.attacks.{name}.aware_of = 'reconstruction' attacks a VAE's reconstruction "
+                              "error too: add a model with arch = 'vae'")
+        if spec.aware_weight <= 0:
+            raise ConfigError(f"detection.attacks.{name}.aware_weight must be > 0, got {spec.aware_weight}")
         if spec.aware_of and ("max_uncertainty" in spec.params or "uncertainty" in spec.params):
             raise ConfigError(f"detection.attacks.{name}: aware_of sets max_uncertainty and uncertainty itself")
         check_targets(f"detection.attacks.{name}", spec.attack, spec.targets)
@@ -184,11 +195,15 @@ def detect_on_model(name: str, model, data, section: DetectionSection, seed: int
     for attack_name, spec in attacks.items():
         prefix = f"detect/{name}/{attack_name}"
         params = dict(spec.params)
-        if spec.aware_of:  # Carlini & Wagner (2017): attack the detector too, not only the classifier
+        if spec.aware_of in ("mi", "entropy"):  # Carlini & Wagner (2017): attack the detector too, not only the classifier
             cap = UncertaintyDetector(model, spec.aware_of, samples=section.samples, seed=seed).fit(data.val.images).threshold_
             params.update(max_uncertainty=cap, uncertainty=spec.aware_of)
             metrics[f"{prefix}/aware_cap"] = cap
         attack = build_attack(spec.attack, eval_samples=section.samples, **params)
+        if spec.aware_of == "reconstruction":  # ... or the VAE's reconstruction detector (MagNet's score)
+            cap = GenerativeDetector(vae, "reconstruction", seed=seed).fit(data.val.images).threshold_
+            attack.with_penalty(Penalty("vae reconstruction error", vae.reconstruction_error, cap, spec.aware_weight))
+            metrics[f"{prefix}/aware_cap"] = cap
         s = derive_seed(seed, "detection", name, attack_name)
         val = build_mixed_set(model, attack, data.val.images, data.val.labels, size=section.val_size,
                               samples=section.samples, seed=derive_seed(s, "val"), successful_only=section.successful_only, targets=spec.targets)
@@ -203,8 +218,7 @@ def detect_on_model(name: str, model, data, section: DetectionSection, seed: int
         for det_name in section.detectors:
             detector = make_detector(det_name, model, data, section, seed, vae)
             fit_detector(detector, val)
-            scores = detector.score(test.images)
-            flagged = detector.decide(test.images)
+            scores, flagged = detector.score_and_decide(test.images)
             for key, value in detection_metrics(truth, scores, flagged, predicted, test.labels.numpy(),
                                                 resamples=section.bootstrap, seed=derive_seed(s, "bootstrap")).items():
                 metrics[f"{prefix}/{det_name}/{key}"] = value
@@ -216,4 +230,4 @@ def detect_on_model(name: str, model, data, section: DetectionSection, seed: int
             elif section.held_out:
                 held = fitted[det_name]
                 metrics[f"{prefix}/{det_name}/held_out_roc_auc"] = detection_metrics(
-                    truth, held.score(test.images), held.decide(test.images), predicted, test.labels.numpy(), resamples=0)["roc_auc"]
+                    truth, *held.score_and_decide(test.images), predicted, test.labels.numpy(), resamples=0)["roc_auc"]

@@ -1,9 +1,13 @@
 """Clean and shifted-set evaluation: accuracy, NLL and uncertainty of every model.
 
-Writes ``clean/<model>/{acc,nll,entropy,mi,variance}``, ``shift/<set>/<model>/{acc,nll,entropy,mi,
-auroc_entropy,auroc_mi}`` (AUROC of telling the shifted set from the test set by the model's own
-uncertainty; for VAEs also ``auroc_elbo`` and ``auroc_reconstruction``, with the mean ELBO in
-``clean/<vae>/elbo`` and ``shift/<set>/<vae>/elbo``: the generative model's own surprise), ``arrays/evaluation.npz`` (per-example uncertainty for the report's histograms and a
+Writes ``clean/<model>/{acc,nll,ll,confidence,entropy,mi,variance}`` (accuracy and mean
+log-likelihood ``ll`` with bootstrap intervals ``_low`` / ``_high``: the transfer table of Bradshaw et
+al.), the same under ``shift/<set>/<model>/`` (label-free quantities only for an unlabelled
+``transfer.extra`` folder) plus ``auroc_<score>`` and ``fpr95_<score>`` for entropy, mi, variance and
+max_probability (1 − confidence): telling the shifted set from the test set by the model's own
+uncertainty (FPR@95: the share of test digits flagged when 95% of the shifted ones are). VAEs add
+``auroc_elbo`` and ``auroc_reconstruction``, with the mean ELBO in ``clean/<vae>/elbo`` and
+``shift/<set>/<vae>/elbo``: the generative model's own surprise. Also ``arrays/evaluation.npz`` (per-example uncertainty for the report's histograms and a
 stratified grid of test digits) and one ArviZ NetCDF per model on the test split. With ``rotations`` /
 ``translations``, Ovadia et al.'s shift protocol: ``rotate/<degrees>/<model>/{acc,nll,brier,ece,entropy}``
 and ``translate/<pixels>/<model>/…`` on shifted copies of the test digits.
@@ -32,6 +36,7 @@ class EvaluationSection:
     rotations: tuple[float, ...] = ()  # degrees (Ovadia et al.: 15, 30, …, 180) applied to the test digits
     translations: tuple[int, ...] = ()  # pixels to the right (Ovadia et al.: 2, 4, …, 26)
     shift_limit: int = 0  # test digits per shifted copy (0: all)
+    bootstrap: int = 1000  # resamples for the intervals of accuracy and log-likelihood (0: none)
 
 
 def validate_evaluation(config) -> None:
@@ -42,19 +47,49 @@ def validate_evaluation(config) -> None:
         raise ConfigError(f"evaluation.rotations are degrees in (0, 360], got {list(section.rotations)}")
     if any(not 0 < t < 28 for t in section.translations):
         raise ConfigError(f"evaluation.translations are pixels in 1..27, got {list(section.translations)}")
+    if section.bootstrap < 0:
+        raise ConfigError(f"evaluation.bootstrap must be >= 0 (0: no intervals), got {section.bootstrap}")
     if section.shift_limit < 0:
         raise ConfigError("evaluation.shift_limit must be >= 0 (0: all test digits)")
 
 
-def predictive_metrics(pred: Predictive, labels: torch.Tensor) -> dict[str, float]:
-    return {
-        "acc": pred.accuracy(labels),
-        "nll": pred.nll(labels),
-        "confidence": float(pred.confidence.mean()),
-        "entropy": float(pred.entropy.mean()),
-        "mi": float(pred.mutual_information.mean()),
-        "variance": float(pred.variance.mean()),
-    }
+OOD_SCORES = ("entropy", "mi", "variance", "max_probability")  # max_probability scores 1 − confidence
+
+
+def predictive_metrics(pred: Predictive, labels: torch.Tensor | None, *, resamples: int = 0,
+                       seed: int = 0) -> dict[str, float]:
+    """Accuracy, NLL and mean log-likelihood (with bootstrap intervals when ``resamples`` > 0: the
+    Bradshaw et al. table's cells) and the mean uncertainties; without labels only the label-free ones."""
+    from bayesrobust.metrics.bootstrap import batched_mean, bootstrap_all
+
+    out = {"confidence": float(pred.confidence.mean()), "entropy": float(pred.entropy.mean()),
+           "mi": float(pred.mutual_information.mean()), "variance": float(pred.variance.mean())}
+    if labels is None:
+        return out
+    correct = (pred.predicted == labels).double().numpy()
+    ll = pred.log_likelihood(labels).double().numpy()
+    out.update(acc=float(correct.mean()), nll=float(-ll.mean()), ll=float(ll.mean()))
+    if resamples:
+        intervals = bootstrap_all({"acc": (batched_mean, (correct,)), "ll": (batched_mean, (ll,))},
+                                  resamples=resamples, seed=seed)
+        for name, interval in intervals.items():
+            out.update({k: v for k, v in interval.as_dict(name).items() if k != name})
+    return out
+
+
+def ood_metrics(test: Predictive, shifted: Predictive) -> dict[str, float]:
+    """Telling the shifted set from the test split by each uncertainty score: ROC-AUC and the false
+    alarm rate on test digits at 95% of the shifted inputs caught (FPR@95)."""
+    from bayesrobust.detection.uncertainty import uncertainty_score
+    from bayesrobust.metrics.ranking import fpr_at_tpr
+
+    truth = np.concatenate([np.zeros(test.num_examples, bool), np.ones(shifted.num_examples, bool)])
+    out = {}
+    for kind in OOD_SCORES:
+        scores = np.concatenate([uncertainty_score(test, kind), uncertainty_score(shifted, kind)])
+        out[f"auroc_{kind}"] = auroc(scores[~truth], scores[truth])
+        out[f"fpr95_{kind}"] = float(fpr_at_tpr(truth, scores)[0])
+    return out
 
 
 def generative_scores(model, images: torch.Tensor, seed: int) -> dict[str, np.ndarray]:
@@ -106,8 +141,9 @@ def run_evaluation(run, models, data, config, seed: int) -> dict[str, float]:
     for name, model in models.items():
         gen = make_generator(derive_seed(seed, "evaluation", name))
         pred = model.predictive(data.test.images, config.samples, generator=gen, batch_size=config.batch_size)
-        for key, value in predictive_metrics(pred, data.test.labels).items():
-            metrics[f"clean/{name}/{key}"] = value
+        test_metrics = predictive_metrics(pred, data.test.labels, resamples=config.bootstrap,
+                                          seed=derive_seed(seed, "bootstrap", name, "test"))
+        metrics.update({f"clean/{name}/{key}": value for key, value in test_metrics.items()})
         for key, value in pred.summary().items():
             arrays[f"test/{name}/{key}"] = value.numpy()
         run.save_inference_data(f"arrays/predictive_{name}_test.nc", pred.to_inference_data(data.test.labels))
@@ -120,13 +156,13 @@ def run_evaluation(run, models, data, config, seed: int) -> dict[str, float]:
         for set_name, shifted in data.shifted.items():
             spred = model.predictive(shifted.images, config.samples, generator=gen, batch_size=config.batch_size)
             prefix = f"shift/{set_name}/{name}"
-            for key, value in predictive_metrics(spred, shifted.labels).items():
-                metrics[f"{prefix}/{key}"] = value
-            metrics[f"{prefix}/auroc_entropy"] = auroc(pred.entropy, spred.entropy)
-            metrics[f"{prefix}/auroc_mi"] = auroc(pred.mutual_information, spred.mutual_information)
+            values = predictive_metrics(spred, shifted.labels if shifted.labelled else None, resamples=config.bootstrap,
+                                        seed=derive_seed(seed, "bootstrap", name, set_name))
+            values.update(ood_metrics(pred, spred))
+            metrics.update({f"{prefix}/{key}": value for key, value in values.items()})
             shifted_surprise = generative_scores(model, shifted.images, derive_seed(seed, "elbo", name))
-            for kind, values in shifted_surprise.items():
-                metrics[f"{prefix}/auroc_{kind}"] = auroc(surprise[kind], values)
+            for kind, scores in shifted_surprise.items():
+                metrics[f"{prefix}/auroc_{kind}"] = auroc(surprise[kind], scores)
             if shifted_surprise:
                 metrics[f"{prefix}/elbo"] = -float(shifted_surprise["elbo"].mean())
             arrays[f"shift/{set_name}/{name}/entropy"] = spred.entropy.numpy()
@@ -134,6 +170,7 @@ def run_evaluation(run, models, data, config, seed: int) -> dict[str, float]:
     metrics.update(run_shift_protocol(models, data.test, config, seed))
     run.save_arrays("arrays/evaluation.npz", **arrays)
     run.write_json("arrays/evaluation.json", {"models": list(models), "shifted": list(data.shifted),
+                                               "unlabelled": [k for k, v in data.shifted.items() if not v.labelled],
                                                "samples": config.samples, "test": data.test.info.name,
                                                "rotations": list(config.rotations), "translations": list(config.translations),
                                                "shift_examples": min(config.shift_limit or len(data.test), len(data.test))})
