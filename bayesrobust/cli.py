@@ -1,4 +1,4 @@
-"""The ``bayesrobust`` command: run, train, evaluate, datasets, report, compare."""
+"""The ``bayesrobust`` command: run, train, evaluate, sweep, sweep-report, datasets, report, compare."""
 
 from __future__ import annotations
 
@@ -39,6 +39,29 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--from", dest="from_run", required=True, metavar="RUN_DIR",
                    help="run folder whose checkpoints/<model>.pt to evaluate")
+    p = sub.add_parser("sweep", help="one experiment over a grid of config values x seeds (Ray or serial), resumable",
+                       description="Every grid point x seed is an ordinary run folder under one sweep folder; a re-run "
+                                   "skips complete trials and reruns the others; a failing trial is recorded and the "
+                                   "others go on. The grid also comes from the config's [sweep] table.")
+    p.add_argument("config", help="experiment TOML file (see experiments/)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value in every trial (repeatable)")
+    p.add_argument("--out", help="sweep folder (default: runs/<name>/sweep; the same folder resumes)")
+    p.add_argument("--data-dir", help="folder holding dataset files, the same path on every Ray node")
+    p.add_argument("--download", action="store_true", help="download missing dataset files (checksummed)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--grid", dest="grid", action="append", default=[], metavar="KEY=v1,v2",
+                   help="a grid dimension, e.g. --grid models.mlp.train.l1=1e-3,1e-4 (repeatable; values are TOML literals)")
+    p.add_argument("--seeds", help="seeds per grid point: a range 0-4 or a list 0,1,2 (default: [sweep].seeds)")
+    p.add_argument("--executor", choices=("ray", "serial"), default="ray",
+                   help="ray (default: local cores, or the cluster at --address) or serial (in this process)")
+    p.add_argument("--address", help="an existing Ray cluster: auto, or ray://HEAD:10001 (default: start Ray here)")
+    p.add_argument("--cpus-per-trial", type=float, help="CPU cores per trial (default: [sweep].cpus_per_trial, 1)")
+    p = sub.add_parser("sweep-report", help="aggregate a sweep's trials across seeds: tables, intervals, heatmaps")
+    p.add_argument("sweep_dir", help="the sweep folder")
+    p.add_argument("--metric", dest="patterns", action="append", metavar="PATTERN",
+                   help="metric keys to aggregate (glob, repeatable; default: [sweep].metrics or the headline keys)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap over seeds")
     p = sub.add_parser("datasets", help="list datasets, where their files are, and whether they verify")
     p.add_argument("--data-dir", help="folder holding dataset files")
     p.add_argument("--verify", action="store_true", help="load each available dataset and check its checksums")
@@ -86,6 +109,30 @@ def cmd_run(args, *, suites: bool = True) -> int:
     print(f"run folder: {run.path}")
     if run.file("report.html").exists():
         print(f"report:     {run.file('report.html')}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from bayesrobust.progress import set_quiet
+    from bayesrobust.sweeps import run_sweep
+
+    set_quiet(args.quiet)
+    result = run_sweep(args.config, grid_options=args.grid, seeds=args.seeds, overrides=list(args.overrides), out=args.out,
+                       executor=args.executor, address=args.address, cpus_per_trial=args.cpus_per_trial,
+                       data_dir=args.data_dir, download=args.download, progress=not args.quiet)
+    print(f"sweep folder: {result['sweep_dir']} ({result['complete']} trials run now, {result['skipped']} already complete)")
+    for failed in result["failed"]:
+        print(f"failed: {failed['name']}: {failed['error'].splitlines()[-1] if failed['error'] else failed['status']}", file=sys.stderr)
+    print(f"report:       {result['report']}")
+    return 1 if result["failed"] else 0
+
+
+def cmd_sweep_report(args) -> int:
+    from bayesrobust.sweeps import write_sweep_report
+
+    if not (Path(args.sweep_dir) / "manifest.json").exists():
+        raise BayesRobustError(f"{args.sweep_dir} is not a sweep folder (no manifest.json)")
+    print(f"report: {write_sweep_report(args.sweep_dir, tuple(args.patterns or ()), seed=args.seed)}")
     return 0
 
 
@@ -174,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args, suites=False)
         if args.command == "evaluate":
             return cmd_run(args)
+        if args.command == "sweep":
+            return cmd_sweep(args)
+        if args.command == "sweep-report":
+            return cmd_sweep_report(args)
         if args.command == "datasets":
             return cmd_datasets(args)
         if args.command == "compare":

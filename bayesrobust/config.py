@@ -62,6 +62,16 @@ class TransferSection:
 
 
 @dataclass(frozen=True)
+class SweepSection:
+    """``[sweep]``: what ``bayesrobust sweep`` varies over this config (``bayesrobust run`` ignores it)."""
+
+    grid: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # dotted config key → values
+    seeds: tuple[int, ...] = (0,)
+    cpus_per_trial: float = 1.0  # CPU cores Ray reserves for each trial (torch uses that many threads)
+    metrics: tuple[str, ...] = ()  # glob patterns of the metrics aggregated (default: the headline ones)
+
+
+@dataclass(frozen=True)
 class TrainSection:
     """Optimiser and schedule for one model (Lacok: RMSProp lr 1e-3, batch 128, 50 epochs)."""
 
@@ -90,12 +100,12 @@ class ModelSection:
     calibrate: str = ""  # "temperature": post-hoc temperature scaling fitted on the validation split
 
 
-CORE_KEYS = ("run", "data", "models", "transfer")
+CORE_KEYS = ("run", "data", "models", "transfer", "sweep")
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """``[run]``, ``[data]``, ``[models.*]``, ``[transfer]``, and one table per configured suite: each suite brings its
+    """``[run]``, ``[data]``, ``[models.*]``, ``[transfer]``, ``[sweep]``, and one table per configured suite: each suite brings its
     own section dataclass and validation (``bayesrobust/suites/registry.py``), so adding a suite never
     edits this file."""
 
@@ -103,6 +113,7 @@ class ExperimentConfig:
     data: DataSection = field(default_factory=DataSection)
     models: Mapping[str, ModelSection] = field(default_factory=dict)
     transfer: TransferSection = field(default_factory=TransferSection)
+    sweep: SweepSection = field(default_factory=SweepSection)
     suites: Mapping[str, Any] = field(default_factory=dict)  # suite name → its section, for the tables present
 
 
