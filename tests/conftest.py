@@ -90,6 +90,7 @@ def tiny_models():
         "ae_softmax-mc": lambda: build_model("ae_softmax", mode="mc_dropout", code=16, pretrain_epochs=1, dropout=0.3),
         "gpdnn-rbf": lambda: build_model("gpdnn", **TINY_GPDNN),
         "gpdnn-linear": lambda: build_model("gpdnn", **TINY_GPDNN, kernel="linear"),
+        "gpdnn-spectral": lambda: build_model("gpdnn", **TINY_GPDNN, spectral_norm=True),
         "vae-posterior": lambda: build_model("vae", **TINY_VAE),
         "vae-feedback": lambda: build_model("vae", mode="feedback", **TINY_VAE, encoder="conv"),
     }

@@ -70,7 +70,11 @@ class GPDNN(BayesianClassifier):
     """CNN features (conv 5×5×32 → max-pool → conv 5×5×64 → max-pool → FC ``hidden`` → FC ``features``,
     no final activation) → sparse variational GP (``inducing`` points, ``kernel`` "rbf" or "linear")
     → robust-max likelihood (``epsilon``). ``gp_lr`` is the learning rate of the GP's parameters
-    (kernel, inducing points, variational distribution); the CNN uses the training section's ``lr``."""
+    (kernel, inducing points, variational distribution); the CNN uses the training section's ``lr``.
+    ``spectral_norm`` normalises every convolution and linear layer of the extractor by its largest
+    singular value (Miyato et al. 2018; the Lipschitz half of DUE's bi-Lipschitz features — without
+    DUE's residual connections nothing keeps distinct inputs apart, so it bounds how far features move,
+    not how close they may collapse)."""
 
     arch = "gpdnn"
     modes: ClassVar[tuple[str, ...]] = ("posterior",)
@@ -78,11 +82,13 @@ class GPDNN(BayesianClassifier):
     def __init__(self, *, mode: str = "posterior", channels: tuple[int, int] | list[int] = (32, 64), hidden: int = 1024,
                  features: int = 100, inducing: int = 100, kernel: str = "rbf", ard: bool = False,
                  epsilon: float = 1e-3, learn_epsilon: bool = False, quadrature_points: int = 20,
-                 gp_lr: float = 1e-2, kmeans_images: int = 5000, pretrain_epochs: int = 1) -> None:
+                 gp_lr: float = 1e-2, kmeans_images: int = 5000, pretrain_epochs: int = 1,
+                 spectral_norm: bool = False) -> None:
         c1, c2 = (int(c) for c in channels)
         super().__init__(mode=mode, channels=[c1, c2], hidden=hidden, features=features, inducing=inducing, kernel=kernel,
                          ard=ard, epsilon=epsilon, learn_epsilon=learn_epsilon, quadrature_points=quadrature_points,
-                         gp_lr=gp_lr, kmeans_images=kmeans_images, pretrain_epochs=pretrain_epochs)
+                         gp_lr=gp_lr, kmeans_images=kmeans_images, pretrain_epochs=pretrain_epochs,
+                         spectral_norm=spectral_norm)
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
         for name, value in (("hidden", hidden), ("features", features), ("inducing", inducing), ("kmeans_images", kmeans_images)):
@@ -94,6 +100,10 @@ class GPDNN(BayesianClassifier):
             raise ValueError(f"gp_lr must be > 0, got {gp_lr}")
         self.extractor = nn.Sequential(*conv_stack(c1, c2), nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(),
                                        nn.Linear(hidden, features))
+        if spectral_norm:  # every weight's largest singular value held at 1: a Lipschitz-bounded feature map
+            for layer in self.extractor:
+                if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                    nn.utils.parametrizations.spectral_norm(layer)
         self.gp = LatentGP(inducing, features, self.num_classes, kernel, ard)
         self.likelihood = RobustMax(self.num_classes, epsilon, learn_epsilon, quadrature_points)
 
