@@ -29,7 +29,7 @@ val_fraction = 0.0
 [models.mlp]
 arch = "mlp"
 mode = "plain"
-params = { hidden = [64] }
+params = {{ hidden = [64] }}
 [models.mlp.train]
 epochs = {epochs}
 [evaluation]

@@ -189,7 +189,7 @@ def quickstart_run(tmp_path_factory) -> Path:
         args += ["--data-dir", str(shared_data())]
     for s in tiny_overrides(path):
         args += ["--set", s]
-    proc = subprocess.run([sys.executable, "-m", "bayesrobust.cli", *args], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "bayesrobust.cli", *args], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr
     assert "report:" in proc.stdout
     return out

@@ -72,5 +72,5 @@ def load_idx_folder(path: str | Path, name: str | None = None) -> Dataset:
     notes = f"labels: {labels_path.name}" if labelled else "unlabelled (no idx1-ubyte file beside the images)"
     info = DatasetInfo(name or set_name(path), "test", str(images_path), int(x.shape[0]),
                        hashlib.sha256(raw).hexdigest()[:16], verified=False, notes=notes)
-    dataset = to_dataset(x, y if labelled else np.zeros_like(y), info)
+    dataset = to_dataset(x, y, info)
     return dataset if labelled else dataset.without_labels()

@@ -7,8 +7,8 @@ al.), the same under ``shift/<set>/<model>/`` (label-free quantities only for an
 max_probability (1 − confidence): telling the shifted set from the test set by the model's own
 uncertainty (FPR@95: the share of test digits flagged when 95% of the shifted ones are). VAEs add
 ``auroc_elbo`` and ``auroc_reconstruction``, with the mean ELBO in ``clean/<vae>/elbo`` and
-``shift/<set>/<vae>/elbo``: the generative model's own surprise. Also ``arrays/evaluation.npz`` (per-example uncertainty for the report's histograms and a
-stratified grid of test digits) and one ArviZ NetCDF per model on the test split. With ``rotations`` /
+``shift/<set>/<vae>/elbo``: the generative model's own surprise. Also ``arrays/evaluation.npz``
+(per-example uncertainty for the report's histograms and a stratified grid of test digits) and one ArviZ NetCDF per model on the test split. With ``rotations`` /
 ``translations``, Ovadia et al.'s shift protocol: ``rotate/<degrees>/<model>/{acc,nll,brier,ece,entropy}``
 and ``translate/<pixels>/<model>/…`` on shifted copies of the test digits.
 """
