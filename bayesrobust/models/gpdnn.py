@@ -106,6 +106,8 @@ class GPDNN(BayesianClassifier):
                     nn.utils.parametrizations.spectral_norm(layer)
         self.gp = LatentGP(inducing, features, self.num_classes, kernel, ard)
         self.likelihood = RobustMax(self.num_classes, epsilon, learn_epsilon, quadrature_points)
+        if spectral_norm:  # in training mode every forward pass runs a power iteration and moves the
+            self.train(False)  # normalisation: predictions must not change the model (``fit`` trains, then evaluates)
 
     @property
     def stochastic(self) -> bool:
