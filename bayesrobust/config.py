@@ -229,11 +229,18 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     """Read a TOML experiment file, apply ``--set`` overrides and validate it."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    return config_from_text(text, overrides, source=str(path))
+
+
+def config_from_text(text: str, overrides: list[str] | None = None, *, source: str = "config") -> ExperimentConfig:
+    """A config from TOML text (a sweep's trial gets the text, not the file), ``--set`` overrides applied."""
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
     return config_from_dict(apply_overrides(raw, list(overrides or [])))
 
 

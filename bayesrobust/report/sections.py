@@ -55,12 +55,14 @@ def summary_section(run) -> Section | None:
 
 
 def with_interval(metrics: dict, key: str, digits: int = 3) -> str:
-    """``value [low, high]`` when the run wrote an interval, else the value alone ("–" when absent)."""
-    if key not in metrics:
+    """``value [low, high]`` when the run wrote an interval, else the value alone ("–" when absent or
+    not a number: NaN is written as null)."""
+    if key not in metrics or metrics[key] is None:
         return "–"
     text = f"{metrics[key]:.{digits}f}"
-    if f"{key}_low" in metrics:
-        text += f" [{metrics[f'{key}_low']:.{digits}f}, {metrics[f'{key}_high']:.{digits}f}]"
+    low, high = f"{key}_low", f"{key}_high"  # `in` first: the report-key test records every key read
+    if low in metrics and high in metrics and metrics[low] is not None and metrics[high] is not None:
+        text += f" [{metrics[low]:.{digits}f}, {metrics[high]:.{digits}f}]"
     return text
 
 

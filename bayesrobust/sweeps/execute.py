@@ -46,14 +46,14 @@ def run_trial(config_text: str, overrides: list[str], out: str, data_dir: str | 
     stop the sweep), only for interrupts."""
     import torch
 
-    from bayesrobust.config import apply_overrides, config_from_dict, tomllib
+    from bayesrobust.config import config_from_text
     from bayesrobust.experiment import run_experiment
 
     if threads > 0:  # a Ray task uses the cores it reserved; serially, torch keeps its default
         torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
-        config = config_from_dict(apply_overrides(tomllib.loads(config_text), overrides))
+        config = config_from_text(config_text, overrides)
         run_experiment(config, out, data_dir=data_dir, download=download, overwrite=Path(out).exists(), progress=False)
         status, error = "complete", ""
     except Exception as exc:  # noqa: BLE001 - recorded for the sweep's report, never swallowed silently
