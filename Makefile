@@ -4,6 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+TEST_WORKERS ?= auto
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= $(if $(wildcard ../shared/data),../shared/data,)
@@ -22,8 +23,8 @@ install: $(STAMP)
 demo: $(STAMP)  ## train + evaluate on the embedded offline data, write runs/quickstart/<time>/report.html
 	$(BIN)/bayesrobust run experiments/quickstart.toml
 
-test: $(STAMP)  ## the whole test suite (uses ../shared/data when present)
-	BAYESROBUST_DATA=$${BAYESROBUST_DATA:-$(DATA)} $(BIN)/python -m pytest -q
+test: $(STAMP)  ## the whole test suite on every core (uses ../shared/data when present; TEST_WORKERS=0 runs it in one process)
+	BAYESROBUST_DATA=$${BAYESROBUST_DATA:-$(DATA)} $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 browser:  ## Debian's chromium for the report's browser test (best effort: needs apt and root; the test skips without it)
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \

@@ -16,6 +16,20 @@ from bayesrobust.seeding import seed_everything
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _share_cores_between_workers() -> None:
+    """Under pytest-xdist (``make test`` runs one worker per core) each worker, and every process it
+    starts, gets its share of the cores: N workers each running torch on all of them would oversubscribe
+    the machine and finish later than one process."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(threads)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
+_share_cores_between_workers()
+
+
 def shared_data() -> Path | None:
     """The real-data folder (``$BAYESROBUST_DATA`` or ``../shared/data``), or None."""
     for candidate in (os.environ.get("BAYESROBUST_DATA"), REPO.parent / "shared" / "data"):

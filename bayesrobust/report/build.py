@@ -40,7 +40,13 @@ def _title(run: RunDir) -> str:
 def _env_line(env: dict) -> str:
     v = env.get("versions", {})
     return (f"seed {env.get('seed')}, device {env.get('device')}, git {str(env.get('git_revision'))[:10]}, "
-            f"torch {v.get('torch')}, bayesrobust {v.get('bayesrobust')}, wall time {env.get('wall_seconds', float('nan')):.1f} s")
+            f"torch {v.get('torch')}, bayesrobust {v.get('bayesrobust')}, wall time {env.get('wall_seconds', float('nan')):.1f} s"
+            + _stages(env.get("stage_seconds", {})))
+
+
+def _stages(stages: dict) -> str:
+    """Where the wall time went, before the report itself was built: '(data 1 s, models 160 s, …)'."""
+    return f" ({', '.join(f'{k} {v:.0f} s' for k, v in stages.items())})" if stages else ""
 
 
 def _markdown(run: RunDir, sections: list[Section], env: dict, complete: bool) -> str:

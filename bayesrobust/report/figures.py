@@ -31,6 +31,50 @@ def new_figure(nrows: int = 1, ncols: int = 1, *, width: float = 3.2, height: fl
     return fig, axes
 
 
+class PanelGrid:
+    """A grid of image panels drawn on one axes that fills the figure, in inch coordinates (y down).
+
+    One small matplotlib axes per digit made report building slow — every axes carries its own ticks
+    and layout pass, and the report has hundreds of digits — so each panel is an image placed by its
+    extent instead, titles and row labels are plain text, and no layout pass is needed."""
+
+    def __init__(self, nrows: int, ncols: int, *, cell: float = 0.9, title_lines: int = 1, left: float = 0.0,
+                 top: float = 0.0, font: float = 7):
+        self.cell, self.left, self.top, self.font = cell, left, top, font
+        self.band = 0.16 * font / 7 * title_lines  # room for the panel titles above each image
+        self.pitch = (cell + 0.06, cell + self.band + 0.06)  # cell width and height with gaps
+        width, height = left + ncols * self.pitch[0], top + nrows * self.pitch[1]
+        with matplotlib.rc_context(STYLE):
+            self.fig = Figure(figsize=(width, height))
+        self.ax = self.fig.add_axes((0, 0, 1, 1))
+        self.ax.set_xlim(0, width)
+        self.ax.set_ylim(height, 0)
+        self.ax.set_axis_off()
+
+    def _origin(self, row: int, col: int) -> tuple[float, float]:
+        """Top-left corner of the image of panel (row, col)."""
+        return self.left + col * self.pitch[0] + 0.03, self.top + row * self.pitch[1] + self.band + 0.03
+
+    def image(self, row: int, col: int, image: np.ndarray, *, title: str = "", color: str = "black",
+              cmap: str = "gray_r", vmin: float = 0.0, vmax: float = 1.0) -> None:
+        x, y = self._origin(row, col)
+        self.ax.imshow(image.reshape(28, 28), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest",
+                       extent=(x, x + self.cell, y + self.cell, y), aspect="auto")
+        if title:
+            self.ax.text(x + self.cell / 2, y - 0.03, title, ha="center", va="bottom", fontsize=self.font, color=color)
+
+    def row_label(self, row: int, text: str) -> None:
+        x, y = self._origin(row, 0)
+        self.ax.text(x - 0.06, y + self.cell / 2, text, ha="right", va="center", fontsize=self.font)
+
+    def column_label(self, col: int, text: str) -> None:
+        x, _ = self._origin(0, col)
+        self.ax.text(x + self.cell / 2, 0.02, text, ha="center", va="top", fontsize=self.font)
+
+    def heading(self, text: str) -> None:
+        self.ax.text(self.ax.get_xlim()[1] / 2, 0.04, text, ha="center", va="top", fontsize=9)
+
+
 def uncertainty_histograms(in_dist: dict[str, np.ndarray], shifted: dict[str, dict[str, np.ndarray]],
                            quantity: str = "predictive entropy (nats)", test_name: str = "test"):
     """One panel per model: the distribution of an uncertainty measure on the test split and on
@@ -137,19 +181,14 @@ def digit_grid(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, co
                title: str = "", ncols: int = 8):
     """Digits with their predicted label and confidence; wrong predictions in red."""
     n = len(images)
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = new_figure(nrows, ncols, width=0.95, height=1.1)
-    for i, ax in enumerate(axes.ravel()):
-        ax.axis("off")
-        if i >= n:
-            continue
-        ax.imshow(images[i].reshape(28, 28), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    grid = PanelGrid(int(np.ceil(n / ncols)), ncols, cell=0.85, font=8, top=0.3 if title else 0.0)
+    for i in range(n):
         ok = predicted[i] == labels[i]
-        ax.set_title(f"{predicted[i]} ({confidence[i]:.2f})", color="black" if ok else "#d62728", fontsize=8)
+        grid.image(i // ncols, i % ncols, images[i], title=f"{predicted[i]} ({confidence[i]:.2f})",
+                   color="black" if ok else "#d62728")
     if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
+        grid.heading(title)
+    return grid.fig
 
 
 def heatmap(matrix: np.ndarray, *, rows, columns, title: str, fmt: str = "{:.2f}", cmap: str = "viridis",
@@ -207,56 +246,43 @@ def logit_sweep_figure(eps: np.ndarray, logits: np.ndarray, images: np.ndarray, 
 def triptych_figure(original, delta, adversarial, labels: dict[str, tuple[np.ndarray, np.ndarray]], rows: int = 10):
     """Choi's layout: original / perturbation / adversarial, each titled with label and confidence."""
     n = min(rows, len(original))
-    fig, axes = new_figure(n, 3, width=1.3, height=1.35)
-    for i in range(n):
-        for j, (key, image) in enumerate((("original", original[i]), ("delta", delta[i]), ("adversarial", adversarial[i]))):
-            ax = axes[i][j]
-            ax.axis("off")
-            if key == "delta":
-                bound = max(float(np.abs(image).max()), 1e-6)
-                ax.imshow(image.reshape(28, 28), cmap="RdBu_r", vmin=-bound, vmax=bound)
-            else:
-                ax.imshow(image.reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
-            lab, conf = labels[key]
-            ax.set_title(f"{key}\nlabel {lab[i]}  conf {conf[i]:.3f}" if i == 0 else f"label {lab[i]}  conf {conf[i]:.3f}", fontsize=7)
-    fig.tight_layout()
-    return fig
+    grid = PanelGrid(n, 3, cell=1.15, top=0.18)
+    for j, (key, images) in enumerate((("original", original), ("delta", delta), ("adversarial", adversarial))):
+        grid.column_label(j, key)
+        lab, conf = labels[key]
+        for i in range(n):
+            colours = {}
+            if key == "delta":  # the perturbation, diverging around zero
+                bound = max(float(np.abs(images[i]).max()), 1e-6)
+                colours = {"cmap": "RdBu_r", "vmin": -bound, "vmax": bound}
+            grid.image(i, j, images[i], title=f"label {lab[i]}  conf {conf[i]:.3f}", **colours)
+    return grid.fig
 
 
 def image_rows(rows: dict[str, np.ndarray], predicted: dict[str, np.ndarray] | None = None, ncols: int = 8):
     """One row of digits per named set (Lacok Figure 1: original, FGSM ε, noise)."""
     names = list(rows)
-    fig, axes = new_figure(len(names), ncols, width=0.9, height=1.05)
+    grid = PanelGrid(len(names), ncols, cell=0.8, left=0.07 * max(len(n) for n in names) + 0.1)
     for r, name in enumerate(names):
-        for c in range(ncols):
-            ax = axes[r][c]
-            ax.axis("off")
-            if c < len(rows[name]):
-                ax.imshow(rows[name][c].reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
-                if predicted is not None:
-                    ax.set_title(str(predicted[name][c]), fontsize=7)
-        axes[r][0].text(-4, 14, name, ha="right", va="center", fontsize=7)
-    fig.tight_layout()
-    return fig
+        for c in range(min(ncols, len(rows[name]))):
+            grid.image(r, c, rows[name][c], title=str(predicted[name][c]) if predicted is not None else "")
+        grid.row_label(r, name)
+    return grid.fig
 
 
 def weight_maps(weights: dict[str, np.ndarray]):
     """Goodfellow et al.'s Figure 2 layout for linear models: each model's weights as an image (top,
     diverging colours around zero, saturating at the 99th percentile of |w|) and their sign, the optimal perturbation's direction (bottom)."""
     names = list(weights)
-    fig, axes = new_figure(2, len(names), width=1.6, height=1.7)
+    grid = PanelGrid(2, len(names), cell=1.4, left=0.6)
     for c, name in enumerate(names):
         w = weights[name].reshape(28, 28)
         bound = max(float(np.quantile(np.abs(w), 0.99)), 1e-12)  # a few large weights would wash out the rest
-        axes[0][c].imshow(w, cmap="RdBu_r", vmin=-bound, vmax=bound)
-        axes[0][c].set_title(name, fontsize=7)
-        axes[1][c].imshow(np.sign(w), cmap="RdBu_r", vmin=-1, vmax=1)
-        for r in (0, 1):
-            axes[r][c].axis("off")
-    axes[0][0].text(-3, 14, "w", ha="right", va="center", fontsize=8)
-    axes[1][0].text(-3, 14, "sign(w)", ha="right", va="center", fontsize=8)
-    fig.tight_layout()
-    return fig
+        grid.image(0, c, w, title=name, cmap="RdBu_r", vmin=-bound, vmax=bound)
+        grid.image(1, c, np.sign(w), cmap="RdBu_r", vmin=-1, vmax=1)
+    grid.row_label(0, "w")
+    grid.row_label(1, "sign(w)")
+    return grid.fig
 
 
 def distortion_curves(curves: dict[str, tuple[list[float], list[float], list[float]]]):
