@@ -1,0 +1,56 @@
+"""Image-panel figures: one axes, every digit square, inside the figure, never overlapping another."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from bayesrobust.report import figures
+
+
+def panel_extents(fig) -> list[tuple[float, float, float, float]]:
+    (ax,) = fig.axes
+    return [tuple(im.get_extent()) for im in ax.get_images()]
+
+
+def test_panels_are_square_disjoint_and_inside_the_figure():
+    rng = np.random.default_rng(0)
+    images = rng.random((13, 784)).astype(np.float32)
+    labels = np.arange(13) % 10
+    predicted = labels.copy()
+    predicted[3] = (labels[3] + 1) % 10
+    fig = figures.digit_grid(images, labels, predicted, np.full(13, 0.5), title="model", ncols=5)
+    extents = panel_extents(fig)
+    assert len(extents) == 13 and len(fig.axes) == 1
+    width, height = fig.get_size_inches()
+    for left, right, bottom, top in extents:  # y grows downwards: bottom > top
+        assert np.isclose(right - left, bottom - top)  # square pixels: the axes spans the figure in inches
+        assert 0 <= left < right <= width and 0 <= top < bottom <= height
+    for a, b in itertools.combinations(extents, 2):
+        assert a[1] <= b[0] or b[1] <= a[0] or a[2] <= b[3] or b[2] <= a[3]
+    colours = [t.get_color() for t in fig.axes[0].texts if "(" in t.get_text()]
+    assert colours.count("#d62728") == 1  # the one wrong prediction is red
+
+
+def test_row_labels_sit_left_of_their_rows_and_titles_above_their_panels():
+    rows = {"original": np.zeros((4, 784)), "FGSM eps=0.25": np.ones((4, 784))}
+    fig = figures.image_rows(rows, predicted={"original": np.arange(4), "FGSM eps=0.25": np.arange(4)}, ncols=4)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    first_left = min(e[0] for e in panel_extents(fig))
+    labels = [t for t in ax.texts if t.get_text() in rows]
+    assert len(labels) == 2 and all(t.get_position()[0] < first_left for t in labels)
+    titles = [t for t in ax.texts if t.get_text() in "0123"]
+
+    def above_a_panel(x, y):  # centred on a panel, within 0.1 in above its top edge
+        return any(np.isclose(x, (left + right) / 2) and 0 < top - y < 0.1 for left, right, _, top in panel_extents(fig))
+
+    assert len(titles) == 8 and all(above_a_panel(*t.get_position()) for t in titles)
+
+
+def test_triptych_and_weight_maps_draw_every_panel():
+    original = np.random.default_rng(1).random((3, 784))
+    labels = {k: (np.array([2, 2, 2]), np.array([0.9, 0.8, 0.7])) for k in ("original", "delta", "adversarial")}
+    assert len(panel_extents(figures.triptych_figure(original, original - 0.5, original, labels))) == 9
+    assert len(panel_extents(figures.weight_maps({"plain": original[0], "l1": original[1]}))) == 4
