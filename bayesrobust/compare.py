@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bayesrobust.metrics import calibration as cal
-from bayesrobust.metrics.bootstrap import Interval, batched_mean, paired_bootstrap
+from bayesrobust.metrics.bootstrap import Interval, batched_mean, paired_bootstrap, with_interval
 from bayesrobust.runs import RunDir
 
 DEFAULT_PATTERNS = ("clean/*/acc", "clean/*/nll", "calib/*/acc", "calib/*/nll", "calib/*/brier", "calib/*/ece",
@@ -43,14 +43,6 @@ class Comparison:
         for k in self.keys:
             writer.writerow([k, *(self.cells[k, i] for i in range(len(self.runs)))])
         return out.getvalue()
-
-
-def _value(metrics: dict, key: str) -> str:
-    value = metrics.get(key)
-    if value is None:
-        return "–"
-    low, high = metrics.get(f"{key}_low"), metrics.get(f"{key}_high")
-    return f"{value:.4f}" + (f" [{low:.4f}, {high:.4f}]" if low is not None and high is not None else "")
 
 
 def _examples(run: RunDir) -> tuple[dict[str, np.ndarray], dict]:
@@ -87,10 +79,10 @@ def compare_runs(paths: list[str], patterns=DEFAULT_PATTERNS, *, resamples: int 
     examples = [_examples(r) for r in runs]
     cells: dict[tuple[str, int], str] = {}
     for key in keys:
-        cells[key, 0] = _value(metrics[0], key)
+        cells[key, 0] = with_interval(metrics[0], key, 4)
         parts = key.split("/")
         for i in range(1, len(runs)):
-            text = _value(metrics[i], key)
+            text = with_interval(metrics[i], key, 4)
             ref_meta, meta = examples[0][1], examples[i][1]
             same = (ref_meta.get("test_labels_sha256") is not None
                     and all(ref_meta.get(k) == meta.get(k) for k in ("test_labels_sha256", "bins", "scheme")))

@@ -168,3 +168,15 @@ def paired_bootstrap(statistic: Statistic, first, second, *, resamples: int = 10
                                                       - statistic.weighted(counts, *parts[len(first):]))
 
     return bootstrap(difference, *(first + second), resamples=resamples, level=level, seed=seed, chunk=chunk)
+
+
+def with_interval(metrics: dict, key: str, digits: int = 3) -> str:
+    """A metric as text: ``value [low, high]`` when the run wrote its interval (:meth:`Interval.as_metrics`),
+    else the value alone; "–" when absent or not a number (NaN is written as null)."""
+    if key not in metrics or metrics[key] is None:
+        return "–"
+    text = f"{metrics[key]:.{digits}f}"
+    low, high = f"{key}_low", f"{key}_high"  # `in` first: the report-key test records every key read
+    if low in metrics and high in metrics and metrics[low] is not None and metrics[high] is not None:
+        text += f" [{metrics[low]:.{digits}f}, {metrics[high]:.{digits}f}]"
+    return text

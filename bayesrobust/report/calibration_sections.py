@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from bayesrobust.metrics.bootstrap import with_interval
 from bayesrobust.report import figures
-from bayesrobust.report.sections import SECTIONS, Section, Table, fmt, with_interval
+from bayesrobust.report.sections import SECTIONS, Section, Table, fmt
 
 
 @SECTIONS.register("15-calibration")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bayesrobust.metrics.bootstrap import with_interval
 from bayesrobust.registry import Registry
 from bayesrobust.report import figures
 
@@ -52,18 +53,6 @@ def summary_section(run) -> Section | None:
     return Section("Summary", "Headline numbers per model (95% bootstrap intervals in brackets where the run computed "
                    "them); the sections below give each suite's tables, settings and figures.",
                    [Table("Every model at a glance", ["model", *(label for label, _ in columns)], rows)])
-
-
-def with_interval(metrics: dict, key: str, digits: int = 3) -> str:
-    """``value [low, high]`` when the run wrote an interval, else the value alone ("–" when absent or
-    not a number: NaN is written as null)."""
-    if key not in metrics or metrics[key] is None:
-        return "–"
-    text = f"{metrics[key]:.{digits}f}"
-    low, high = f"{key}_low", f"{key}_high"  # `in` first: the report-key test records every key read
-    if low in metrics and high in metrics and metrics[low] is not None and metrics[high] is not None:
-        text += f" [{metrics[low]:.{digits}f}, {metrics[high]:.{digits}f}]"
-    return text
 
 
 def transfer_table(metrics: dict, models: list[str], sets: list[tuple[str, str]]) -> Table:
