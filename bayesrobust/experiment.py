@@ -146,21 +146,27 @@ def _execute(run: RunDir, config: ExperimentConfig, *, data_dir, download, progr
                                     [("train", data.train), ("test", data.test), *data.shifted.items()]},
                                  **{k: {"name": k, "available": False, "reason": why} for k, why in data.unavailable.items()}})
     stages = {"data": time.perf_counter() - start}  # seconds per stage, so a slow run says where it went
-    models, metrics = prepare_models(config, data, run, progress=progress)
+
+    def timed(stage: str, work, *args, **kwargs):
+        stage_start = time.perf_counter()
+        result = work(*args, **kwargs)
+        stages[stage] = time.perf_counter() - stage_start
+        return result
+
+    def write_env() -> None:
+        run.write_json("env.json", {**env, "wall_seconds": time.perf_counter() - start, "stage_seconds": stages})
+
+    models, metrics = timed("models", prepare_models, config, data, run, progress=progress)
     run.update_metrics(metrics)
-    stages["models"] = sum(v for k, v in metrics.items() if k.endswith("/seconds"))
     if suites:
         for suite_name in SUITES.names():
             section = config.suites.get(suite_name)
             if section is not None:
-                suite_start = time.perf_counter()
-                run.update_metrics(SUITES.get(suite_name).run(run, models, data, section, config.run.seed))
-                stages[f"suite/{suite_name}"] = time.perf_counter() - suite_start
-    run.write_json("env.json", {**env, "wall_seconds": time.perf_counter() - start, "stage_seconds": stages})
+                run.update_metrics(timed(f"suite/{suite_name}", SUITES.get(suite_name).run,
+                                         run, models, data, section, config.run.seed))
+    write_env()  # before the report, which prints it
     if report:
         from bayesrobust.report import build_report
 
-        report_start = time.perf_counter()
-        build_report(run, assume_complete=True)
-        stages["report"] = time.perf_counter() - report_start
-        run.write_json("env.json", {**env, "wall_seconds": time.perf_counter() - start, "stage_seconds": stages})
+        timed("report", build_report, run, assume_complete=True)
+        write_env()

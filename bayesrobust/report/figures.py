@@ -38,10 +38,9 @@ class PanelGrid:
     and layout pass, and the report has hundreds of digits — so each panel is an image placed by its
     extent instead, titles and row labels are plain text, and no layout pass is needed."""
 
-    def __init__(self, nrows: int, ncols: int, *, cell: float = 0.9, title_lines: int = 1, left: float = 0.0,
-                 top: float = 0.0, font: float = 7):
+    def __init__(self, nrows: int, ncols: int, *, cell: float = 0.9, left: float = 0.0, top: float = 0.0, font: float = 7):
         self.cell, self.left, self.top, self.font = cell, left, top, font
-        self.band = 0.16 * font / 7 * title_lines  # room for the panel titles above each image
+        self.band = 0.16 * font / 7  # room for a one-line panel title above each image
         self.pitch = (cell + 0.06, cell + self.band + 0.06)  # cell width and height with gaps
         width, height = left + ncols * self.pitch[0], top + nrows * self.pitch[1]
         with matplotlib.rc_context(STYLE):
