@@ -97,6 +97,16 @@ def test_negative_and_unknown_hyperparameters():
         build_attack("jsma", gamma=0.0)
 
 
+
+def test_run_parameters_override_suite_defaults():
+    """A run that sets its own ``eot_samples`` (the adaptive form spelled out) must not collide with the
+    suite-wide default passed beside it."""
+    attack = build_attack("cw_l2", {"eval_samples": 5, "eot_samples": 1}, eot_samples=10, kappa=5.0)
+    assert (attack.eot_samples, attack.eval_samples, attack.kappa) == (10, 5, 5.0)
+    assert build_attack("fgsm", {"eot_samples": 3}, eps=0.1).eot_samples == 3
+    with pytest.raises(ConfigError, match="unknown parameter 'epsilon'"):
+        build_attack("fgsm", {"epsilon": 0.1})
+
 def softmax_regression(weight: torch.Tensor, bias: torch.Tensor):
     model = build_model("mlp", mode="plain", hidden=(), input_dropout=0.0, bias=True, init_std=0.0)
     linear = model.head[-1] if len(model.head) else model.trunk[-1]

@@ -14,7 +14,7 @@ def transfer_matrix(models, x, y, section, *, eval_samples: int, eot_samples: in
     """``target``: target classes for targeted attacks (None: untargeted). Metrics
     ``crossmodel/<crafted on>/<evaluated by>/…`` (``transfer/`` belongs to the transfer-testing suite)."""
     names = list(models)
-    attack = build_attack(section.attack, eval_samples=eval_samples, eot_samples=eot_samples, **dict(section.params))
+    attack = build_attack(section.attack, {"eval_samples": eval_samples, "eot_samples": eot_samples}, **dict(section.params))
     crafted = {src: run_batched(attack, models[src], x, y, target=target, batch_size=batch_size, generator=generator,
                                    desc=f"transfer {src}").x_adv
                for src in names}

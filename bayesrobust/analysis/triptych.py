@@ -24,7 +24,7 @@ def triptych(model, x, y, section, *, name: str, eval_samples: int, eot_samples:
         return {}, {}
     xs, ys = x[idx], y[idx]
     target = torch.full_like(ys, section.target)
-    attack = build_attack(section.attack, eval_samples=eval_samples, eot_samples=eot_samples, **dict(section.params))
+    attack = build_attack(section.attack, {"eval_samples": eval_samples, "eot_samples": eot_samples}, **dict(section.params))
     result = attack(model, xs, ys, target=target, generator=generator)
     delta = result.x_adv - xs
     magnitude = delta.abs()

@@ -5,12 +5,14 @@ from bayesrobust.attacks.base import ATTACKS, Attack, AttackResult, distortions
 from bayesrobust.attacks.criterion import Goal, Judge
 
 
-def build_attack(name: str, **params) -> Attack:
-    """Instantiate a registered attack; unknown parameters raise ConfigError naming them."""
+def build_attack(name: str, defaults: dict | None = None, **params) -> Attack:
+    """Instantiate a registered attack; unknown parameters raise ConfigError naming them. ``defaults``
+    (a suite's ``eval_samples``, ``eot_samples``…) apply where ``params`` (the run's own) say nothing."""
     import inspect
 
     from bayesrobust.errors import ConfigError, InputError
 
+    params = {**(defaults or {}), **params}
     cls = ATTACKS.get(name)
     common = set(inspect.signature(Attack.__init__).parameters)
     accepted = (set(inspect.signature(cls.__init__).parameters) | common) - {"self", "common"}

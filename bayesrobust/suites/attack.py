@@ -128,7 +128,7 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
 
     adaptive_runs: dict[str, dict] = {}
     for run_name, spec in section.runs.items():
-        attack = build_attack(spec.attack, eval_samples=section.eval_samples, eot_samples=section.eot_samples,
+        attack = build_attack(spec.attack, {"eval_samples": section.eval_samples, "eot_samples": section.eot_samples},
                               **dict(spec.params))
         index = torch.from_numpy(test.head_index(spec.limit, seed=0)) if spec.limit else torch.arange(len(y))
         xs, ys = x[index], y[index]
@@ -137,7 +137,7 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
         for name in spec.models or tuple(models):
             attack_all(run_name, attack, name, xs, ys, target, index)
             if form is not None and models[name].stochastic:
-                adaptive = build_attack(spec.attack, eval_samples=section.eval_samples, **form)
+                adaptive = build_attack(spec.attack, {"eval_samples": section.eval_samples}, **form)
                 attack_all(f"{run_name}@adaptive", adaptive, name, xs, ys, target, index)
                 adaptive_runs[f"{run_name}@adaptive"] = {"of": run_name, "params": form}
         arrays[f"adv/{run_name}/original"] = xs[one_per_class(ys)].numpy()

@@ -107,7 +107,7 @@ def adversarial_confidence(model, test, spec: CalibrationAttack, section: Calibr
     params = dict(spec.params)
     if model.stochastic:
         params["eot_samples"] = max(int(params.get("eot_samples", 1)), section.adaptive_eot_samples)
-    attack = build_attack(spec.attack, eval_samples=section.samples, **params)
+    attack = build_attack(spec.attack, {"eval_samples": section.samples}, **params)
     result = run_batched(attack, model, test.images, test.labels, generator=make_generator(seed))
     pred = result.predictive
     wrong = pred.predicted != test.labels

@@ -199,7 +199,7 @@ def detect_on_model(name: str, model, data, section: DetectionSection, seed: int
             cap = UncertaintyDetector(model, spec.aware_of, samples=section.samples, seed=seed).fit(data.val.images).threshold_
             params.update(max_uncertainty=cap, uncertainty=spec.aware_of)
             metrics[f"{prefix}/aware_cap"] = cap
-        attack = build_attack(spec.attack, eval_samples=section.samples, **params)
+        attack = build_attack(spec.attack, {"eval_samples": section.samples}, **params)
         if spec.aware_of == "reconstruction":  # ... or the VAE's reconstruction detector (MagNet's score)
             cap = GenerativeDetector(vae, "reconstruction", seed=seed).fit(data.val.images).threshold_
             attack.with_penalty(Penalty("vae reconstruction error", vae.reconstruction_error, cap, spec.aware_weight))
