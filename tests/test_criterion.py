@@ -97,6 +97,8 @@ def test_judge_is_deterministic_and_needs_the_whole_batch(small_lenet, images, l
         judge.predictive(images[:3])
     rows = torch.tensor([1, 4, 7])
     assert torch.equal(judge.success(images, rows=rows), judge.success(images)[rows])
+    with pytest.raises(InputError, match="whole batch"):
+        judge.success(images[:3], rows=torch.tensor([0]))
 
 
 def test_goal_on_hand_built_predictives():

@@ -94,11 +94,20 @@ class Judge:
         """Success of the examples ``rows`` (default all) of the whole batch ``x``, on ``x``'s device.
 
         A deterministic model is judged on those rows alone, reusing ``logits`` (of ``x[rows]``) when
-        the attack has just computed them; a stochastic one always on the whole batch."""
+        the attack has just computed them; a stochastic one on those rows under the draws they get in
+        the whole batch (``predictive_rows``: the same judgement, without the other rows' work)."""
         y, target = self.y, self.target
         if self.model.stochastic:
-            ok = self.goal.reached(self.predictive(x), y, target)
-            return (ok if rows is None else ok[rows.cpu()]).to(x.device)
+            if rows is None:
+                return self.goal.reached(self.predictive(x), y, target).to(x.device)
+            if x.shape[0] != y.shape[0]:
+                raise InputError(f"the judge needs the whole batch of {y.shape[0]} rows, got {x.shape[0]}")
+            self.evaluations += 1
+            generator = make_generator(self.seed)
+            rows = rows.flatten() if rows.dtype != torch.bool else torch.nonzero(rows.cpu()).flatten()
+            pred = self.model.predictive_rows(x.detach(), rows, self.samples, generator=generator)
+            rows = rows.cpu()
+            return self.goal.reached(pred, y.cpu()[rows], None if target is None else target.cpu()[rows]).to(x.device)
         if rows is not None:
             x, y, target = x[rows], y[rows], None if target is None else target[rows]
         self.evaluations += 1

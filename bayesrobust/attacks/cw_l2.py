@@ -79,8 +79,11 @@ class CWL2(Attack):
                     # C&W's own rule nominates (margin κ reached on this step's masks); the judge decides
                     reached = f <= -self.kappa if self.kappa > 0 else f < 0
                     candidate = reached & (l2 < best_l2)
-                    if candidate.any():
-                        ok = candidate & judge.success(x_adv.detach(), logits=None if model.stochastic else logits)
+                    if candidate.any():  # the judge looks at the candidates only
+                        rows = torch.nonzero(candidate).flatten()
+                        ok = torch.zeros_like(candidate)
+                        ok[rows] = judge.success(x_adv.detach(), rows=rows,
+                                                 logits=None if model.stochastic else logits[rows])
                         best_l2 = torch.where(ok, l2, best_l2)
                         best_adv = torch.where(ok[:, None, None, None], x_adv.detach(), best_adv)
                         succeeded |= ok

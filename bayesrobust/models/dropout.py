@@ -20,6 +20,7 @@ from torch import nn
 from bayesrobust.errors import ConfigError
 from bayesrobust.models.base import BayesianClassifier
 from bayesrobust.models.layers import MCDropout
+from bayesrobust.predictive import Predictive
 from bayesrobust.seeding import derive_seed, make_generator
 
 # Upper bound on elements of one replicated head input; bounds MC memory to ~64 MB of float32.
@@ -55,20 +56,22 @@ class DropoutClassifier(BayesianClassifier):
 
     @contextmanager
     def dropout_sampling(self, active: bool, generator: torch.Generator | None = None,
-                         streams: list[torch.Generator] | None = None) -> Iterator[None]:
+                         streams: list[torch.Generator] | None = None,
+                         rows: tuple[torch.Tensor, int] | None = None) -> Iterator[None]:
         """Within the block, dropout is on (``active``) or off, drawing masks from ``generator`` — or,
-        when ``streams`` is given, each dropout layer from its own generator. Restores the previous
+        when ``streams`` is given, each dropout layer from its own generator; ``rows`` = (row indices,
+        batch size) when only those rows of a batch pass (see ``MCDropout.rows``). Restores the previous
         state afterwards; the module's train/eval mode is never touched."""
         layers = self.dropouts()
         streams = streams if streams is not None else [generator] * len(layers)
-        saved = [(m.active, m.generator, m.draws) for m in layers]
+        saved = [(m.active, m.generator, m.draws, m.rows) for m in layers]
         for m, stream in zip(layers, streams):
-            m.active, m.generator = active, stream
+            m.active, m.generator, m.rows = active, stream, rows
         try:
             yield
         finally:
-            for m, (a, g, d) in zip(layers, saved):
-                m.active, m.generator, m.draws = a, g, d
+            for m, (a, g, d, r) in zip(layers, saved):
+                m.active, m.generator, m.draws, m.rows = a, g, d, r
 
     def _mask_streams(self, generator: torch.Generator | None) -> list[torch.Generator]:
         """One fresh generator per dropout layer, seeded from one draw of ``generator`` (the global
@@ -98,7 +101,8 @@ class DropoutClassifier(BayesianClassifier):
         with self.dropout_sampling(False):
             return nn.Sequential(*layers[:last])(x).flatten(1)
 
-    def raw_sample_logits(self, x: torch.Tensor, samples: int, generator: torch.Generator | None) -> torch.Tensor:
+    def raw_sample_logits(self, x: torch.Tensor, samples: int, generator: torch.Generator | None,
+                          rows: torch.Tensor | None = None) -> torch.Tensor:
         """S dropout masks; plain models return S = 1 deterministic pass.
 
         The head runs on chunks of samples so that one replicated input stays under
@@ -107,12 +111,19 @@ class DropoutClassifier(BayesianClassifier):
         the same however the samples are chunked. Under autograd (attacks with EOT) every chunk's
         activations are kept for the backward pass, so memory grows with samples × batch (measured for
         the quickstart LeNet: ≈ 16 KB per image and sample; C&W with 10 masks on 250 images peaks 231 MB
-        above the loaded model) — attack in batches (``run_batched``) to bound it."""
+        above the loaded model) — attack in batches (``run_batched``) to bound it.
+
+        ``rows``: compute only those rows of the batch, each under the masks it gets in the whole batch
+        (the masks of every row are still drawn — cheap — and the chunking is the whole batch's)."""
+        if rows is not None:
+            x, batch = x[rows], (rows, x.shape[0])
+        else:
+            batch = None
         if not self.stochastic:
             return self.raw_logits(x)[None]  # already tempered
-        with self.dropout_sampling(True, streams=self._mask_streams(generator)):
+        with self.dropout_sampling(True, streams=self._mask_streams(generator), rows=batch):
             h = self.trunk(x)
-            per_sample = max(1, h[0].numel()) * h.shape[0]
+            per_sample = max(1, h.shape[1:].numel()) * (h.shape[0] if batch is None else batch[1])
             chunk = max(1, min(samples, MC_CHUNK_ELEMENTS // max(per_sample, 1)))
             outs = []
             for start in range(0, samples, chunk):
@@ -122,6 +133,10 @@ class DropoutClassifier(BayesianClassifier):
                 rep = self.head[0].replicate(h, s)  # the head starts with its first dropout
                 outs.append(self.head[1:](rep).view(s, h.shape[0], -1))
         return self._tempered(torch.cat(outs, 0))
+
+    def raw_predictive_rows(self, x: torch.Tensor, rows: torch.Tensor, samples: int,
+                            generator: torch.Generator | None) -> Predictive:
+        return Predictive.from_logits(self.raw_sample_logits(x, samples, generator, rows=rows))
 
     # --- training ---------------------------------------------------------------------------
     def fit(self, train, config, *, val=None, seed: int = 0, progress: bool = True) -> DropoutClassifier:

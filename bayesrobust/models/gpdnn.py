@@ -119,8 +119,17 @@ class GPDNN(BayesianClassifier):
         return self.extractor(x)
 
     def latent(self, x: torch.Tensor) -> gpytorch.distributions.MultitaskMultivariateNormal:
-        """q(f(x)) on unvalidated images on the model's device: event shape ``(N, C)``."""
-        return self.gp(self.extractor(x))
+        """q(f(x)) on unvalidated images on the model's device: event shape ``(N, C)``.
+
+        Out of training GPyTorch caches the inducing-point terms (K_ZZ's Cholesky factor…) at the first
+        call. Filled under autograd, the cache would hold a graph that an attack's first backward frees,
+        and its second step would fail ("backward through the graph a second time"); so it is filled
+        without one. Input gradients do not need it; training (``self.training``) never caches."""
+        features = self.extractor(x)
+        if not self.training and torch.is_grad_enabled():
+            with torch.no_grad():
+                self.gp(features[:1].detach())
+        return self.gp(features)
 
     def _marginals(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         dist = self.latent(x)
@@ -146,6 +155,14 @@ class GPDNN(BayesianClassifier):
         log_prob, draws = self.raw_log_prob_and_draws(x, samples, generator)
         return Predictive.from_logits(draws, mean_log_probs=log_prob)
 
+    def raw_predictive_rows(self, x: torch.Tensor, rows: torch.Tensor, samples: int,
+                            generator: torch.Generator | None) -> Predictive:
+        """The marginals of those rows alone (each image's q(f(x)) is its own), under the noise they get
+        in the whole batch."""
+        mean, std = self._marginals(x[rows])
+        draws = self._draws(mean, std, samples, generator, rows=(rows, x.shape[0]))
+        return Predictive.from_logits(draws, mean_log_probs=self.likelihood.log_predictive(mean, std))
+
     def point_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         return self.log_prob(x)
 
@@ -157,9 +174,15 @@ class GPDNN(BayesianClassifier):
     def raw_sample_logits(self, x: torch.Tensor, samples: int, generator: torch.Generator | None) -> torch.Tensor:
         return self._draws(*self._marginals(x), samples, generator)
 
-    def _draws(self, mean: torch.Tensor, std: torch.Tensor, samples: int, generator: torch.Generator | None) -> torch.Tensor:
+    def _draws(self, mean: torch.Tensor, std: torch.Tensor, samples: int, generator: torch.Generator | None,
+               rows: tuple[torch.Tensor, int] | None = None) -> torch.Tensor:
+        """Draws through the likelihood; ``rows`` = (row indices, batch size) when ``mean`` and ``std`` are
+        those rows of a batch: the batch's noise is drawn and theirs used."""
         device = generator.device if generator is not None else mean.device
-        noise = torch.randn((samples, *mean.shape), generator=generator, device=device).to(mean.device)
+        shape = (samples, *mean.shape) if rows is None else (samples, rows[1], *mean.shape[1:])
+        noise = torch.randn(shape, generator=generator, device=device).to(mean.device)
+        if rows is not None:
+            noise = noise[:, rows[0].to(noise.device)]
         return self.likelihood.log_prob_of_samples(mean + std * noise)
 
     # --- training -----------------------------------------------------------------------------

@@ -32,6 +32,9 @@ class MCDropout(nn.Module):
         self.active: bool | None = None
         self.generator: torch.Generator | None = None
         self.draws = 1  # a mask is drawn as this many equal consecutive slices, one generator call each
+        # (row indices, batch size) when only those rows of a batch pass through: each draw's mask is
+        # drawn for the whole batch and those rows' part used, so a row's mask is what it gets in the batch
+        self.rows: tuple[torch.Tensor, int] | None = None
         self._threshold = drops - _RESOLUTION // 2  # int16 words below it are dropped
         self._scale = _RESOLUTION / (_RESOLUTION - drops)
 
@@ -44,7 +47,15 @@ class MCDropout(nn.Module):
 
         The mask is drawn as ``self.draws`` equal slices along the first dimension, one generator call
         each. Monte-Carlo sampling sets ``draws`` to the number of samples in a chunk, so every sample's
-        mask is one call on the layer's stream and the masks do not depend on how samples are chunked."""
+        mask is one call on the layer's stream and the masks do not depend on how samples are chunked.
+        With ``rows`` set, ``shape`` is sample-major over those rows and the slices are the whole batch's."""
+        if self.rows is not None:
+            index, batch = self.rows
+            full = self._draw_keep((self.draws * batch, *shape[1:]), device)
+            return full.view(self.draws, batch, *shape[1:])[:, index].reshape(shape)
+        return self._draw_keep(shape, device)
+
+    def _draw_keep(self, shape: torch.Size | tuple[int, ...], device: torch.device) -> torch.Tensor:
         if shape[0] % self.draws:
             raise ValueError(f"mask of shape {tuple(shape)} cannot be split into {self.draws} draws")
         n = 1
@@ -71,7 +82,7 @@ class MCDropout(nn.Module):
         Equals ``self(h.repeat(samples, ...))`` without materialising the replicated input."""
         if not self.on:
             return h.unsqueeze(0).expand(samples, *h.shape).reshape(samples * h.shape[0], *h.shape[1:])
-        keep = self.sample_keep((samples, *h.shape), h.device)
+        keep = self.sample_keep((samples * h.shape[0], *h.shape[1:]), h.device).view(samples, *h.shape)
         return ((h * self._scale).unsqueeze(0) * keep).view(samples * h.shape[0], *h.shape[1:])
 
     def extra_repr(self) -> str:
