@@ -58,7 +58,7 @@ def correctly_classified(model, x: torch.Tensor, y: torch.Tensor, *, samples: in
 
 def build_mixed_set(model, attack, x: torch.Tensor, y: torch.Tensor, *, size: int = 0, samples: int = 50, seed: int = 0,
                     batch_size: int = 250, progress: bool = False, successful_only: bool = True,
-                    targets: str = "none") -> MixedSet:
+                    targets: str = "none", desc: str = "") -> MixedSet:
     """Up to ``size`` images (0: as many as the data allow), half clean and half adversarial.
 
     The correctly classified digits are shuffled (seeded) and cut in two halves; the second half is
@@ -76,7 +76,7 @@ def build_mixed_set(model, attack, x: torch.Tensor, y: torch.Tensor, *, size: in
         attack_idx = attack_idx[:size]  # twice the adversarial half: not every attack succeeds
     target = choose_targets(targets, y[attack_idx], seed)
     result = run_batched(attack, model, x[attack_idx], y[attack_idx], target=target, batch_size=batch_size,
-                         generator=make_generator(seed + 1), progress=progress, desc=f"mixed set {attack.name}")
+                         generator=make_generator(seed + 1), progress=progress, desc=desc or f"mixed set {attack.name}")
     adv_idx = torch.nonzero(result.success if successful_only else torch.ones_like(result.success)).squeeze(1)
     n = min(len(clean_idx), len(adv_idx), size // 2 if size else len(clean_idx))
     if n == 0:

@@ -205,10 +205,12 @@ def detect_on_model(name: str, model, data, section: DetectionSection, seed: int
             attack.with_penalty(Penalty("vae reconstruction error", vae.reconstruction_error, cap, spec.aware_weight))
             metrics[f"{prefix}/aware_cap"] = cap
         s = derive_seed(seed, "detection", name, attack_name)
+        common = {"samples": section.samples, "successful_only": section.successful_only, "targets": spec.targets,
+                  "progress": True}
         val = build_mixed_set(model, attack, data.val.images, data.val.labels, size=section.val_size,
-                              samples=section.samples, seed=derive_seed(s, "val"), successful_only=section.successful_only, targets=spec.targets)
+                              seed=derive_seed(s, "val"), desc=f"{attack_name} on {name}, validation set", **common)
         test = build_mixed_set(model, attack, data.test.images, data.test.labels, size=section.size,
-                               samples=section.samples, seed=derive_seed(s, "test"), successful_only=section.successful_only, targets=spec.targets)
+                               seed=derive_seed(s, "test"), desc=f"{attack_name} on {name}, evaluation set", **common)
         metrics[f"{prefix}/examples"] = len(test)
         metrics[f"{prefix}/mean_l2"] = float(test.l2[test.is_adversarial].mean())
         metrics[f"{prefix}/median_l2"] = float(test.l2[test.is_adversarial].median())  # adaptive vs oblivious: their ratio
