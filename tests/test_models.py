@@ -86,6 +86,9 @@ def test_some_rows_get_the_draws_they_get_in_the_whole_batch(name, images):
         part = model.predictive_rows(images, rows, 6, generator=gen(4))
         assert torch.allclose(part.probs, whole.probs[:, rows], atol=1e-6, rtol=1e-5), rows
     assert model.predictive_rows(images, torch.tensor([], dtype=torch.long), 6, generator=gen(4)).num_examples == 0
+    mask = torch.arange(len(images)) % 3 == 1  # a boolean mask selects rows, it is not a list of indices 0/1
+    part = model.predictive_rows(images, mask, 6, generator=gen(4))
+    assert torch.allclose(part.probs, whole.probs[:, mask], atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", MODELS_UNDER_TEST)

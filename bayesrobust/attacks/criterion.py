@@ -84,11 +84,15 @@ class Judge:
 
     def predictive(self, x: torch.Tensor) -> Predictive:
         """The model's predictive on the whole batch with this judge's fixed draws (on the CPU)."""
+        self._count_whole(x)
+        generator = make_generator(self.seed) if self.model.stochastic else None
+        return self.model.predictive(x.detach(), self.samples, generator=generator)
+
+    def _count_whole(self, x: torch.Tensor) -> None:
+        """One evaluation of the whole batch (refused for anything else: draws go by position)."""
         if x.shape[0] != self.y.shape[0]:
             raise InputError(f"the judge needs the whole batch of {self.y.shape[0]} rows, got {x.shape[0]}")
         self.evaluations += 1
-        generator = make_generator(self.seed) if self.model.stochastic else None
-        return self.model.predictive(x.detach(), self.samples, generator=generator)
 
     def success(self, x: torch.Tensor, rows: torch.Tensor | None = None, logits: torch.Tensor | None = None) -> torch.Tensor:
         """Success of the examples ``rows`` (default all) of the whole batch ``x``, on ``x``'s device.
@@ -100,12 +104,8 @@ class Judge:
         if self.model.stochastic:
             if rows is None:
                 return self.goal.reached(self.predictive(x), y, target).to(x.device)
-            if x.shape[0] != y.shape[0]:
-                raise InputError(f"the judge needs the whole batch of {y.shape[0]} rows, got {x.shape[0]}")
-            self.evaluations += 1
-            generator = make_generator(self.seed)
-            rows = rows.flatten() if rows.dtype != torch.bool else torch.nonzero(rows.cpu()).flatten()
-            pred = self.model.predictive_rows(x.detach(), rows, self.samples, generator=generator)
+            self._count_whole(x)
+            pred = self.model.predictive_rows(x.detach(), rows, self.samples, generator=make_generator(self.seed))
             rows = rows.cpu()
             return self.goal.reached(pred, y.cpu()[rows], None if target is None else target.cpu()[rows]).to(x.device)
         if rows is not None:

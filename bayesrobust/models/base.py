@@ -168,7 +168,8 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
         draws it gets in the whole batch (draws are assigned by position) — computing only those rows where
         the family can. What an attack's judge asks when a few examples of a batch are in question."""
         x = check_images(x)
-        rows = torch.as_tensor(rows, dtype=torch.long).flatten()
+        rows = torch.as_tensor(rows)
+        rows = torch.nonzero(rows.cpu()).flatten() if rows.dtype == torch.bool else rows.long().flatten()
         samples = _checked(self.default_samples if samples is None else samples)
         if rows.numel() == 0:
             return Predictive(torch.zeros(samples if self.stochastic else 1, 0, self.num_classes))
