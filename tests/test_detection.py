@@ -197,6 +197,7 @@ def test_density_and_one_class_detectors_tell_digits_from_noise(trained_lenet, d
     ({"only": ["bim"]}, "detection.only: no attack 'bim'"),
     ({"attacks": {"a": {"attack": "bim", "aware_of": "reconstruction"}}}, "add a model with arch = 'vae'"),
     ({"attacks": {"a": {"attack": "bim", "aware_weight": 0.0}}}, "aware_weight must be > 0"),
+    ({"attacks": {"a": {"attack": "jsma", "targets": "random", "aware_of": "kd"}}}, "jsma cannot take a detector's score"),
 ])
 def test_detection_config_errors_name_their_key(change, message):
     from bayesrobust.config import config_from_dict
@@ -257,3 +258,41 @@ def test_score_and_decide_is_score_and_decide_in_one_pass(small_lenet, images, m
         monkeypatch.undo()
         assert np.array_equal(scores, expected[0]) and np.array_equal(flagged, expected[1])
         assert calls.count(len(images)) == 1
+
+
+def test_kd_aware_attacks_pass_the_kernel_density_they_are_told_about(trained_lenet, digits5k):
+    """Carlini & Wagner's KDE attack: the differentiable −log KD equals the detector's own (for digits
+    whose deterministic and MC predictions agree) and has input gradients; with it as a penalty (scored
+    under the class aimed at), BIM's and C&W's successful examples sit lower under the kernel density of
+    the class they are predicted as than without, and C&W returns only examples under the cap."""
+    from bayesrobust.attacks.base import Penalty
+    from bayesrobust.detection import KernelDensityUncertainty
+
+    train, test = digits5k
+    some = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:600]
+    kd = KernelDensityUncertainty(trained_lenet, train.images[some], train.labels[some], samples=30, bandwidth="auto")
+    cap = kd.density_cap(test.images[100:200])
+    x, y = test.images[:40], test.labels[:40]
+    xg = x.clone().requires_grad_(True)
+    score = kd.density_score(xg)
+    (grad,) = torch.autograd.grad(score.sum(), xg)
+    assert grad.shape == x.shape and float(grad.abs().sum()) > 0
+    agree = (trained_lenet.logits(x).argmax(1) == trained_lenet.predictive(x, 30).predicted).cpu()
+    assert int(agree.sum()) >= 30
+    assert torch.allclose(score.detach()[agree], torch.as_tensor(kd.raw_scores(x)[:, 0])[agree], rtol=1e-6)
+    plain_model = trained_lenet.with_mode("plain")  # one prediction, so "the class aimed at" is the one predicted
+    for name, params in (("bim", {"eps": 0.3, "alpha": 0.01, "steps": 40, "variant": "B"}),
+                         ("cw_l2", {"steps": 100, "binary_search_steps": 5, "initial_const": 1.0, "lr": 0.1, "kappa": 2.0})):
+        plain = build_attack(name, **params)(plain_model, x, y)
+        aware = build_attack(name, **params).with_penalty(
+            Penalty("-log kernel density", kd.density_score, cap, per_class=True))(plain_model, x, y)
+        assert int(plain.success.sum()) >= 35 and int(aware.success.sum()) >= 30, name
+        with torch.no_grad():
+            before = kd.density_score(plain.x_adv)[plain.success]
+            after = kd.density_score(aware.x_adv)[aware.success]
+        assert float(after.mean()) < float(before.mean()), name
+        assert float((after <= cap).float().mean()) > float((before <= cap).float().mean()), name
+        if name == "cw_l2":
+            assert bool((after <= cap + 1e-6).all())
+    with pytest.raises(InputError, match="cannot take a detector's penalty"):
+        build_attack("jsma").with_penalty(Penalty("-log kernel density", kd.density_score, cap))

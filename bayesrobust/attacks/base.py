@@ -95,6 +95,7 @@ class Attack(ABC):
     supports_untargeted: ClassVar[bool] = True
     supports_targeted: ClassVar[bool] = True
     uses_gradients: ClassVar[bool] = True  # False: nothing for an adaptive (EOT) form to change
+    supports_penalty: ClassVar[bool] = True  # False: the objective has no place for a detector's score
     kappa_unit: ClassVar[str | None] = None  # "logits" or "nats" where the attack takes a margin ``kappa``
 
     def __init__(self, *, eot_samples: int = 1, eval_samples: int | None = None, min_confidence: float = 0.0,
@@ -110,9 +111,13 @@ class Attack(ABC):
         self.penalty: Penalty | None = None
 
     def with_penalty(self, penalty: Penalty) -> Attack:
-        """Make the gradient attacks (FGSM, BIM, targeted L2, L-BFGS) also keep another model's
-        differentiable score of x* under a cap (a detector-aware attack against, e.g., a VAE's
-        reconstruction error; Carlini & Wagner 2017). Success is still judged on the classifier alone."""
+        """Make the gradient attacks (FGSM, BIM, targeted L2, L-BFGS) and C&W also keep a differentiable
+        score of x* under a cap (a detector-aware attack against, e.g., a VAE's reconstruction error or
+        a kernel density; Carlini & Wagner 2017). The judge still looks at the classifier alone; C&W
+        also keeps only iterates under the cap."""
+        if not self.supports_penalty:
+            raise InputError(f"{self.name} cannot take a detector's penalty: use a gradient attack (fgsm, bim, "
+                             "targeted_l2, lbfgs) or cw_l2")
         self.penalty = penalty
         return self
 
@@ -188,7 +193,7 @@ class Attack(ABC):
         x = x.detach().requires_grad_(True)
         if self.goal.constrained:
             logp, log_samples = model.log_prob_and_draws(x, self.eot_samples, generator=generator)
-            aim = target if target is not None else logp.detach().scatter(1, y[:, None], float("-inf")).argmax(1)
+            aim = aimed_class(logp.detach(), y, target)
             objective = -logp.gather(1, aim[:, None]).squeeze(1)
             if math.isfinite(self.goal.max_uncertainty):
                 # only once the aim is the prediction: before that, lowering the uncertainty would pull
@@ -202,7 +207,8 @@ class Attack(ABC):
         if self.penalty is not None:  # as the uncertainty cap: only once the goal's class is predicted
             predicted = logp.detach().argmax(1)
             reached = predicted != y if target is None else predicted == target
-            objective = objective + self.penalty.weight * self.penalty.excess(x) * reached
+            aim = aimed_class(logp.detach(), y, target)
+            objective = objective + self.penalty.weight * self.penalty.excess(x, aim) * reached
         (grad,) = torch.autograd.grad(objective.sum(), x)
         return objective.detach(), grad, logp.detach()
 
@@ -211,18 +217,26 @@ class Attack(ABC):
         return model.margin_logits(x, self.eot_samples, generator=generator)
 
 
+def aimed_class(scores: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    """The class an attack steers towards: the target, else the highest-scoring wrong class."""
+    return target if target is not None else scores.scatter(1, y[:, None], float("-inf")).argmax(1)
+
+
 @dataclass(frozen=True)
 class Penalty:
-    """A differentiable per-example score of the input by another model (``score(x) -> (N,)``), the cap it
-    must stay under (a detector's threshold) and the weight of the excess in the attack's objective."""
+    """A differentiable per-example score of the input by a detector (``score(x) -> (N,)``, or
+    ``score(x, classes)`` with ``per_class``: scored as if ``x`` were of the class the attack aims at),
+    the cap it must stay under (the detector's threshold) and the weight of the excess in the objective."""
 
     name: str
-    score: Callable[[torch.Tensor], torch.Tensor]
+    score: Callable[..., torch.Tensor]
     cap: float
     weight: float = 1.0
+    per_class: bool = False
 
-    def excess(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.score(x) - self.cap).clamp(min=0)
+    def excess(self, x: torch.Tensor, aim: torch.Tensor) -> torch.Tensor:
+        value = self.score(x, aim) if self.per_class else self.score(x)
+        return (value.to(x.device, x.dtype) - self.cap).clamp(min=0)
 
 
 def uncertainty_of(log_samples: torch.Tensor, log_mean: torch.Tensor, measure: str) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from bayesrobust.attacks.base import ATTACKS, Attack, adversarial_margin, check_positive
+from bayesrobust.attacks.base import ATTACKS, Attack, adversarial_margin, aimed_class, check_positive
 from bayesrobust.errors import InputError
 
 _TANH_SCALE = 0.999999  # C&W's own code: keeps atanh finite at pixels exactly 0 or 1
@@ -29,6 +29,11 @@ class CWL2(Attack):
     sits on the boundary of the few masks' mean logit, which the MC mean moves back; Carlini & Wagner
     (2017, "Adversarial examples are not easily detected") attack dropout with EOT and κ > 0, as the
     suite's adaptive rows do.
+
+    With a :meth:`~Attack.with_penalty` (a detector's differentiable score and its threshold) the loss
+    is ‖x' − x‖₂² + c·(f₆ + w·relu(score − cap)) at every step — Carlini & Wagner's attack on a
+    kernel-density detector, which scores x' under the class aimed at — and an iterate is a candidate only once it is also under the cap, so the smallest-L2
+    example returned both fools the classifier and passes the detector.
 
     The scale s inside the tanh lets every pixel move: torchattacks optimises atanh(2x − 1), which is
     infinite at pixels exactly 0 or 1 (most of an MNIST digit) and so freezes them.
@@ -71,13 +76,20 @@ class CWL2(Attack):
                 logits = self.margin_logits(model, x_adv, generator)
                 f = -adversarial_margin(logits, y, target)  # C&W's f₆, before the −κ floor
                 l2 = (x_adv - x).flatten(1).pow(2).sum(1)
-                loss = (l2 + const * f.clamp(min=-self.kappa)).sum()
+                objective = f.clamp(min=-self.kappa)
+                excess = None
+                if self.penalty is not None:  # Carlini & Wagner's detector-aware loss: c·(f + relu(score − cap))
+                    excess = self.penalty.excess(x_adv, aimed_class(logits.detach(), y, target))
+                    objective = objective + self.penalty.weight * excess
+                loss = (l2 + const * objective).sum()
                 (w.grad,) = torch.autograd.grad(loss, w)  # gradients for w only, never the model's weights
                 optimizer.step()
                 iterations += 1
                 with torch.no_grad():
                     # C&W's own rule nominates (margin κ reached on this step's masks); the judge decides
                     reached = f <= -self.kappa if self.kappa > 0 else f < 0
+                    if excess is not None:  # ... and, detector-aware, under the detector's cap
+                        reached &= excess.detach() <= 0
                     candidate = reached & (l2 < best_l2)
                     if candidate.any():  # the judge looks at the candidates only
                         rows = torch.nonzero(candidate).flatten()

@@ -43,6 +43,7 @@ class JSMA(Attack):
     """
 
     name = "jsma"
+    supports_penalty = False
     norm = "L0"
     kappa_unit = "nats"
     supports_untargeted = False

@@ -41,6 +41,7 @@ class KosAttack(Attack):
     norm = "L2"
     supports_untargeted = False
     name: ClassVar[str] = "kos"
+    supports_penalty = False
 
     def __init__(self, loss: str = "classifier", lam: float = 1.0, steps: int = 200, lr: float = 0.01,
                  target_images: torch.Tensor | None = None, **common) -> None:

@@ -13,6 +13,7 @@ class SignNoise(Attack):
     from the gradient's direction, not the perturbation's size. Draws from ``generator``."""
 
     name = "sign_noise"
+    supports_penalty = False
     norm = "Linf"
     supports_targeted = False
     uses_gradients = False

@@ -74,6 +74,33 @@ class KernelDensityUncertainty(Detector):
                 kd[rows] = log_kernel_density(feats[rows], points, bandwidth)
         return kd
 
+    def density_score(self, x: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
+        """Differentiable −log KD ``(N,)`` (float64, CPU) of ``x``'s features under ``classes`` (default: the
+        class the model's deterministic logits predict): what Carlini & Wagner's KDE attack keeps under a
+        cap, scored under the class it aims at."""
+        bandwidth = self._fitted("bandwidth_")
+        feats = self.model.features(x).cpu()
+        if classes is None:
+            with torch.no_grad():
+                classes = self.model.logits(x).argmax(1)
+        classes = classes.cpu()
+        score = torch.zeros(len(feats), dtype=torch.float64)
+        for c in classes.unique().tolist():
+            rows = classes == c
+            score = score.index_put((rows,), -log_kernel_density(feats[rows], self.class_features_[c], bandwidth))
+        return score
+
+    def density_cap(self, clean_val: torch.Tensor, max_fpr: float = 0.05) -> float:
+        """The threshold of a KD-only detector that flags ``max_fpr`` of ``clean_val``: the (1 − ``max_fpr``)
+        quantile of their −log KD (choosing the bandwidth on them first when it is "auto")."""
+        clean_val = images(clean_val)
+        if self.bandwidth_ is None:
+            self.bandwidth_ = self.choose_bandwidth(clean_val)
+        with torch.no_grad():
+            scores = torch.cat([self.density_score(clean_val[i: i + self.batch_size])
+                                for i in range(0, len(clean_val), self.batch_size)])
+        return choose_threshold(scores.numpy(), None, max_fpr=max_fpr)
+
     def choose_bandwidth(self, clean_val: torch.Tensor, grid: int = 13) -> float:
         """The bandwidth that maximises the mean held-out log-likelihood of ``clean_val``'s features under
         the normalised KDE of their predicted class, over a log-spaced grid from 1/64 to 4 times the

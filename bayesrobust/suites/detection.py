@@ -15,8 +15,10 @@ fitted on clean validation digits (5% false positives) would use, so it seeks ex
 *and* look clean; ``aware_of = "reconstruction"`` adds instead the excess of the VAE's reconstruction error
 over the reconstruction detector's validation threshold (weighted by ``aware_weight``) to the gradient
 attacks' objective once the digit is misclassified — the VAE-aware attack MagNet-style detectors must
-face. The required distortion is ``detect/<model>/<attack>/mean_l2`` (and ``median_l2``). Every defended model
-(``models``; default: every stochastic one — MC-dropout nets, GPDNNs) gets the whole protocol.
+face; ``aware_of = "kd"`` adds the excess of −log KD (Feinman's kernel density) over its 5%-FPR validation
+threshold — Carlini & Wagner's KDE attack, to the gradient attacks and C&W alike. The required distortion
+is ``detect/<model>/<attack>/mean_l2`` (and ``median_l2``). Every defended model (``models``; default:
+every stochastic one — MC-dropout nets, GPDNNs) gets the whole protocol.
 
 ``only = ["fgsm", "bim"]`` evaluates a subset of the configured attacks (a long experiment split into runs
 that share checkpoints through ``bayesrobust evaluate --from``).
@@ -35,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from bayesrobust.attacks import build_attack
+from bayesrobust.attacks import ATTACKS, build_attack
 from bayesrobust.attacks.base import Penalty
 from bayesrobust.detection import (
     GENERATIVE_SCORES,
@@ -53,6 +55,7 @@ from bayesrobust.seeding import derive_seed, make_generator
 from bayesrobust.suites.attack_config import check_attack_spec, check_targets
 
 DETECTORS = (*SCORES, "hybrid", "kd_bu", "ocsvm", *GENERATIVE_SCORES)
+PENALTIES = ("reconstruction", "kd")  # detectors a detector-aware attack adds to its objective as a penalty
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,8 @@ class DetectionAttack:
     attack: str = "fgsm"
     params: Mapping[str, Any] = field(default_factory=dict)
     targets: str = "none"  # none | next | random (targeted-only attacks, e.g. JSMA, need one)
-    aware_of: str = ""  # "mi" | "entropy" | "reconstruction": a detector-aware attack that must also stay under that detector's threshold
-    aware_weight: float = 1.0  # weight of the reconstruction error's excess over its cap (squared pixels) in the objective
+    aware_of: str = ""  # "mi" | "entropy" | "reconstruction" | "kd": a detector-aware attack that must also stay under that detector's threshold
+    aware_weight: float = 1.0  # weight of the penalty's excess over its cap (reconstruction: squared pixels; kd: nats) in the objective
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,12 @@ def validate_detection(config) -> None:
         raise ConfigError("detection.attacks: configure at least one attack, e.g. [detection.attacks.fgsm]")
     for name, spec in section.attacks.items():
         check_attack_spec(f"detection.attacks.{name}", spec.attack, spec.params)
-        if spec.aware_of not in ("", "mi", "entropy", "reconstruction"):
-            raise ConfigError(f"detection.attacks.{name}.aware_of must be '', 'mi', 'entropy' or 'reconstruction', "
+        if spec.aware_of not in ("", "mi", "entropy", *PENALTIES):
+            raise ConfigError(f"detection.attacks.{name}.aware_of must be '', 'mi', 'entropy', 'reconstruction' or 'kd', "
                               f"got {spec.aware_of!r}")
+        if spec.aware_of in PENALTIES and not ATTACKS.get(spec.attack).supports_penalty:
+            raise ConfigError(f"detection.attacks.{name}: {spec.attack} cannot take a detector's score in its objective "
+                              f"(aware_of = {spec.aware_of!r}); use fgsm, bim, targeted_l2, lbfgs or cw_l2")
         if spec.aware_of == "reconstruction" and not any(m.arch == "vae" for m in config.models.values()):
             raise ConfigError(f"detection.attacks.{name}.aware_of = 'reconstruction' attacks a VAE's reconstruction "
                               "error too: add a model with arch = 'vae'")
@@ -142,6 +148,18 @@ def make_detector(name: str, model, data, section, seed: int, vae=None):
                                         samples=section.samples, seed=seed)
     return OneClassSVMDetector(model, data.train.images, data.train.labels, per_class=section.ocsvm_per_class,
                                samples=section.samples, seed=seed)
+
+
+def detector_penalty(spec: DetectionAttack, model, data, section: DetectionSection, seed: int, vae=None) -> Penalty:
+    """The detector a detector-aware attack also has to pass, as a penalty: its differentiable score and the
+    threshold that flags 5% of the clean validation digits (the VAE's reconstruction error — MagNet's
+    score — or Feinman's kernel density, whose −log KD Carlini & Wagner's KDE attack keeps under a cap)."""
+    if spec.aware_of == "reconstruction":
+        cap = GenerativeDetector(vae, "reconstruction", seed=seed).fit(data.val.images).threshold_
+        return Penalty("vae reconstruction error", vae.reconstruction_error, cap, spec.aware_weight)
+    kd = make_detector("kd_bu", model, data, section, seed)
+    cap = kd.density_cap(data.val.images)
+    return Penalty("-log kernel density", kd.density_score, cap, spec.aware_weight, per_class=True)
 
 
 def fit_detector(detector, val) -> None:
@@ -200,10 +218,10 @@ def detect_on_model(name: str, model, data, section: DetectionSection, seed: int
             params.update(max_uncertainty=cap, uncertainty=spec.aware_of)
             metrics[f"{prefix}/aware_cap"] = cap
         attack = build_attack(spec.attack, {"eval_samples": section.samples}, **params)
-        if spec.aware_of == "reconstruction":  # ... or the VAE's reconstruction detector (MagNet's score)
-            cap = GenerativeDetector(vae, "reconstruction", seed=seed).fit(data.val.images).threshold_
-            attack.with_penalty(Penalty("vae reconstruction error", vae.reconstruction_error, cap, spec.aware_weight))
-            metrics[f"{prefix}/aware_cap"] = cap
+        if spec.aware_of in PENALTIES:  # ... or a detector's differentiable score added to the attack's objective
+            penalty = detector_penalty(spec, model, data, section, seed, vae)
+            attack.with_penalty(penalty)
+            metrics[f"{prefix}/aware_cap"] = penalty.cap
         s = derive_seed(seed, "detection", name, attack_name)
         common = {"samples": section.samples, "successful_only": section.successful_only, "targets": spec.targets,
                   "progress": True}
