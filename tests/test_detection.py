@@ -296,3 +296,27 @@ def test_kd_aware_attacks_pass_the_kernel_density_they_are_told_about(trained_le
             assert bool((after <= cap + 1e-6).all())
     with pytest.raises(InputError, match="cannot take a detector's penalty"):
         build_attack("jsma").with_penalty(Penalty("-log kernel density", kd.density_score, cap))
+
+
+def test_noisy_negatives_count_noise_that_looks_adversarial_against_the_detector(digits5k):
+    """Feinman et al.'s negatives: a score that tells noise from clean digits but not from adversarial
+    ones (here the "adversarial" digits *are* L2-matched noise, scored by total variation) separates
+    clean from adversarial (almost) perfectly, and against clean + noisy negatives gets (1 + 1/2) / 2 = 0.75."""
+    from bayesrobust.detection.density import gaussian_noise_like
+    from bayesrobust.detection.mixed import MixedSet
+    from bayesrobust.suites.detection import auc_with_noisy_negatives
+
+    clean = digits5k[1].images[:100]
+    adversarial = gaussian_noise_like(digits5k[1].images[100:200], 5.0, seed=5)
+    images = torch.cat([clean, adversarial])
+    l2 = torch.cat([torch.zeros(100), torch.full((100,), 5.0)])  # the noise's norm before clipping, as the noisy digits get
+    test = MixedSet(images, digits5k[1].labels[:200], torch.arange(200) >= 100, torch.arange(200), l2)
+
+    class TotalVariation:
+        def score(self, x):
+            return (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).sum(1).double().numpy()
+
+    scores = TotalVariation().score(images)
+    assert detection_metrics(test.is_adversarial.numpy(), scores, scores > 0, np.zeros(200), np.zeros(200),
+                             resamples=0)["roc_auc"] > 0.99
+    assert auc_with_noisy_negatives(TotalVariation(), test, scores, seed=0) == pytest.approx(0.75, abs=0.06)

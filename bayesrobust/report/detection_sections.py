@@ -34,6 +34,9 @@ def detection_section(run) -> Section | None:
         text += f" Brackets: 95% bootstrap intervals over the evaluation set ({meta['bootstrap']} resamples)."
     if meta["held_out"]:
         text += f" Held-out ROC-AUC: the detectors fitted on {meta['first_attack']} scored on the other attacks."
+    if meta.get("noisy_negatives"):
+        text += (" roc_auc_noisy_negatives: adversarial against clean and Gaussian-noisy digits (the clean ones plus noise "
+                 "of the adversarial examples' mean L2), Feinman et al.'s negatives.")
     section = Section("Detection", text)
     for model in meta["models"]:
         for attack in meta["attacks"]:
@@ -45,6 +48,7 @@ def add_attack(section: Section, meta, metrics, arrays, model: str, attack: str)
     """One (model, attack) pair: the table, the ROC curves and the score histograms."""
     prefix = f"detect/{model}/{attack}"
     cols = COLUMNS + (["held_out_roc_auc"] if meta["held_out"] and attack != meta["first_attack"] else [])
+    cols += ["roc_auc_noisy_negatives"] if meta.get("noisy_negatives") else []
     rows = [[d] + [fmt(metrics.get(f"{prefix}/{d}/{c}"), 0) if c in COUNTS
                    else _cell(metrics, f"{prefix}/{d}/{c}", bool(meta.get("bootstrap")) and c in INTERVALS) for c in cols]
             for d in meta["detectors"]]

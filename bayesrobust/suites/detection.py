@@ -26,7 +26,9 @@ that share checkpoints through ``bayesrobust evaluate --from``).
 Metrics ``detect/<model>/<attack>/<detector>/{roc_auc,aupr,tpr_at_5_fpr,detection_accuracy,accuracy_passed,
 undefended_accuracy,tp,fp,tn,fn,...}`` with 95% bootstrap intervals of the rates (``<rate>_low`` /
 ``<rate>_high``, ``bootstrap`` resamples), ``detect/<model>/<attack>/<detector>/held_out_roc_auc`` and
-``detect/<model>/<attack>/{examples,mean_l2,median_l2}``; per-example scores in ``arrays/detection.npz``.
+``detect/<model>/<attack>/{examples,mean_l2,median_l2}``; with ``noisy_negatives``, also
+``.../<detector>/roc_auc_noisy_negatives`` (Feinman et al.'s negatives: clean and L2-matched Gaussian-noisy
+digits); per-example scores in ``arrays/detection.npz``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 from bayesrobust.attacks import ATTACKS, build_attack
 from bayesrobust.attacks.base import Penalty
@@ -49,6 +52,7 @@ from bayesrobust.detection import (
     build_mixed_set,
     detection_metrics,
 )
+from bayesrobust.detection.density import gaussian_noise_like
 from bayesrobust.detection.uncertainty import SCORES
 from bayesrobust.errors import ConfigError
 from bayesrobust.seeding import derive_seed, make_generator
@@ -85,6 +89,7 @@ class DetectionSection:
     crop_samples: int = 0  # MC draws classifying each of the hybrid's crops (0: ``samples``)
     held_out: bool = True
     successful_only: bool = True  # false: every attacked digit is an "adversarial" example (the seed's protocol)
+    noisy_negatives: bool = False  # also ROC-AUC against clean + L2-matched Gaussian-noisy digits (Feinman et al.'s negatives)
     bootstrap: int = 1000  # resamples for the 95% intervals of the rates (0: none)
 
 
@@ -169,6 +174,17 @@ def fit_detector(detector, val) -> None:
         detector.fit(val.clean, val.adversarial)
 
 
+def auc_with_noisy_negatives(detector, test, scores: np.ndarray, seed: int) -> float:
+    """ROC-AUC of adversarial against clean *and* noisy digits — the clean digits of ``test`` plus Gaussian
+    noise of the adversarial examples' mean L2 — as Feinman et al. evaluated: noise alone must not look
+    adversarial."""
+    adversarial = test.is_adversarial.numpy()
+    noisy = gaussian_noise_like(test.clean, float(test.l2[test.is_adversarial].mean()), derive_seed(seed, "noisy"))
+    negatives = np.concatenate([scores[~adversarial], detector.score(noisy)])
+    return float(roc_auc_score(np.r_[np.zeros(len(negatives)), np.ones(int(adversarial.sum()))],
+                               np.concatenate([negatives, scores[adversarial]])))
+
+
 def selected_attacks(section: DetectionSection) -> dict[str, DetectionAttack]:
     """The attacks this run evaluates, in configured order: ``only`` if given, else all."""
     return {n: a for n, a in section.attacks.items() if not section.only or n in section.only}
@@ -199,7 +215,8 @@ def run_detection(run, models, data, section: DetectionSection, seed: int) -> di
     run.write_json("arrays/detection.json", {"models": defended, "attacks": {n: {"attack": a.attack, "params": dict(a.params), "targets": a.targets}
                                                                              for n, a in attacks.items()},
                                              "detectors": list(section.detectors), "first_attack": next(iter(attacks)),
-                                             "held_out": section.held_out, "samples": section.samples,
+                                             "held_out": section.held_out, "noisy_negatives": section.noisy_negatives,
+                                             "samples": section.samples,
                                              "bootstrap": section.bootstrap})
     return metrics
 
@@ -243,6 +260,8 @@ def detect_on_model(name: str, model, data, section: DetectionSection, seed: int
                                                 resamples=section.bootstrap, seed=derive_seed(s, "bootstrap")).items():
                 metrics[f"{prefix}/{det_name}/{key}"] = value
             arrays[f"{prefix}/{det_name}/scores"] = scores
+            if section.noisy_negatives:
+                metrics[f"{prefix}/{det_name}/roc_auc_noisy_negatives"] = auc_with_noisy_negatives(detector, test, scores, s)
             if isinstance(detector, KernelDensityUncertainty):
                 metrics[f"{prefix}/{det_name}/bandwidth"] = detector.bandwidth_
             if section.held_out and attack_name == first:
