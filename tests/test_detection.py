@@ -162,6 +162,9 @@ def test_log_kernel_density_matches_a_direct_sum():
     from bayesrobust.detection import log_kernel_density
 
     assert torch.allclose(log_kernel_density(queries, points, h, chunk=3), direct, atol=1e-9)
+    several = log_kernel_density(queries, points, [0.5, h], chunk=3)  # one distance pass for every bandwidth
+    assert several.shape == (2, 7) and torch.allclose(several[1], direct, atol=1e-9)
+    assert torch.allclose(several[0], log_kernel_density(queries, points, 0.5), atol=1e-9)
 
 
 def _noise_images(n: int, seed: int = 0) -> torch.Tensor:

@@ -21,14 +21,19 @@ from bayesrobust.detection.base import Detector, choose_threshold, images
 from bayesrobust.seeding import make_generator
 
 
-def log_kernel_density(queries: torch.Tensor, points: torch.Tensor, bandwidth: float, chunk: int = 1024) -> torch.Tensor:
+def log_kernel_density(queries: torch.Tensor, points: torch.Tensor, bandwidth, chunk: int = 1024) -> torch.Tensor:
     """log of (1/n) Σⱼ exp(−‖q − pⱼ‖² / (2h²)) for every query (the Gaussian KDE up to its normalising
-    constant, the same for every query of one dimension), by chunks of queries."""
+    constant, the same for every query of one dimension), by chunks of queries: ``(N,)`` for one
+    bandwidth, ``(H, N)`` for a sequence of H (the distances computed once for all of them)."""
+    h = torch.as_tensor(bandwidth, dtype=torch.float64)
+    widths = h.reshape(-1, 1, 1)
+    step = max(1, chunk // len(widths))
     out = []
-    for start in range(0, len(queries), chunk):
-        d2 = torch.cdist(queries[start: start + chunk].double(), points.double()).pow(2)
-        out.append(torch.logsumexp(-d2 / (2 * bandwidth**2), 1) - math.log(len(points)))
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+    for start in range(0, len(queries), step):
+        d2 = torch.cdist(queries[start: start + step].double(), points.double()).pow(2)
+        out.append(torch.logsumexp(-d2 / (2 * widths**2), 2) - math.log(len(points)))
+    result = torch.cat(out, 1) if out else torch.zeros(len(widths), 0, dtype=torch.float64)
+    return result if h.dim() else result[0]
 
 
 class KernelDensityUncertainty(Detector):
@@ -66,12 +71,13 @@ class KernelDensityUncertainty(Detector):
         pred = self.model.predictive(x, self.samples, generator=make_generator(self.seed), batch_size=self.batch_size)
         return pred, self._features(x)
 
-    def _class_log_density(self, feats: torch.Tensor, predicted: torch.Tensor, bandwidth: float) -> torch.Tensor:
-        kd = torch.empty(len(feats), dtype=torch.float64)
+    def _class_log_density(self, feats: torch.Tensor, predicted: torch.Tensor, bandwidth) -> torch.Tensor:
+        """log KD of each feature row under its class: ``(N,)``, or ``(H, N)`` for a sequence of bandwidths."""
+        kd = torch.empty(*np.shape(bandwidth), len(feats), dtype=torch.float64)
         for c, points in self.class_features_.items():
             rows = predicted == c
             if rows.any():
-                kd[rows] = log_kernel_density(feats[rows], points, bandwidth)
+                kd[..., rows] = log_kernel_density(feats[rows], points, bandwidth)
         return kd
 
     def density_score(self, x: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
@@ -110,9 +116,9 @@ class KernelDensityUncertainty(Detector):
         scale = float(torch.pdist(sample.double()).median())
         d = feats.shape[1]
         candidates = scale * np.logspace(-6, 2, grid, base=2.0)
-        fit = [float((self._class_log_density(feats, pred.predicted, h) - d * math.log(h) - d / 2 * math.log(2 * math.pi)).mean())
-               for h in candidates]
-        return float(candidates[int(np.argmax(fit))])
+        log_density = self._class_log_density(feats, pred.predicted, candidates.tolist())  # (grid, N)
+        fit = log_density.mean(1) - torch.as_tensor(d * np.log(candidates) + d / 2 * math.log(2 * math.pi))
+        return float(candidates[int(fit.argmax())])
 
     def fit(self, clean_val: torch.Tensor, adv_val: torch.Tensor | None = None, *, noise_l2: float | None = None
             ) -> KernelDensityUncertainty:
