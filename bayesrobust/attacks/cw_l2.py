@@ -32,8 +32,9 @@ class CWL2(Attack):
 
     With a :meth:`~Attack.with_penalty` (a detector's differentiable score and its threshold) the loss
     is ‖x' − x‖₂² + c·(f₆ + w·relu(score − cap)) at every step — Carlini & Wagner's attack on a
-    kernel-density detector, which scores x' under the class aimed at — and an iterate is a candidate only once it is also under the cap, so the smallest-L2
-    example returned both fools the classifier and passes the detector.
+    kernel-density detector, which scores x' under the class aimed at — and an iterate is a candidate
+    only once it is also under the cap, so the smallest-L2 example returned both fools the classifier
+    and passes the detector.
 
     The scale s inside the tanh lets every pixel move: torchattacks optimises atanh(2x − 1), which is
     infinite at pixels exactly 0 or 1 (most of an MNIST digit) and so freezes them.
