@@ -57,6 +57,8 @@ def test_experiment_runs_with_tiny_settings(path, tmp_path, request):
     assert not missing, f"the report reads metric keys this run does not write: {sorted(missing)[:10]}"
     if path.stem == "quickstart":
         check_quickstart(out, metrics)
+    if path.stem == "feinman2017":  # a detector-aware attack's table says which detector it attacked, and under what cap
+        assert "detector-aware: kd under its clean-validation threshold" in (out / "report.md").read_text()
 
 
 def metric_keys_the_report_reads(out: Path) -> set[str]:

@@ -53,7 +53,9 @@ def add_attack(section: Section, meta, metrics, arrays, model: str, attack: str)
                    else _cell(metrics, f"{prefix}/{d}/{c}", bool(meta.get("bootstrap")) and c in INTERVALS) for c in cols]
             for d in meta["detectors"]]
     spec = meta["attacks"][attack]
-    section.tables.append(Table(f"{model}, {attack} ({spec['attack']} {spec['params']}): "
+    aware = (f", detector-aware: {spec['aware_of']} under its clean-validation threshold {fmt(metrics.get(f'{prefix}/aware_cap'), 4)}"
+             if spec.get("aware_of") else "")
+    section.tables.append(Table(f"{model}, {attack} ({spec['attack']} {spec['params']}{aware}): "
                                 f"{fmt(metrics.get(f'{prefix}/examples'), 0)} images, mean L2 of the adversarial ones "
                                 f"{fmt(metrics.get(f'{prefix}/mean_l2'), 3)} (median {fmt(metrics.get(f'{prefix}/median_l2'), 3)})",
                                 ["detector", *cols], rows))

@@ -212,7 +212,8 @@ def run_detection(run, models, data, section: DetectionSection, seed: int) -> di
     for name in defended:
         detect_on_model(name, models[name], data, section, seed, metrics, arrays, vae=vae)
     run.save_arrays("arrays/detection.npz", **arrays)
-    run.write_json("arrays/detection.json", {"models": defended, "attacks": {n: {"attack": a.attack, "params": dict(a.params), "targets": a.targets}
+    run.write_json("arrays/detection.json", {"models": defended, "attacks": {n: {"attack": a.attack, "params": dict(a.params), "targets": a.targets,
+                                                                                 "aware_of": a.aware_of}
                                                                              for n, a in attacks.items()},
                                              "detectors": list(section.detectors), "first_attack": next(iter(attacks)),
                                              "held_out": section.held_out, "noisy_negatives": section.noisy_negatives,
