@@ -102,13 +102,15 @@ def calibration_metrics(pred, labels, section: CalibrationSection, seed: int) ->
     return out, {"count": count[0], "confidence": confidence[0], "accuracy": accuracy[0], **per}
 
 
-def adversarial_confidence(model, test, spec: CalibrationAttack, section: CalibrationSection, seed: int) -> dict[str, float]:
+def adversarial_confidence(model, test, spec: CalibrationAttack, section: CalibrationSection, seed: int,
+                           desc: str = "") -> dict[str, float]:
     """Accuracy and confidence on adversarial examples of one attack (adaptive on stochastic models)."""
     params = dict(spec.params)
     if model.stochastic:
         params["eot_samples"] = max(int(params.get("eot_samples", 1)), section.adaptive_eot_samples)
     attack = build_attack(spec.attack, {"eval_samples": section.samples}, **params)
-    result = run_batched(attack, model, test.images, test.labels, generator=make_generator(seed))
+    result = run_batched(attack, model, test.images, test.labels, generator=make_generator(seed),
+                         progress=True, desc=f"calibration: {desc}")
     pred = result.predictive
     wrong = pred.predicted != test.labels
     return {"accuracy": float((~wrong).float().mean()), "confidence": float(pred.confidence.mean()),
@@ -126,7 +128,8 @@ def run_calibration(run, models, data, section: CalibrationSection, seed: int) -
         metrics.update({f"calib/{name}/{k}": v for k, v in values.items()})
         arrays.update({f"calib/{name}/{k}": v for k, v in bins.items()})
         for attack_name, spec in section.attacks.items():
-            out = adversarial_confidence(model, attacked, spec, section, derive_seed(seed, "calibration", name, attack_name))
+            out = adversarial_confidence(model, attacked, spec, section, derive_seed(seed, "calibration", name, attack_name),
+                                         desc=f"{attack_name} on {name}")
             metrics.update({f"calib/{name}/{attack_name}/{k}": v for k, v in out.items()})
     if section.logistic is not None:
         values, weights = run_logistic(data.train, data.test, section.logistic, derive_seed(seed, "calibration", "logistic"))
