@@ -31,9 +31,10 @@ def test_metrics_of_a_hand_built_predictive():
     assert values["ece"] == pytest.approx(0.5 * 0.125 + 0.5 * 0.125)
     assert values["mce"] == pytest.approx(0.125)
     assert values["acc_low"] <= values["acc"] <= values["acc_high"]
+    assert 0 <= values["ece_debiased_low"] <= values["ece_debiased_high"]
     assert bins["count"].sum() == 4 and bins["count"][8] == 2 and bins["count"][6] == 2
     unbootstrapped, _ = calibration_metrics(pred, labels, CalibrationSection(bins=10, bootstrap=0), seed=0)
-    assert "ece_low" not in unbootstrapped and unbootstrapped["ece"] == values["ece"]
+    assert "ece_low" not in unbootstrapped and "ece_debiased" not in unbootstrapped and unbootstrapped["ece"] == values["ece"]
 
 
 def test_confidence_under_attack(small_lenet, digits5k):

@@ -8,7 +8,14 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from bayesrobust.metrics import calibration as cal
 from bayesrobust.metrics import ranking
-from bayesrobust.metrics.bootstrap import batched_mean, bootstrap, bootstrap_all, paired_bootstrap, resample_indices
+from bayesrobust.metrics.bootstrap import (
+    Interval,
+    batched_mean,
+    bootstrap,
+    bootstrap_all,
+    paired_bootstrap,
+    resample_indices,
+)
 from bayesrobust.metrics.ood import auroc
 
 
@@ -70,6 +77,33 @@ def test_bootstrap_is_seeded_and_its_interval_brackets_the_estimate():
     assert a.as_dict("m") == {"m": a.estimate, "m_low": a.low, "m_high": a.high}
     # chunking changes nothing
     assert bootstrap(batched_mean, x, resamples=500, seed=7, chunk=7) == a
+
+
+def test_bias_corrected_interval_by_hand():
+    corrected = Interval(0.010, 0.011, 0.029, 0.95, bias=0.008).bias_corrected(floor=0.0)
+    assert (corrected.estimate, corrected.low, corrected.high) == pytest.approx((0.002, 0.0, 0.009))
+    assert Interval(0.010, 0.011, 0.029, 0.95, bias=0.008).bias_corrected().low == pytest.approx(-0.009)
+    # the bias is the mean of the resampled values minus the estimate: zero for a mean, up to noise
+    x = np.random.default_rng(1).normal(size=2000)
+    assert abs(bootstrap(batched_mean, x, resamples=400, seed=0).bias) < 0.01
+
+
+def test_ece_bootstrap_bias_and_its_correction():
+    """A calibrated model's binned ECE is biased upward and resampling adds that bias again (the
+    percentile interval sits above the estimate); the bias-corrected estimate is nearer the true 0. On
+    a model 0.2 overconfident the bias is negligible and both intervals hold the true 0.2."""
+    rng = np.random.default_rng(0)
+    ece = cal.ece_statistic(15, "width")
+    confidence = rng.uniform(0.5, 1.0, size=3000)
+    calibrated = bootstrap(ece, confidence, rng.random(3000) < confidence, resamples=500, seed=0)
+    assert calibrated.bias > 0 and calibrated.low > 0.5 * calibrated.estimate
+    corrected = calibrated.bias_corrected(floor=0.0)
+    assert 0 <= corrected.estimate < calibrated.estimate
+    assert corrected.low <= corrected.estimate <= corrected.high
+    overconfident = bootstrap(ece, confidence, rng.random(3000) < confidence - 0.2, resamples=500, seed=0)
+    assert abs(overconfident.bias) < 0.005
+    for interval in (overconfident, overconfident.bias_corrected(floor=0.0)):
+        assert interval.low < 0.2 < interval.high
 
 
 def test_bootstrap_of_a_ranking_metric_and_of_a_paired_difference():

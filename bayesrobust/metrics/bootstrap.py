@@ -32,10 +32,22 @@ class Interval:
     low: float
     high: float
     level: float
+    bias: float = float("nan")  # mean of the resampled values minus the estimate: the bootstrap's bias estimate
 
     def as_dict(self, name: str) -> dict[str, float]:
         """``{name: estimate, name_low: low, name_high: high}`` for a metrics file."""
         return {name: self.estimate, f"{name}_low": self.low, f"{name}_high": self.high}
+
+    def bias_corrected(self, floor: float | None = None) -> Interval:
+        """The estimate minus the bootstrap's bias estimate, with the basic (reverse-percentile) interval
+        [2θ̂ − q_high, 2θ̂ − q_low], clipped at ``floor``. For a plug-in statistic biased away from its
+        true value — binned ECE is never below zero and sampling noise only adds to it, so resampled ECEs
+        lie above the estimate and the percentile interval can miss it — this is the interval that
+        corrects for the bias (Efron & Tibshirani 1993, ch. 10 and 13)."""
+        values = (self.estimate - self.bias, 2 * self.estimate - self.high, 2 * self.estimate - self.low)
+        if floor is not None:
+            values = tuple(max(v, floor) for v in values)
+        return Interval(*values, level=self.level, bias=0.0)
 
 
 def with_weighted(weighted: Callable[..., np.ndarray]):
@@ -93,7 +105,7 @@ def _interval(estimate: float, values: np.ndarray, level: float) -> Interval:
     if finite.size == 0:
         return Interval(float(estimate), float("nan"), float("nan"), level)
     low, high = np.percentile(finite, [tail, 100 - tail])
-    return Interval(float(estimate), float(low), float(high), level)
+    return Interval(float(estimate), float(low), float(high), level, bias=float(finite.mean() - estimate))
 
 
 def _arrays(arrays) -> list[np.ndarray]:

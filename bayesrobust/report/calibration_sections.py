@@ -14,14 +14,17 @@ def calibration_section(run) -> Section | None:
     meta = run.read_json("arrays/calibration.json")
     arrays, metrics = run.load_arrays("arrays/calibration.npz"), run.metrics()
     models = meta["models"]
-    columns = ["acc", "nll", "brier", "ece"]
+    columns = ["acc", "nll", "brier", "ece", "ece_debiased"]
     rows = [[m] + [with_interval(metrics, f"calib/{m}/{c}", 4) for c in columns]
             + [fmt(metrics.get(f"calib/{m}/{c}")) for c in ("mce", "classwise_ece", "aurc")] for m in models]
     interval = f"95% bootstrap intervals ({meta['bootstrap']} resamples)" if meta["bootstrap"] else "no intervals"
     text = (f"Test split, {meta['samples']} posterior draws per prediction (one pass for plain networks); ECE and MCE "
             f"over {meta['bins']} equal-{meta['scheme']} bins of confidence, each bin at its examples' mean confidence; "
             f"Brier = mean Σₖ (pₖ − 1[y = k])² in [0, 2]; AURC: area under the risk–coverage curve of the predictive "
-            f"entropy (lower is better); {interval}.")
+            f"entropy (lower is better); {interval}. Binned ECE is biased upward (sampling noise only adds to each "
+            f"bin's |accuracy − confidence|), so for a well-calibrated model the percentile interval can lie above "
+            f"the estimate; ece_debiased subtracts the bootstrap's bias estimate and gives the basic bootstrap "
+            f"interval, clipped at 0.")
     section = Section("Calibration", text, [Table("Calibration on the test split", ["model", *columns, "mce", "classwise_ece", "aurc"], rows)]
                       if models else [])
     if meta["attacks"]:

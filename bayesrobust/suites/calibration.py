@@ -9,7 +9,12 @@ adversarial examples and the mean confidence — overall and on the misclassifie
 ``adaptive_eot_samples`` draws per gradient), so a model does not look calibrated under attack merely
 because its gradients are noisy.
 
-Metrics ``calib/<model>/{acc,nll,brier,ece,mce,classwise_ece,aurc}`` (+ ``_low`` / ``_high``) and
+Binned ECE is biased upward — no bin's |accuracy − confidence| is below zero, and sampling noise only
+adds to it — so resampled ECEs lie above the estimate, and for a well-calibrated model the percentile
+interval can exclude it. ``ece_debiased`` is therefore reported beside ``ece``: the estimate minus the
+bootstrap's bias estimate, with the basic bootstrap interval, clipped at 0 (``Interval.bias_corrected``).
+
+Metrics ``calib/<model>/{acc,nll,brier,ece,ece_debiased,mce,classwise_ece,aurc}`` (+ ``_low`` / ``_high``) and
 ``calib/<model>/<attack>/{accuracy,confidence,confidence_wrong,entropy}``; arrays in
 ``arrays/calibration.npz`` (reliability bins per model, and the per-example correctness, NLL, Brier and
 confidence that ``bayesrobust compare`` pairs across runs). With ``[calibration.logistic]``, Goodfellow
@@ -90,8 +95,12 @@ def calibration_metrics(pred, labels, section: CalibrationSection, seed: int) ->
                   "brier": (batched_mean, (parts["brier"],)), "ece": (ece, (parts["confidence"], parts["correct"]))}
     out: dict[str, float] = {}
     if section.bootstrap:
-        for key, interval in bootstrap_all(statistics, resamples=section.bootstrap, seed=seed).items():
+        intervals = bootstrap_all(statistics, resamples=section.bootstrap, seed=seed)
+        for key, interval in intervals.items():
             out.update(interval.as_dict(key))
+        # binned ECE is biased upward (noise only adds to |accuracy − confidence|), so for a well-calibrated
+        # model its percentile interval can lie above the estimate; the bias-corrected one beside it
+        out.update(intervals["ece"].bias_corrected(floor=0.0).as_dict("ece_debiased"))
     else:
         out.update({key: float(statistic(*(a[None] for a in arrays))[0]) for key, (statistic, arrays) in statistics.items()})
     out["mce"] = float(cal.maximum_calibration_error(parts["confidence"], parts["correct"], section.bins, section.scheme)[0])
