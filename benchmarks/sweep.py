@@ -59,7 +59,7 @@ def main(argv=None) -> dict:
         serial = time.perf_counter() - start
 
         start = time.perf_counter()
-        ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False, configure_logging=False)
+        ray.init(address="local", include_dashboard=False, logging_level="ERROR", log_to_driver=False, configure_logging=False)
         ray.get(ray.remote(lambda: None).remote())
         startup = time.perf_counter() - start
         start = time.perf_counter()

@@ -129,7 +129,7 @@ def test_serial_sweep_isolates_failures_and_resumes_interrupted_trials(tiny, tmp
 def test_two_by_two_grid_two_seeds_on_local_ray(tiny, tmp_path):
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'bayesrobust[distributed]')")
     try:
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False, configure_logging=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False, configure_logging=False)
     except Exception as exc:  # noqa: BLE001
         pytest.skip(f"Ray cannot start on this machine: {exc}")
     try:

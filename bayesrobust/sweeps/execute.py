@@ -97,7 +97,9 @@ def run_ray(jobs: list[dict[str, Any]], sweep_dir: Path, progress, *, address: s
     started_here = not ray.is_initialized()
     if started_here:
         try:
-            ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+            # "local": a new Ray on this machine's cores even when a cluster is already running here
+            # (plain ray.init() would join it and queue behind its work)
+            ray.init(address=address or "local", include_dashboard=False, logging_level="ERROR", log_to_driver=False,
                      configure_logging=False)
         except Exception as exc:  # noqa: BLE001 - Ray's own start-up errors vary by version and platform
             raise ConfigError(f"Ray could not start{' at ' + address if address else ''}: {exc}") from None
