@@ -17,7 +17,10 @@ Intervals of ECE: the estimator is biased upward (sampling noise in each bin's g
 and a bootstrap resample adds the same noise again, so the bootstrap distribution sits above the
 estimate. On a perfectly calibrated synthetic model (10,000 examples, confidence U(0.9, 1)) the estimate
 is 0.09–0.21% and the 95% percentile interval about [0.05, 0.6]%: it describes the estimator's spread,
-and near zero it does not contain the true ECE of 0. The reports state intervals as computed and say so.
+and near zero it does not contain the true ECE of 0 — on a well-calibrated model it can even lie above
+the estimate. The calibration suite therefore reports ECE twice: as estimated, with that percentile
+interval, and bias-corrected (``Interval.bias_corrected``: minus the bootstrap's bias estimate, with the
+basic interval clipped at 0).
 The degenerate-resample problem of scikit-learn #30664 does not arise: every resample has a defined ECE
 (empty bins weigh nothing; a bin that is all right or all wrong contributes its |1 − conf| or conf).
 """
