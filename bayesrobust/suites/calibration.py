@@ -98,8 +98,6 @@ def calibration_metrics(pred, labels, section: CalibrationSection, seed: int) ->
         intervals = bootstrap_all(statistics, resamples=section.bootstrap, seed=seed)
         for key, interval in intervals.items():
             out.update(interval.as_dict(key))
-        # binned ECE is biased upward (noise only adds to |accuracy − confidence|), so for a well-calibrated
-        # model its percentile interval can lie above the estimate; the bias-corrected one beside it
         out.update(intervals["ece"].bias_corrected(floor=0.0).as_dict("ece_debiased"))
     else:
         out.update({key: float(statistic(*(a[None] for a in arrays))[0]) for key, (statistic, arrays) in statistics.items()})
