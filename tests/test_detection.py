@@ -301,6 +301,41 @@ def test_kd_aware_attacks_pass_the_kernel_density_they_are_told_about(trained_le
         build_attack("jsma").with_penalty(Penalty("-log kernel density", kd.density_score, cap))
 
 
+def test_kd_training_features_are_computed_once_per_defended_model(small_lenet, digits5k, monkeypatch):
+    """The suite builds KD + BU for every attack and again for a KD-aware attack's penalty; with one
+    ``built`` dict per model the pass over the training digits happens once, and each caller's copy keeps
+    its own bandwidth and fitted regression."""
+    from types import SimpleNamespace
+
+    from bayesrobust.config import config_from_dict
+    from bayesrobust.detection import KernelDensityUncertainty
+    from bayesrobust.suites import detection as suite
+
+    constructed: list[int] = []
+
+    class Counting(KernelDensityUncertainty):
+        def __init__(self, *args, **kwargs):
+            constructed.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(suite, "KernelDensityUncertainty", Counting)
+    raw = {"models": {"m": {"arch": "lenet"}},
+           "detection": {"detectors": ["kd_bu"], "samples": 4, "attacks": {"k": {"attack": "fgsm", "aware_of": "kd"}}}}
+    section = config_from_dict(raw).suites["detection"]
+    train, test = digits5k
+    data = SimpleNamespace(train=train, val=SimpleNamespace(images=test.images[:40]))
+    built: dict = {}
+    penalty = suite.detector_penalty(section.attacks["k"], small_lenet, data, section, 0, built=built)
+    first = suite.make_detector("kd_bu", small_lenet, data, section, 0, built=built)
+    second = suite.make_detector("kd_bu", small_lenet, data, section, 0, built=built)
+    assert len(constructed) == 1 and first.class_features_ is second.class_features_
+    assert np.isfinite(penalty.cap) and built["kd_bu"].bandwidth_ is None and first.bandwidth_ is None
+    first.fit(test.images[:30], _noise_images(30))
+    assert first.weights_ is not None and second.weights_ is None and second.bandwidth_ is None
+    suite.make_detector("kd_bu", small_lenet, data, section, 0)
+    assert len(constructed) == 2  # without ``built``, a fresh one as before
+
+
 def test_noisy_negatives_count_noise_that_looks_adversarial_against_the_detector(digits5k):
     """Feinman et al.'s negatives: a score that tells noise from clean digits but not from adversarial
     ones (here the "adversarial" digits *are* L2-matched noise, scored by total variation) separates

@@ -33,6 +33,7 @@ digits); per-example scores in ``arrays/detection.npz``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -140,7 +141,8 @@ def validate_detection(config) -> None:
                           "and detection.ocsvm_per_class >= 1")
 
 
-def make_detector(name: str, model, data, section, seed: int, vae=None):
+def make_detector(name: str, model, data, section, seed: int, vae=None, built: dict | None = None):
+    """An unfitted detector; ``built`` (one dict per defended model) shares KD's training features."""
     if name in GENERATIVE_SCORES:
         return GenerativeDetector(vae, name, seed=seed)
     if name in SCORES:
@@ -149,20 +151,34 @@ def make_detector(name: str, model, data, section, seed: int, vae=None):
         return HybridDetector(model, samples=section.samples, crop=section.crop, seed=seed,
                               crop_samples=section.crop_samples or None)
     if name == "kd_bu":
-        return KernelDensityUncertainty(model, data.train.images, data.train.labels, bandwidth=section.kd_bandwidth or "auto",
-                                        samples=section.samples, seed=seed)
+        return kernel_density(model, data, section, seed, built)
     return OneClassSVMDetector(model, data.train.images, data.train.labels, per_class=section.ocsvm_per_class,
                                samples=section.samples, seed=seed)
 
 
-def detector_penalty(spec: DetectionAttack, model, data, section: DetectionSection, seed: int, vae=None) -> Penalty:
+def kernel_density(model, data, section, seed: int, built: dict | None = None) -> KernelDensityUncertainty:
+    """Feinman's KD + BU detector, unfitted. Building it passes every training digit through the model, so
+    with ``built`` that is done once per model and each caller gets a shallow copy: the training features
+    are shared (read only), the bandwidth and the fitted regression are the copy's own."""
+    if built is not None and "kd_bu" in built:
+        return copy.copy(built["kd_bu"])
+    kd = KernelDensityUncertainty(model, data.train.images, data.train.labels, bandwidth=section.kd_bandwidth or "auto",
+                                  samples=section.samples, seed=seed)
+    if built is None:
+        return kd
+    built["kd_bu"] = kd
+    return copy.copy(kd)
+
+
+def detector_penalty(spec: DetectionAttack, model, data, section: DetectionSection, seed: int, vae=None,
+                     built: dict | None = None) -> Penalty:
     """The detector a detector-aware attack also has to pass, as a penalty: its differentiable score and the
     threshold that flags 5% of the clean validation digits (the VAE's reconstruction error — MagNet's
     score — or Feinman's kernel density, whose −log KD Carlini & Wagner's KDE attack keeps under a cap)."""
     if spec.aware_of == "reconstruction":
         cap = GenerativeDetector(vae, "reconstruction", seed=seed).fit(data.val.images).threshold_
         return Penalty("vae reconstruction error", vae.reconstruction_error, cap, spec.aware_weight)
-    kd = make_detector("kd_bu", model, data, section, seed)
+    kd = kernel_density(model, data, section, seed, built)
     cap = kd.density_cap(data.val.images)
     return Penalty("-log kernel density", kd.density_score, cap, spec.aware_weight, per_class=True)
 
@@ -226,6 +242,7 @@ def detect_on_model(name: str, model, data, section: DetectionSection, seed: int
                     vae=None) -> None:
     """Every attack's mixed sets on one defended model, every detector fitted and scored on them."""
     fitted: dict[str, Any] = {}
+    built: dict[str, Any] = {}
     attacks = selected_attacks(section)
     first = next(iter(attacks))
     for attack_name, spec in attacks.items():
@@ -237,7 +254,7 @@ def detect_on_model(name: str, model, data, section: DetectionSection, seed: int
             metrics[f"{prefix}/aware_cap"] = cap
         attack = build_attack(spec.attack, {"eval_samples": section.samples}, **params)
         if spec.aware_of in PENALTIES:  # ... or a detector's differentiable score added to the attack's objective
-            penalty = detector_penalty(spec, model, data, section, seed, vae)
+            penalty = detector_penalty(spec, model, data, section, seed, vae, built)
             attack.with_penalty(penalty)
             metrics[f"{prefix}/aware_cap"] = penalty.cap
         s = derive_seed(seed, "detection", name, attack_name)
@@ -254,7 +271,7 @@ def detect_on_model(name: str, model, data, section: DetectionSection, seed: int
         predicted = model.predictive(test.images, section.samples, generator=make_generator(s)).predicted.numpy()
         arrays[f"{prefix}/is_adversarial"] = truth
         for det_name in section.detectors:
-            detector = make_detector(det_name, model, data, section, seed, vae)
+            detector = make_detector(det_name, model, data, section, seed, vae, built)
             fit_detector(detector, val)
             scores, flagged = detector.score_and_decide(test.images)
             for key, value in detection_metrics(truth, scores, flagged, predicted, test.labels.numpy(),
