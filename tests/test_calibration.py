@@ -89,3 +89,26 @@ def test_logistic_regression_reproduces_goodfellow_on_real_digits(digits5k):
     assert metrics[f"{adv}/adv_error"] < 0.5 * metrics[f"{plain}/adv_error"] and metrics[f"{adv}/clean_error"] < 0.15
     assert metrics[f"{l1}/w_l1"] < metrics[f"{plain}/w_l1"] and metrics[f"{adv}/w_l1"] < metrics[f"{plain}/w_l1"]
     assert arrays[f"{adv}/weights"].shape == (28, 28) and arrays["logistic/examples_adv"].shape == (8, 28, 28)
+
+
+def test_shift_protocol_runs_every_copy_and_shows_no_bar_without_shifts(trained_lenet, digits5k, monkeypatch):
+    """Rotations and translations each start at strength 0; a run configured with neither computes nothing
+    and prints no empty progress bar (every ordinary run passes through here)."""
+    import io
+    from types import SimpleNamespace
+
+    from bayesrobust import progress
+    from bayesrobust.suites.evaluation import run_shift_protocol
+
+    log = io.StringIO()
+    monkeypatch.setattr(progress.sys, "stderr", log)
+    monkeypatch.setattr(progress, "_QUIET", {"value": False})
+    plain = trained_lenet.with_mode("plain")  # deterministic, so both strength-0 copies score alike
+    config = SimpleNamespace(shift_limit=50, rotations=[], translations=[], samples=2, batch_size=50)
+    assert run_shift_protocol({"m": plain}, digits5k[1], config, seed=0) == {}
+    assert log.getvalue() == ""
+    config.rotations, config.translations = [90.0], [4]
+    metrics = run_shift_protocol({"m": plain}, digits5k[1], config, seed=0)
+    assert {k.rsplit("/", 2)[0] for k in metrics} == {"rotate/0", "rotate/90", "translate/0", "translate/4"}
+    assert metrics["rotate/0/m/acc"] == metrics["translate/0/m/acc"] > metrics["rotate/90/m/acc"]
+    assert "shift protocol" in log.getvalue() and "4/4" in log.getvalue()
