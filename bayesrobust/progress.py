@@ -35,9 +35,10 @@ def set_quiet(quiet: bool) -> None:
 
 
 def progress_bar(iterable: Iterable[T], *, desc: str = "", enabled: bool = True, leave: bool = True, total=None):
-    """A tqdm bar over ``iterable``, disabled when quiet or asked off; sparse whole lines when stderr
-    is not a terminal."""
-    disabled = _QUIET["value"] or not enabled
+    """A tqdm bar over ``iterable``, disabled when quiet or asked off, and when there is nothing to do (an
+    empty "0it" bar is noise); sparse whole lines when stderr is not a terminal."""
+    empty = (total == 0) if total is not None else (hasattr(iterable, "__len__") and len(iterable) == 0)
+    disabled = _QUIET["value"] or not enabled or empty
     if sys.stderr.isatty():
         return tqdm(iterable, desc=desc, disable=disabled, leave=leave, total=total, dynamic_ncols=True)
     return tqdm(iterable, desc=desc, disable=disabled, leave=True, total=total, file=_LogLines(sys.stderr),

@@ -133,6 +133,7 @@ def test_progress_in_a_log_file_is_whole_lines(monkeypatch):
     text = log.getvalue()
     assert "\r" not in text and text.endswith("\n") and "epoch 1/3" in text and "5/5" in text
     log.truncate(0)
+    assert list(progress.progress_bar([], desc="nothing to do")) == [] and log.getvalue() == ""
     monkeypatch.setattr(progress, "_QUIET", {"value": True})
     list(progress.progress_bar(range(5), desc="quiet"))
     assert "quiet" not in log.getvalue()

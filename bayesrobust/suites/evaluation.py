@@ -123,7 +123,7 @@ def run_shift_protocol(models, test, config, seed: int) -> dict[str, float]:
     # strength 0 (the same digits unshifted) starts each curve, computed the same way
     copies = [("rotate", r, rotate(subset.images, r)) for r in ([0.0, *config.rotations] if config.rotations else [])]
     copies += [("translate", t, translate(subset.images, t)) for t in ([0, *config.translations] if config.translations else [])]
-    for kind, strength, images in progress_bar(copies, desc="shift protocol (rotations, translations)", enabled=bool(copies)):
+    for kind, strength, images in progress_bar(copies, desc="shift protocol (rotations, translations)"):
         for name, model in models.items():
             pred = model.predictive(images, config.samples, generator=make_generator(derive_seed(seed, kind, name)),
                                     batch_size=config.batch_size)
