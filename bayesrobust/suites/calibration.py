@@ -9,10 +9,8 @@ adversarial examples and the mean confidence — overall and on the misclassifie
 ``adaptive_eot_samples`` draws per gradient), so a model does not look calibrated under attack merely
 because its gradients are noisy.
 
-Binned ECE is biased upward — no bin's |accuracy − confidence| is below zero, and sampling noise only
-adds to it — so resampled ECEs lie above the estimate, and for a well-calibrated model the percentile
-interval can exclude it. ``ece_debiased`` is therefore reported beside ``ece``: the estimate minus the
-bootstrap's bias estimate, with the basic bootstrap interval, clipped at 0 (``Interval.bias_corrected``).
+``ece_debiased`` beside ``ece``: the estimate minus the bootstrap's bias estimate, with the basic bootstrap
+interval clipped at 0 (``Interval.bias_corrected``; why binned ECE needs it: ``metrics/calibration.py``).
 
 Metrics ``calib/<model>/{acc,nll,brier,ece,ece_debiased,mce,classwise_ece,aurc}`` (+ ``_low`` / ``_high``) and
 ``calib/<model>/<attack>/{accuracy,confidence,confidence_wrong,entropy}``; arrays in

@@ -160,14 +160,11 @@ def kernel_density(model, data, section, seed: int, built: dict | None = None) -
     """Feinman's KD + BU detector, unfitted. Building it passes every training digit through the model, so
     with ``built`` that is done once per model and each caller gets a shallow copy: the training features
     are shared (read only), the bandwidth and the fitted regression are the copy's own."""
-    if built is not None and "kd_bu" in built:
-        return copy.copy(built["kd_bu"])
-    kd = KernelDensityUncertainty(model, data.train.images, data.train.labels, bandwidth=section.kd_bandwidth or "auto",
-                                  samples=section.samples, seed=seed)
-    if built is None:
-        return kd
-    built["kd_bu"] = kd
-    return copy.copy(kd)
+    built = {} if built is None else built
+    if "kd_bu" not in built:
+        built["kd_bu"] = KernelDensityUncertainty(model, data.train.images, data.train.labels, samples=section.samples,
+                                                  bandwidth=section.kd_bandwidth or "auto", seed=seed)
+    return copy.copy(built["kd_bu"])
 
 
 def detector_penalty(spec: DetectionAttack, model, data, section: DetectionSection, seed: int, vae=None,
