@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from bayesrobust.models import BayesianClassifier, Draws, wrap  # noqa: E402
 from bayesrobust.predictive import Predictive  # noqa: E402
 
-__all__ = ["Predictive", "__version__"]
+__all__ = ["BayesianClassifier", "Draws", "Predictive", "__version__", "wrap"]

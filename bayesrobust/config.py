@@ -91,11 +91,11 @@ class TrainSection:
 class ModelSection:
     """One model: architecture, inference mode, training and optional checkpoint to load."""
 
-    arch: str = "lenet"
+    arch: str = "lenet"  # a registered family, or a user network's import path "package.module:Class"
     mode: str = ""  # the architecture's inference mode (dropout nets: mc_dropout | plain); "" = its default
-    params: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)  # the family's (or the user network's) constructor arguments
     train: TrainSection = field(default_factory=TrainSection)
-    checkpoint: str = ""  # a saved model to load instead of training
+    checkpoint: str = ""  # a saved model to load instead of training; for a user network also its own state_dict
     weights_of: str = ""  # an earlier model of this config whose trained weights this one uses, in its own mode
     calibrate: str = ""  # "temperature": post-hoc temperature scaling fitted on the validation split
 
@@ -331,13 +331,25 @@ def typed_params(func, params: Mapping[str, Any], where: str, extra_hints: Mappi
     return {key: _coerce(value, hints.get(key, Any), f"{where}.{key}") for key, value in params.items()}
 
 
+def model_family(arch: str):
+    """The class a config's ``arch`` builds: a registered family, or for an import path the wrapper."""
+    from bayesrobust.models import MODELS
+    from bayesrobust.models.base import is_import_path
+
+    if is_import_path(arch):
+        return MODELS.get("wrapped")
+    if arch not in MODELS:
+        raise ConfigError(f"unknown architecture {arch!r}; known: {', '.join(MODELS.names())}, "
+                          "or a network's import path 'package.module:Class'")
+    return MODELS.get(arch)
+
+
 def check_mode(section: ModelSection, where: str) -> None:
     """An unknown architecture, or a mode its family does not offer, is named with the key."""
-    from bayesrobust.models import MODELS
-
-    if section.arch not in MODELS:
-        raise ConfigError(f"{where}.arch: unknown architecture {section.arch!r}; known: {', '.join(MODELS.names())}")
-    modes = MODELS.get(section.arch).modes
+    try:
+        modes = model_family(section.arch).modes
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.arch: {exc}") from None
     if section.mode and section.mode not in modes:
         raise ConfigError(f"{where}.mode: {section.arch!r} models offer {', '.join(modes)}; got {section.mode!r}")
 
@@ -357,12 +369,10 @@ def check_weights_of(config: ExperimentConfig, name: str, earlier: list[str]) ->
 
 
 def check_calibrate(config: ExperimentConfig, name: str) -> None:
-    from bayesrobust.models import MODELS
-
     spec, where = config.models[name], f"models.{name}.calibrate"
     if spec.calibrate != "temperature":
         raise ConfigError(f"{where} must be '' or 'temperature', got {spec.calibrate!r}")
-    if not MODELS.get(spec.arch).supports_temperature:
+    if not model_family(spec.arch).supports_temperature:
         raise ConfigError(f"{where}: a {spec.arch!r} model has no softmax logits to temper")
     if config.data.val_fraction <= 0:
         raise ConfigError(f"{where}: the temperature is fitted on the validation split; set data.val_fraction > 0")
@@ -371,9 +381,12 @@ def check_calibrate(config: ExperimentConfig, name: str) -> None:
 def check_model(section: ModelSection, where: str) -> None:
     """Build the model once (cheap) so a bad architecture or parameter of any model is found before
     the first one trains."""
-    from bayesrobust.models import MODELS, build_model
+    from bayesrobust.models import build_model
+    from bayesrobust.models.base import is_import_path
+    from bayesrobust.models.wrapped import import_object
 
-    params = typed_params(MODELS.get(section.arch).__init__, section.params, f"{where}.params")
+    constructor = import_object(section.arch, f"{where}.arch") if is_import_path(section.arch) else model_family(section.arch)
+    params = typed_params(constructor.__init__, section.params, f"{where}.params")
     try:
         build_model(section.arch, mode=section.mode, **params)
     except ConfigError as exc:

@@ -18,6 +18,10 @@ class CheckpointError(BayesRobustError):
     """A checkpoint is missing, corrupt, or belongs to another architecture."""
 
 
+class ForeignCheckpoint(CheckpointError):
+    """A readable weights file that bayesrobust did not write (a network's own state_dict, say)."""
+
+
 class ConfigError(BayesRobustError):
     """A configuration has an unknown key, a wrong type or an invalid value."""
 

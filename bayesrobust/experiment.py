@@ -10,8 +10,9 @@ from pathlib import Path
 from bayesrobust.config import ExperimentConfig, dump_toml, to_plain
 from bayesrobust.data import Dataset, load_dataset
 from bayesrobust.data.folder import load_idx_folder
-from bayesrobust.errors import ConfigError, DatasetMissing
+from bayesrobust.errors import ConfigError, DatasetMissing, ForeignCheckpoint
 from bayesrobust.models import BayesianClassifier, build_model
+from bayesrobust.models.base import is_import_path
 from bayesrobust.models.temperature import fit_temperature
 from bayesrobust.runs import RunDir, environment
 from bayesrobust.seeding import derive_seed, deterministic_algorithms, seed_everything
@@ -70,13 +71,13 @@ def prepare_models(config: ExperimentConfig, data: ExperimentData, run: RunDir |
             same_mode = not spec.mode or spec.mode == source.mode
             model = (copy.deepcopy(source) if same_mode else source.with_mode(spec.mode)).eval()
         elif spec.checkpoint:
-            model = conform(BayesianClassifier.load(spec.checkpoint), spec, f"models.{name}")
+            model = load_model(spec, f"models.{name}")
         else:
             seed = derive_seed(config.run.seed, "model", name)
             seed_everything(seed)  # weight initialisation
             model = build_model(spec.arch, mode=spec.mode, **dict(spec.params)).to(config.run.device)
             model.fit(data.train, spec.train, val=data.val, seed=seed, progress=progress)
-            metrics[f"train/{name}/epochs"] = float(len(model.history_))
+            metrics[f"train/{name}/epochs"] = model.epochs_run()
         model = model.to(config.run.device)
         if spec.calibrate == "temperature":  # Guo et al. (2017), on the validation split only
             metrics[f"train/{name}/temperature"] = fit_temperature(
@@ -88,15 +89,28 @@ def prepare_models(config: ExperimentConfig, data: ExperimentData, run: RunDir |
     return models, metrics
 
 
+def load_model(spec, where: str) -> BayesianClassifier:
+    """A section's checkpoint: a bayesrobust checkpoint (made to match the section), or — for a user
+    network named by import path — the network's own ``state_dict`` loaded into its wrapped form."""
+    try:
+        return conform(BayesianClassifier.load(spec.checkpoint), spec, where)
+    except ForeignCheckpoint:
+        if not is_import_path(spec.arch):
+            raise
+    model = build_model(spec.arch, mode=spec.mode, **dict(spec.params))
+    return model.load_network_weights(spec.checkpoint)
+
+
 def conform(model: BayesianClassifier, spec, where: str) -> BayesianClassifier:
     """A loaded checkpoint made to match its config section, or a ConfigError: the architecture and
     every parameter the section sets must be the checkpoint's; a configured mode other than the
     checkpoint's is applied to the same weights (a plain network's MC-dropout twin, or the reverse),
     and no mode keeps the checkpoint's."""
-    if model.arch != spec.arch:
-        raise ConfigError(f"{where}: checkpoint {spec.checkpoint} is a {model.arch!r} model, the config says arch = {spec.arch!r}")
+    arch, params = model.config_spec()
+    if arch != spec.arch:
+        raise ConfigError(f"{where}: checkpoint {spec.checkpoint} is a {arch!r} model, the config says arch = {spec.arch!r}")
     for key, value in spec.params.items():
-        saved = model.params.get(key)
+        saved = params.get(key)
         if _plain(saved) != _plain(value):
             raise ConfigError(f"{where}.params.{key} = {value!r}, but checkpoint {spec.checkpoint} was trained with {saved!r}; "
                               "remove the parameter or train a new model")

@@ -9,9 +9,9 @@ from bayesrobust.errors import InputError
 IMAGE_SHAPE = (1, 28, 28)
 
 
-def check_images(x: torch.Tensor, *, name: str = "x") -> torch.Tensor:
-    """Check ``x`` is a floating-point batch ``(N, 1, 28, 28)`` of finite pixels in [0, 1] and return
-    it as float32 (raise InputError if not).
+def check_images(x: torch.Tensor, *, name: str = "x", shape: tuple[int, ...] = IMAGE_SHAPE) -> torch.Tensor:
+    """Check ``x`` is a floating-point batch ``(N, *shape)`` (MNIST's ``(N, 1, 28, 28)`` by default) of
+    finite pixels in [0, 1] and return it as float32 (raise InputError if not).
 
     Any floating dtype is accepted — float64 arrives from NumPy, float16 from mixed precision — and
     converted once, here, so models and attacks always compute in float32. The conversion is
@@ -20,8 +20,8 @@ def check_images(x: torch.Tensor, *, name: str = "x") -> torch.Tensor:
         raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not torch.is_floating_point(x):
         raise InputError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    if x.dim() != 4 or tuple(x.shape[1:]) != IMAGE_SHAPE:
-        raise InputError(f"{name} must have shape (N, 1, 28, 28), got {tuple(x.shape)}")
+    if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):
+        raise InputError(f"{name} must have shape (N, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise InputError(f"{name} is an empty batch")
     lo, hi = (float(v) for v in torch.aminmax(x.detach()))  # one pass; NaN and ±inf fail the range test too

@@ -45,7 +45,7 @@ def measure(model, x, y, rows, *, eval_samples: int, seed: int) -> dict:
                      "entropy": float(clean.entropy.mean())}}
     for row in rows:
         name, params = ROWS[row]
-        if not model.stochastic and params.get("eot_samples", 1) > 1 and params.get("kappa", 0.0) == 0.0:
+        if not model.draws.random and params.get("eot_samples", 1) > 1 and params.get("kappa", 0.0) == 0.0:
             continue  # EOT changes nothing on a plain model
         attack = build_attack(name, eval_samples=eval_samples, **params)
         start = time.perf_counter()

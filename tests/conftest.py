@@ -10,8 +10,9 @@ import torch
 
 from bayesrobust.config import TrainSection, tomllib
 from bayesrobust.data import load_dataset
-from bayesrobust.models import build_model
+from bayesrobust.models import build_model, wrap
 from bayesrobust.seeding import seed_everything
+from tests.user_nets import ColourCNN, DropoutBatchNormCNN
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -107,7 +108,51 @@ def tiny_models():
         "gpdnn-spectral": lambda: build_model("gpdnn", **TINY_GPDNN, spectral_norm=True),
         "vae-posterior": lambda: build_model("vae", **TINY_VAE),
         "vae-feedback": lambda: build_model("vae", mode="feedback", **TINY_VAE, encoder="conv"),
+        # networks the toolkit did not define (tests/user_nets.py), wrapped; and deep ensembles
+        "wrapped-bn-mc": lambda: _user_net("mc_dropout"),
+        "wrapped-bn-deterministic": lambda: _user_net("deterministic"),
+        "wrapped-colour-mc": lambda: wrap(_seeded(lambda: ColourCNN(classes=7)), "mc_dropout", input_shape=(3, 32, 32),
+                                          params={"classes": 7}),
+        "wrapped-state_dict": _imported_state_dict,
+        "ensemble-lenet5": lambda: build_model("ensemble", members=5, member={"arch": "lenet", "mode": "plain",
+                                                                              "params": {"channels": [4, 8], "hidden": 16}}),
+        "ensemble-wrapped3": lambda: wrap([_seeded(lambda: DropoutBatchNormCNN(), seed) for seed in (1, 2, 3)]),
     }
+
+
+def _seeded(factory, seed: int = 0):
+    seed_everything(seed)
+    return factory()
+
+
+def _user_net(form: str):
+    """A user CNN with BatchNorm whose running statistics are not the defaults, so evaluation mode
+    matters (a BatchNorm left in training mode would give other numbers)."""
+    net = _seeded(DropoutBatchNormCNN)
+    with torch.no_grad():
+        net.features[1].running_mean.uniform_(-0.2, 0.2)
+        net.features[1].running_var.uniform_(0.5, 2.0)
+    return wrap(net, form)
+
+
+def _imported_state_dict():
+    """A network trained outside the toolkit: its plain ``state_dict`` (``torch.save(net.state_dict())``)
+    loaded into the wrapped form named by import path, as a config's ``checkpoint`` does."""
+    import tempfile
+
+    source = _seeded(lambda: DropoutBatchNormCNN(width=3), 5)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "weights.pt"
+        torch.save(source.state_dict(), path)
+        model = build_model("tests.user_nets:DropoutBatchNormCNN", mode="mc_dropout", width=3)
+        return model.load_network_weights(path)
+
+
+def model_inputs(model, images: torch.Tensor) -> torch.Tensor:
+    """The digits for a digit model; seeded uniform images of the model's own shape otherwise."""
+    if tuple(model.input_shape) == tuple(images.shape[1:]):
+        return images
+    return torch.rand(len(images), *model.input_shape, generator=torch.Generator().manual_seed(7))
 
 
 def gen(seed: int = 0) -> torch.Generator:

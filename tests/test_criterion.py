@@ -41,8 +41,8 @@ def test_what_an_attack_claims_is_what_it_reports(name, mode, small_lenet, image
     assert bool(result.success[result.claimed].all()), f"{int((result.claimed & ~result.success).sum())} claimed but unbroken"
     seed = draw_seed(gen(5))
     assert result.params["judge_seed"] == seed
-    samples = 8 if model.stochastic else 1
-    again = model.predictive(result.x_adv, samples, generator=make_generator(seed) if model.stochastic else None)
+    samples = model.draw_count(8)
+    again = model.predictive(result.x_adv, samples, generator=make_generator(seed) if model.draws.random else None)
     assert torch.equal(Goal().reached(again, labels, target), result.success)
     if name in ("bim", "jsma", "cw_l2", "lbfgs", "targeted_l2"):
         assert result.claimed.any(), "the contract is only tested where the attack claims something"

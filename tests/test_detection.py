@@ -271,6 +271,7 @@ def test_kd_aware_attacks_pass_the_kernel_density_they_are_told_about(trained_le
     from bayesrobust.attacks.base import Penalty
     from bayesrobust.detection import KernelDensityUncertainty
 
+    torch.manual_seed(0)  # the MC predictives below draw from the global generator: independent of test order
     train, test = digits5k
     some = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:600]
     kd = KernelDensityUncertainty(trained_lenet, train.images[some], train.labels[some], samples=30, bandwidth="auto")
@@ -294,7 +295,8 @@ def test_kd_aware_attacks_pass_the_kernel_density_they_are_told_about(trained_le
             before = kd.density_score(plain.x_adv)[plain.success]
             after = kd.density_score(aware.x_adv)[aware.success]
         assert float(after.mean()) < float(before.mean()), name
-        assert float((after <= cap).float().mean()) > float((before <= cap).float().mean()), name
+        under_before, under_after = float((before <= cap).float().mean()), float((after <= cap).float().mean())
+        assert under_after > under_before or under_before == under_after == 1.0, name  # more under the cap, unless all were
         if name == "cw_l2":
             assert bool((after <= cap + 1e-6).all())
     with pytest.raises(InputError, match="cannot take a detector's penalty"):

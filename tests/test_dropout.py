@@ -102,6 +102,6 @@ def test_autoencoder_pretraining_reduces_reconstruction_loss(digits5k):
 def test_with_mode_shares_weights(images):
     model = build_model("lenet", mode="plain", channels=(4, 8), hidden=16)
     twin = model.with_mode("mc_dropout")
-    assert model.with_mode("plain") is model and twin.stochastic and not model.stochastic
+    assert model.with_mode("plain") is model and twin.draws.random and not model.draws.several
     assert torch.equal(twin.logits(images), model.logits(images))
     assert twin.predictive(images, 5, generator=gen()).num_samples == 5

@@ -8,7 +8,7 @@ import torch
 from bayesrobust.config import TrainSection
 from bayesrobust.errors import CheckpointError, ConfigError, InputError
 from bayesrobust.models import MODELS, BayesianClassifier, MCDropout, build_model
-from tests.conftest import gen, tiny_models
+from tests.conftest import gen, model_inputs, tiny_models
 
 MODELS_UNDER_TEST = tiny_models()
 
@@ -20,11 +20,12 @@ def test_every_architecture_is_covered():
 @pytest.mark.parametrize("name", MODELS_UNDER_TEST)
 def test_predictive_contract(name, images):
     model = MODELS_UNDER_TEST[name]()
+    images = model_inputs(model, images)
     pred = model.predictive(images, samples=7, generator=gen())
-    expected_s = 7 if model.stochastic else 1
-    assert pred.probs.shape == (expected_s, len(images), 10)
+    expected_s = model.draw_count(7)
+    assert pred.probs.shape == (expected_s, len(images), model.num_classes)
     assert torch.allclose(pred.probs.sum(-1), torch.ones(expected_s, len(images)), atol=1e-5)
-    if model.stochastic:
+    if model.draws.several:
         assert float(pred.mutual_information.mean()) > 0
     else:
         assert torch.all(pred.mutual_information == 0)
@@ -37,11 +38,12 @@ def test_outputs_mean_what_the_contract_says(name, images):
     must agree with 4,096 draws to 0.04, five standard errors); ``logits`` are per-class scores;
     ``describe`` rebuilds the model."""
     model = MODELS_UNDER_TEST[name]()
+    images = model_inputs(model, images)
     assert isinstance(model, BayesianClassifier) and model.arch in MODELS and model.mode in model.modes
     monte_carlo = type(model).raw_log_prob is BayesianClassifier.raw_log_prob
     samples = 256 if monte_carlo else 4096
     draws = model.sample_logits(images, samples, generator=gen(1))
-    assert draws.shape == (samples if model.stochastic else 1, len(images), model.num_classes)
+    assert draws.shape == (model.draw_count(samples), len(images), model.num_classes)
     mean = torch.softmax(draws, -1).mean(0)
     log_prob = model.log_prob(images, samples, generator=gen(1))
     assert torch.allclose(log_prob.exp(), mean, atol=1e-5 if monte_carlo else 0.04)
@@ -59,6 +61,7 @@ def test_outputs_mean_what_the_contract_says(name, images):
 @pytest.mark.parametrize("name", MODELS_UNDER_TEST)
 def test_modes_are_untouched(name, images):
     model = MODELS_UNDER_TEST[name]()
+    images = model_inputs(model, images)
     for training in (True, False):
         model.train(training)
         model.predictive(images[:2], samples=3)
@@ -71,6 +74,7 @@ def test_modes_are_untouched(name, images):
 @pytest.mark.parametrize("name", MODELS_UNDER_TEST)
 def test_same_generator_same_numbers(name, images):
     model = MODELS_UNDER_TEST[name]()
+    images = model_inputs(model, images)
     a = model.predictive(images, 5, generator=gen(3)).probs
     b = model.predictive(images, 5, generator=gen(3)).probs
     assert torch.equal(a, b)
@@ -81,6 +85,7 @@ def test_some_rows_get_the_draws_they_get_in_the_whole_batch(name, images):
     """``predictive_rows`` (what attacks' judges ask for the few examples in question) is the whole
     batch's predictive at those rows — same draws, whichever rows and in whatever order."""
     model = MODELS_UNDER_TEST[name]()
+    images = model_inputs(model, images)
     whole = model.predictive(images, 6, generator=gen(4))
     for rows in (torch.tensor([3, 0, 7]), torch.arange(len(images)), torch.tensor([len(images) - 1])):
         part = model.predictive_rows(images, rows, 6, generator=gen(4))
@@ -96,6 +101,7 @@ def test_gradient_steps_follow_each_other_on_a_fresh_model(name, images):
     """Two input-gradient steps in a row on a model that has not predicted yet (a loaded checkpoint
     attacked first thing): GPyTorch's prediction cache must not keep the first step's graph."""
     model = MODELS_UNDER_TEST[name]()
+    images = model_inputs(model, images)
     model.train(False)
     for _ in range(2):
         x = images[:4].clone().requires_grad_(True)
@@ -106,9 +112,10 @@ def test_gradient_steps_follow_each_other_on_a_fresh_model(name, images):
 @pytest.mark.parametrize("name", MODELS_UNDER_TEST)
 def test_log_prob_is_differentiable_in_the_input(name, images):
     model = MODELS_UNDER_TEST[name]()
+    images = model_inputs(model, images)
     x = images[:4].clone().requires_grad_(True)
     lp = model.log_prob(x, samples=4, generator=gen())
-    assert lp.shape == (4, 10)
+    assert lp.shape == (4, model.num_classes)
     assert torch.allclose(lp.exp().sum(-1), torch.ones(4), atol=1e-5)
     lp[:, 0].sum().backward()
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
@@ -117,6 +124,7 @@ def test_log_prob_is_differentiable_in_the_input(name, images):
 @pytest.mark.parametrize("name", MODELS_UNDER_TEST)
 def test_save_load_round_trip(name, images, tmp_path):
     model = MODELS_UNDER_TEST[name]().train(False)  # as loaded: GPyTorch's eval-mode path differs in the last bits
+    images = model_inputs(model, images)
     path = model.save(tmp_path / "m.pt")
     loaded = BayesianClassifier.load(path)
     assert type(loaded) is type(model) and loaded.mode == model.mode

@@ -59,7 +59,7 @@ def unclipped_rows(name, model, x, y, section, *, eval_samples: int, eot_samples
     noise = torch.randint(0, 2, x.shape, generator=generator).to(x.dtype) * 2 - 1
     sets = {f"fgsm eps={e:g} unclipped": x + e * grad.sign() for e in section.fgsm_eps}
     sets.update({f"noise eps={e:g} unclipped": x + e * noise for e in section.noise_eps})
-    samples = eval_samples if model.stochastic else 1
+    samples = model.draw_count(eval_samples)
     metrics = {}
     for row, images in sets.items():
         with torch.no_grad():

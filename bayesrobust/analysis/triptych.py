@@ -31,7 +31,7 @@ def triptych(model, x, y, section, *, name: str, eval_samples: int, eot_samples:
     delta_image = magnitude / magnitude.flatten(1).amax(1).clamp_min(1e-12)[:, None, None, None]
     orig, adv = clean[idx], result.predictive
     dpred = model.predictive(delta_image, eval_samples, generator=generator)
-    mc = model.with_mode("mc_dropout") if "mc_dropout" in model.modes and model.dropouts() else model
+    mc = (model if model.draws.random else model.mc_dropout_twin()) or model
     mc_orig = mc.predictive(xs, eval_samples, generator=generator)
     mc_adv = mc.predictive(result.x_adv, eval_samples, generator=generator)
     votes = (mc_adv.probs.argmax(-1) == section.target).float().mean(0)

@@ -23,7 +23,7 @@ from bayesrobust.attacks.criterion import Goal, Judge, draw_seed
 from bayesrobust.errors import InputError
 from bayesrobust.predictive import Predictive
 from bayesrobust.registry import Registry
-from bayesrobust.validation import check_images, check_labels
+from bayesrobust.validation import check_labels
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,7 +144,7 @@ class Attack(ABC):
         pred = judge.predictive(x_adv)
         success = judge.goal.reached(pred, judge.y, judge.target)
         fresh = success  # a deterministic model has no other draws
-        if model.stochastic:  # the same goal on independent draws: shows any over-fitting to the judge's draws
+        if model.draws.random:  # the same goal on independent draws: shows any over-fitting to the judge's draws
             fresh = judge.goal.reached(model.predictive(x_adv, judge.samples, generator=generator), judge.y, judge.target)
         l0, l2, linf = distortions(x.cpu(), x_adv.cpu())
         params = {"attack": self.name, "norm": self.norm, **self.hyperparameters(),
@@ -156,12 +156,12 @@ class Attack(ABC):
     def _run(self, model, x, y, target, generator):
         x, y, target = self._validated(model, x, y, target)
         samples = self.eval_samples if self.eval_samples is not None else model.default_samples
-        judge = Judge(model, y, target, samples=samples if model.stochastic else 1, seed=draw_seed(generator), goal=self.goal)
+        judge = Judge(model, y, target, samples=model.draw_count(samples), seed=draw_seed(generator), goal=self.goal)
         x_adv, iterations, claimed = self.perturb(model, x, y, target, generator, judge)
         return x_adv.detach().clamp(0.0, 1.0), iterations, claimed, judge
 
     def _validated(self, model, x, y, target):
-        x = check_images(x)  # any floating dtype, float32 from here on
+        x = model.check_inputs(x)  # any floating dtype, float32 from here on; the model's input shape
         y = check_labels(y, x.shape[0], model.num_classes)
         if target is None and not self.supports_untargeted:
             raise InputError(f"{self.name} is a targeted attack: pass target=")

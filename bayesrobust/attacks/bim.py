@@ -54,7 +54,7 @@ class BIM(Attack):
             _, grad, logp = self.objective_and_grad(model, xa, y[active], None if target is None else target[active], generator)
             if self.variant == "A":
                 # judged before stepping; a plain model reuses the gradient pass's own outputs
-                done = judge.success(x_adv, rows=active, logits=None if model.stochastic else logp)
+                done = judge.success(x_adv, rows=active, logits=None if model.draws.several else logp)
                 if self.kappa > 0:
                     done &= adversarial_margin(logp, y[active], None if target is None else target[active]) >= self.kappa
                 finished[active] = done

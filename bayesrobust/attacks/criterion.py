@@ -85,7 +85,7 @@ class Judge:
     def predictive(self, x: torch.Tensor) -> Predictive:
         """The model's predictive on the whole batch with this judge's fixed draws (on the CPU)."""
         self._count_whole(x)
-        generator = make_generator(self.seed) if self.model.stochastic else None
+        generator = make_generator(self.seed) if self.model.draws.random else None
         return self.model.predictive(x.detach(), self.samples, generator=generator)
 
     def _count_whole(self, x: torch.Tensor) -> None:
@@ -98,10 +98,11 @@ class Judge:
         """Success of the examples ``rows`` (default all) of the whole batch ``x``, on ``x``'s device.
 
         A deterministic model is judged on those rows alone, reusing ``logits`` (of ``x[rows]``) when
-        the attack has just computed them; a stochastic one on those rows under the draws they get in
-        the whole batch (``predictive_rows``: the same judgement, without the other rows' work)."""
+        the attack has just computed them; one with several draws (sampled or fixed) on those rows under
+        the draws they get in the whole batch (``predictive_rows``: the same judgement, without the other
+        rows' work)."""
         y, target = self.y, self.target
-        if self.model.stochastic:
+        if self.model.draws.several:
             if rows is None:
                 return self.goal.reached(self.predictive(x), y, target).to(x.device)
             self._count_whole(x)

@@ -96,7 +96,7 @@ class CWL2(Attack):
                         rows = torch.nonzero(candidate).flatten()
                         ok = torch.zeros_like(candidate)
                         ok[rows] = judge.success(x_adv.detach(), rows=rows,
-                                                 logits=None if model.stochastic else logits[rows])
+                                                 logits=None if model.draws.several else logits[rows])
                         best_l2 = torch.where(ok, l2, best_l2)
                         best_adv = torch.where(ok[:, None, None, None], x_adv.detach(), best_adv)
                         succeeded |= ok

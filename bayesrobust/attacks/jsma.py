@@ -78,7 +78,7 @@ class JSMA(Attack):
             xa = x_adv[active].view(-1, *x.shape[1:]).requires_grad_(True)
             logits = self.margin_logits(model, xa, generator)
             t = target[active]
-            reached = judge.success(x_adv.view_as(x), rows=active, logits=None if model.stochastic else logits)
+            reached = judge.success(x_adv.view_as(x), rows=active, logits=None if model.draws.several else logits)
             if self.kappa > 0:  # and far enough past the boundary on this step's masks
                 reached &= adversarial_margin(torch.log_softmax(logits.detach(), 1), y[active], t) >= self.kappa
             claimed[active[reached]] = True

@@ -18,31 +18,58 @@ from __future__ import annotations
 import inspect
 import json
 from abc import ABCMeta, abstractmethod
+from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from bayesrobust.errors import CheckpointError, ConfigError
+from bayesrobust.errors import CheckpointError, ConfigError, ForeignCheckpoint
 from bayesrobust.predictive import Predictive, log_mean_prob
 from bayesrobust.registry import Registry
 from bayesrobust.validation import check_images
 
 CHECKPOINT_FORMAT = "bayesrobust-model/1"
+DIGIT_SHAPE = (1, 28, 28)
+
+
+class Draws(str, Enum):
+    """How a model's predictive is drawn — the one thing the judge, EOT, detectors, suites and the
+    report ask about a model's randomness.
+
+    ``sampled``: Monte-Carlo draws (MC dropout masks, a GP's latent f, a VAE's z); S is what the caller
+    asks for and a generator decides them. ``fixed``: a fixed set of K predictions (a deep ensemble's
+    members); S = K whatever is asked, and no generator changes them. ``none``: deterministic, S = 1."""
+
+    SAMPLED = "sampled"
+    FIXED = "fixed"
+    NONE = "none"
+
+    @property
+    def random(self) -> bool:
+        """True when a generator decides the draws (fresh draws can re-judge an attack; EOT means something)."""
+        return self is Draws.SAMPLED
+
+    @property
+    def several(self) -> bool:
+        """True when S > 1 draws carry spread (mutual information, variance)."""
+        return self is not Draws.NONE
 
 
 class BayesianClassifier(nn.Module, metaclass=ABCMeta):
-    """A classifier of 28×28 digits whose output is a predictive distribution.
+    """A classifier of images ``(N, *input_shape)`` in [0, 1] whose output is a predictive distribution.
 
     Subclasses set ``arch`` (the registry name) and ``modes`` (the inference modes they offer; the
     constructor's ``mode`` default is the model's default), pass their constructor's keyword arguments
     to ``super().__init__`` as ``params`` (what a checkpoint rebuilds the model from), and implement the
-    ``raw_*`` computations, ``stochastic`` and ``fit``."""
+    ``raw_*`` computations, ``draws`` (the :class:`Draws` protocol) and ``fit``. ``input_shape`` and
+    ``num_classes`` default to MNIST's digits; a family that takes others sets them per instance."""
 
     arch: ClassVar[str]
     modes: ClassVar[tuple[str, ...]]
     num_classes: int = 10
+    input_shape: tuple[int, ...] = DIGIT_SHAPE
     default_samples: int = 50
     supports_temperature: ClassVar[bool] = False  # softmax logits that post-hoc temperature scaling may divide
 
@@ -58,8 +85,24 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
     # --- what a family implements --------------------------------------------------------------
     @property
     @abstractmethod
-    def stochastic(self) -> bool:
-        """True when the predictive is a Monte-Carlo sample (S > 1 draws mean something)."""
+    def draws(self) -> Draws:
+        """How the predictive is drawn (:class:`Draws`)."""
+
+    def draw_count(self, samples: int) -> int:
+        """S, the number of draws a predictive asked for ``samples`` has: ``samples`` when sampled, the
+        fixed set's size when fixed (families with fixed draws override :meth:`fixed_draws`), 1 when
+        deterministic."""
+        kind = self.draws
+        return _checked(samples) if kind is Draws.SAMPLED else self.fixed_draws() if kind is Draws.FIXED else 1
+
+    def fixed_draws(self) -> int:
+        """K, the size of a fixed set of draws (families whose ``draws`` is ``fixed`` override it)."""
+        raise NotImplementedError(f"{self.arch} has fixed draws but does not say how many")
+
+    def mc_dropout_twin(self) -> BayesianClassifier | None:
+        """The same weights with dropout kept on at test time (Choi's check), or None where the model has
+        no dropout layers. A capability, so suites never ask for an architecture or a mode by name."""
+        return None
 
     @abstractmethod
     def raw_sample_logits(self, x: torch.Tensor, samples: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -111,9 +154,13 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def check_inputs(self, x: torch.Tensor, *, name: str = "x") -> torch.Tensor:
+        """``x`` validated against this model's ``input_shape`` (float32, on x's own device)."""
+        return check_images(x, name=name, shape=tuple(self.input_shape))
+
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         """Validated float32 images on the model's device (differentiable, no copy when already there)."""
-        return check_images(x).to(self.device)
+        return self.check_inputs(x).to(self.device)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Deterministic last-hidden-layer features ``(N, D)`` of validated images (Feinman et al.'s
@@ -144,8 +191,8 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
     def margin_logits(self, x: torch.Tensor, samples: int = 1, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """Differentiable per-class scores for margin objectives (C&W, JSMA): ``logits`` for
         deterministic models, by default the mean of ``samples`` draws for stochastic ones (EOT over
-        dropout masks). Families whose draws are not differentiable in ``x`` override it."""
-        if not self.stochastic:
+        dropout masks; a fixed set's mean). Families whose draws are not differentiable in ``x`` override it."""
+        if not self.draws.several:
             return self.logits(x)
         return self.sample_logits(x, samples, generator=generator).mean(0)
 
@@ -153,8 +200,9 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
     def predictive(self, x: torch.Tensor, samples: int | None = None, *, generator: torch.Generator | None = None,
                    batch_size: int = 1000) -> Predictive:
         """The predictive distribution on ``x``: ``samples`` posterior draws (default
-        ``default_samples``) for stochastic models, one deterministic pass otherwise. On the CPU."""
-        x = check_images(x)
+        ``default_samples``) for sampled models, the fixed set for fixed ones, one deterministic pass
+        otherwise (S = :meth:`draw_count`). On the CPU."""
+        x = self.check_inputs(x)
         samples = _checked(self.default_samples if samples is None else samples)
         parts = []
         for start in range(0, x.shape[0], batch_size):
@@ -167,12 +215,12 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
         """``predictive(x, samples, generator=generator, batch_size=batch_size)[rows]`` — each row with the
         draws it gets in the whole batch (draws are assigned by position) — computing only those rows where
         the family can. What an attack's judge asks when a few examples of a batch are in question."""
-        x = check_images(x)
+        x = self.check_inputs(x)
         rows = torch.as_tensor(rows)
         rows = torch.nonzero(rows.cpu()).flatten() if rows.dtype == torch.bool else rows.long().flatten()
         samples = _checked(self.default_samples if samples is None else samples)
         if rows.numel() == 0:
-            return Predictive(torch.zeros(samples if self.stochastic else 1, 0, self.num_classes))
+            return Predictive(torch.zeros(self.draw_count(samples), 0, self.num_classes))
         if x.shape[0] > batch_size:  # the full computation draws chunk after chunk: keep its order
             return self.predictive(x, samples, generator=generator, batch_size=batch_size)[rows]
         return self.raw_predictive_rows(x.to(self.device), rows.to(self.device), samples, generator)
@@ -187,7 +235,16 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
         twin.temperature = self.temperature
         return twin
 
+    def epochs_run(self) -> float:
+        """Training epochs the model ran (its ``history_``'s length; an ensemble's mean per member)."""
+        return float(len(self.history_))
+
     # --- persistence -------------------------------------------------------------------------
+    def config_spec(self) -> tuple[str, dict[str, Any]]:
+        """(``arch``, ``params``) as a config names this model: what a config's checkpoint is checked
+        against."""
+        return self.arch, self.params
+
     def describe(self) -> dict[str, Any]:
         out = {"arch": self.arch, "mode": self.mode, "params": self.params}
         return {**out, "temperature": self.temperature} if self.temperature != 1.0 else out
@@ -208,8 +265,10 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
         return path
 
     @classmethod
-    def load(cls, path: str | Path, map_location: str = "cpu") -> BayesianClassifier:
-        """Load a checkpoint written by :meth:`save` (``weights_only=True``: nothing is unpickled)."""
+    def load(cls, path: str | Path, map_location: str = "cpu", *, network: nn.Module | None = None) -> BayesianClassifier:
+        """Load a checkpoint written by :meth:`save` (``weights_only=True``: nothing is unpickled).
+        ``network``: for a wrapped model whose class cannot be imported again (defined in a notebook or
+        a function), an instance of it to load the weights into."""
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"checkpoint not found: {path}")
@@ -218,11 +277,15 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
         except Exception as exc:  # torch raises many types for corrupt files
             raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
         if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{path}: not a bayesrobust model checkpoint (format {payload.get('format') if isinstance(payload, dict) else None!r})")
+            raise ForeignCheckpoint(
+                f"{path}: not a bayesrobust model checkpoint (format {payload.get('format') if isinstance(payload, dict) else None!r}). "
+                "A network's own state_dict loads into its wrapped form: bayesrobust.wrap(net).load_network_weights(path), "
+                "or in a config arch = 'package.module:Class' with checkpoint = the file")
         meta = json.loads(payload["metadata"])
         if cls is not BayesianClassifier and meta["arch"] != cls.arch:
             raise CheckpointError(f"{path}: checkpoint is a {meta['arch']!r} model, not {cls.arch!r}")
-        model = build_model(meta["arch"], mode=meta["mode"], **meta["params"])
+        params = {**meta["params"], **({"network": network} if network is not None else {})}
+        model = build_model(meta["arch"], mode=meta["mode"], **params)
         try:
             model.load_state_dict(payload["state_dict"], strict=True)
         except RuntimeError as exc:
@@ -230,6 +293,16 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
         model.history_ = meta.get("history", [])
         model.temperature = float(meta.get("temperature", 1.0))
         return model.train(False)  # as ``fit`` leaves it: GPyTorch caches K_ZZ factors only when not training
+
+
+class SoftmaxClassifier(BayesianClassifier):
+    """A family whose draws are softmax logits (dropout nets, wrapped networks, ensembles): post-hoc
+    temperature scaling divides every draw by T (``models/temperature.py``)."""
+
+    supports_temperature: ClassVar[bool] = True
+
+    def _tempered(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits if self.temperature == 1.0 else logits / self.temperature
 
 
 def _checked(samples: int) -> int:
@@ -241,9 +314,17 @@ def _checked(samples: int) -> int:
 MODELS: Registry[type[BayesianClassifier]] = Registry("model architecture")
 
 
+def is_import_path(arch: str) -> bool:
+    """``"package.module:Class"`` names a user network (wrapped, ``models/wrapped.py``), not a family."""
+    return ":" in arch
+
+
 def build_model(arch: str, *, mode: str | None = None, **params: Any) -> BayesianClassifier:
     """Instantiate a registered architecture in ``mode`` (None or "": its constructor's default);
-    unknown parameters raise ConfigError naming them."""
+    unknown parameters raise ConfigError naming them. An import path ``"package.module:Class"`` builds
+    that user network with ``params`` and wraps it (``mode`` deterministic or mc_dropout)."""
+    if is_import_path(arch):
+        return MODELS.get("wrapped")(mode=mode or "deterministic", module=arch, module_params=params)
     cls = MODELS.get(arch)
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "mode"}
     unknown = sorted(set(params) - accepted)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bayesrobust.errors import ConfigError
-from bayesrobust.models.base import BayesianClassifier
+from bayesrobust.models.base import Draws, SoftmaxClassifier
 from bayesrobust.models.layers import MCDropout
 from bayesrobust.predictive import Predictive
 from bayesrobust.seeding import derive_seed, make_generator
@@ -27,12 +27,11 @@ from bayesrobust.seeding import derive_seed, make_generator
 MC_CHUNK_ELEMENTS = 1 << 24
 
 
-class DropoutClassifier(BayesianClassifier):
+class DropoutClassifier(SoftmaxClassifier):
     """Subclasses build an ``nn.Sequential`` mapping images to logits and call :meth:`_split` once.
     ``mode`` decides whether dropout stays on when predicting."""
 
     modes: ClassVar[tuple[str, ...]] = ("mc_dropout", "plain")
-    supports_temperature: ClassVar[bool] = True
 
     def __init__(self, *, mode: str = "mc_dropout", **params: Any) -> None:
         super().__init__(mode=mode, **params)
@@ -50,9 +49,12 @@ class DropoutClassifier(BayesianClassifier):
         return [m for m in self.modules() if isinstance(m, MCDropout) and m.p > 0]
 
     @property
-    def stochastic(self) -> bool:
-        """True when the predictive is Monte-Carlo (dropout kept on at test time)."""
-        return self.mode == "mc_dropout"
+    def draws(self) -> Draws:
+        """Sampled when dropout stays on at test time (Monte-Carlo dropout), else none."""
+        return Draws.SAMPLED if self.mode == "mc_dropout" else Draws.NONE
+
+    def mc_dropout_twin(self) -> DropoutClassifier | None:
+        return self.with_mode("mc_dropout") if self.dropouts() else None
 
     @contextmanager
     def dropout_sampling(self, active: bool, generator: torch.Generator | None = None,
@@ -85,9 +87,6 @@ class DropoutClassifier(BayesianClassifier):
         """Logits of one pass; dropout follows the training flag and any active sampling."""
         return self.head(self.trunk(x))
 
-    def _tempered(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits if self.temperature == 1.0 else logits / self.temperature
-
     def raw_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Dropout off (the weight-averaging approximation), divided by the temperature."""
         with self.dropout_sampling(False):
@@ -119,7 +118,7 @@ class DropoutClassifier(BayesianClassifier):
             x, batch = x[rows], (rows, x.shape[0])
         else:
             batch = None
-        if not self.stochastic:
+        if not self.draws.several:
             return self.raw_logits(x)[None]  # already tempered
         with self.dropout_sampling(True, streams=self._mask_streams(generator), rows=batch):
             h = self.trunk(x)

@@ -28,7 +28,7 @@ import gpytorch
 import torch
 from torch import nn
 
-from bayesrobust.models.base import BayesianClassifier
+from bayesrobust.models.base import BayesianClassifier, Draws
 from bayesrobust.models.nets import conv_stack
 from bayesrobust.models.robust_max import RobustMax
 from bayesrobust.predictive import Predictive
@@ -110,8 +110,8 @@ class GPDNN(BayesianClassifier):
             self.train(False)  # normalisation: predictions must not change the model (``fit`` trains, then evaluates)
 
     @property
-    def stochastic(self) -> bool:
-        return True
+    def draws(self) -> Draws:
+        return Draws.SAMPLED
 
     # --- latent marginals -------------------------------------------------------------------
     def raw_features(self, x: torch.Tensor) -> torch.Tensor:

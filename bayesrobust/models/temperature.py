@@ -33,7 +33,7 @@ def fit_temperature(model, images: torch.Tensor, labels: torch.Tensor, *, sample
         raise ConfigError(f"temperature scaling needs softmax logits; a {model.arch!r} model has none")
     if len(images) == 0:
         raise ConfigError("temperature scaling needs validation data: set data.val_fraction > 0")
-    samples = (samples or model.default_samples) if model.stochastic else 1
+    samples = model.draw_count(samples or model.default_samples)
     model.temperature = 1.0
     generator = make_generator(seed)
     with torch.no_grad():

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bayesrobust.models.base import BayesianClassifier
+from bayesrobust.models.base import BayesianClassifier, Draws
 from bayesrobust.seeding import derive_seed, make_generator
 
 ENCODERS = ("mlp", "conv")
@@ -117,8 +117,8 @@ class VAEClassifier(BayesianClassifier):
                                         nn.Linear(classifier_hidden, self.num_classes))
 
     @property
-    def stochastic(self) -> bool:
-        return True
+    def draws(self) -> Draws:
+        return Draws.SAMPLED
 
     # --- the generative pieces ------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

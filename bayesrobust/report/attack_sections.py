@@ -81,8 +81,9 @@ def attack_runs_section(run) -> Section | None:
     if adaptive_of:
         section.tables.append(Table("Adaptive forms", ["run", "parameters"],
                                     [[r, ", ".join(f"{k}={v}" for k, v in params.items())] for r, (_, params) in adaptive_of.items()]))
-    stochastic = [n for n in meta["models"] if meta.get("stochastic", {}).get(n, meta["modes"][n] == "mc_dropout")]
-    for name in stochastic[:2]:
+    several = [n for n in meta["models"] if meta["draws"][n] != "none"] if "draws" in meta else [
+        n for n in meta["models"] if meta.get("stochastic", {}).get(n)]  # a run folder written before the draw protocol
+    for name in several[:2]:
         panels = {}
         for r in meta["runs"]:
             forms = {"configured": f"adv/{r}/{name}/mutual_information"}

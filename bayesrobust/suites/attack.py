@@ -136,7 +136,7 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
         form = adaptive_form(spec.attack, spec.params, section) if section.adaptive else None
         for name in spec.models or tuple(models):
             attack_all(run_name, attack, name, xs, ys, target, index)
-            if form is not None and models[name].stochastic:
+            if form is not None and models[name].draws.random:
                 adaptive = build_attack(spec.attack, {"eval_samples": section.eval_samples}, **form)
                 attack_all(f"{run_name}@adaptive", adaptive, name, xs, ys, target, index)
                 adaptive_runs[f"{run_name}@adaptive"] = {"of": run_name, "params": form}
@@ -205,7 +205,7 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
         "adaptive": adaptive_runs, "uncertainty_aware": hclu_meta,
         "examples": len(y), "eval_samples": section.eval_samples, "eot_samples": section.eot_samples,
         "modes": {n: m.mode for n, m in models.items()},
-        "stochastic": {n: m.stochastic for n, m in models.items()},
+        "draws": {n: m.draws.value for n, m in models.items()},
         "papernot_model": (section.papernot.model or first) if section.papernot else None,
         "papernot_space": section.papernot.space if section.papernot else None,
         "sweep_model": (section.sweep.model or first) if section.sweep else None,

@@ -111,7 +111,7 @@ def adversarial_confidence(model, test, spec: CalibrationAttack, section: Calibr
                            desc: str = "") -> dict[str, float]:
     """Accuracy and confidence on adversarial examples of one attack (adaptive on stochastic models)."""
     params = dict(spec.params)
-    if model.stochastic:
+    if model.draws.random:
         params["eot_samples"] = max(int(params.get("eot_samples", 1)), section.adaptive_eot_samples)
     attack = build_attack(spec.attack, {"eval_samples": section.samples}, **params)
     result = run_batched(attack, model, test.images, test.labels, generator=make_generator(seed),
@@ -146,6 +146,6 @@ def run_calibration(run, models, data, section: CalibrationSection, seed: int) -
         "samples": section.samples, "attacks": {n: {"attack": a.attack, "params": dict(a.params)} for n, a in section.attacks.items()},
         "attack_limit": len(attacked), "adaptive_eot_samples": section.adaptive_eot_samples,
         "test_labels_sha256": hashlib.sha256(data.test.labels.numpy().astype(np.int64).tobytes()).hexdigest(),
-        "stochastic": {n: m.stochastic for n, m in models.items()},
+        "draws": {n: m.draws.value for n, m in models.items()},
         "logistic": None if section.logistic is None else to_plain(section.logistic)})
     return metrics

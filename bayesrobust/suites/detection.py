@@ -205,7 +205,7 @@ def selected_attacks(section: DetectionSection) -> dict[str, DetectionAttack]:
 
 def defended_models(models, section: DetectionSection) -> list[str]:
     """The configured models, else every stochastic one, else the first."""
-    return list(section.models) or [n for n, m in models.items() if m.stochastic] or [next(iter(models))]
+    return list(section.models) or [n for n, m in models.items() if m.draws.several] or [next(iter(models))]
 
 
 def scoring_vae(models, section: DetectionSection):
