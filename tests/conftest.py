@@ -174,6 +174,9 @@ def tiny_overrides(path: Path) -> list[str]:
                      for key, value in TINY_GPDNN.items()]
         elif spec["arch"] == "vae":
             sets += [f"models.{name}.params.{key}={value}" for key, value in TINY_VAE.items()]
+        elif spec["arch"] == "ensemble":
+            sets += [f"models.{name}.params.members=2", f"models.{name}.params.member.params.channels=[4, 8]",
+                     f"models.{name}.params.member.params.hidden=16"]
         elif spec.get("params", {}).get("hidden"):
             sets.append(f"models.{name}.params.hidden=[32]")
     if "evaluation" in raw:
