@@ -33,15 +33,16 @@ browser:  ## Debian's chromium for the report's browser test (best effort: needs
 	  echo "chromium not installed: tests/test_report_browser.py will skip"
 
 lint: $(STAMP)
-	$(BIN)/ruff check bayesrobust tests benchmarks
+	$(BIN)/ruff check bayesrobust tests benchmarks docs/examples
 
 bench: $(STAMP)  ## MC-dropout throughput (ours vs the naive loop)
 	$(BIN)/python benchmarks/mc_dropout.py
 
-bench-peers: $(STAMP)  ## attacks beside torchattacks and ART (installs them; torchattacks without its CUDA deps)
+bench-peers: $(STAMP)  ## attacks beside torchattacks and ART, MC dropout beside torch-uncertainty (installs them; torchattacks and torch-uncertainty without their heavy deps)
 	$(BIN)/python -m pip install --quiet -e ".[peers]"
-	$(BIN)/python -m pip install --quiet --no-deps torchattacks
+	$(BIN)/python -m pip install --quiet --no-deps torchattacks torch-uncertainty einops
 	BAYESROBUST_DATA=$${BAYESROBUST_DATA:-$(DATA)} $(BIN)/python benchmarks/attacks.py $(if $(DATA),--data-dir $(DATA),)
+	$(BIN)/python benchmarks/mc_dropout.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

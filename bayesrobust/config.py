@@ -344,6 +344,13 @@ def model_family(arch: str):
     return MODELS.get(arch)
 
 
+def reconstructing_models(config: ExperimentConfig) -> list[str]:
+    """The configured models whose family can reconstruct its inputs (the ``Reconstructs`` capability)."""
+    from bayesrobust.models.base import Reconstructs
+
+    return [n for n, m in config.models.items() if issubclass(model_family(m.arch), Reconstructs)]
+
+
 def check_mode(section: ModelSection, where: str) -> None:
     """An unknown architecture, or a mode its family does not offer, is named with the key."""
     try:

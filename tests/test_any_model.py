@@ -215,3 +215,61 @@ def test_wrapping_never_moves_batchnorm_statistics():
     model.predictive(x, 5, generator=gen())
     build_attack("bim", eps=0.05, alpha=0.02, steps=2, eot_samples=2)(model, x, torch.zeros(6, dtype=torch.long))
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+@pytest.fixture(scope="module")
+def colour_model():
+    """A 3×32×32, 7-class user CNN (SVHN's shape), wrapped with MC dropout."""
+    torch.manual_seed(3)
+    return wrap(ColourCNN(classes=7), "mc_dropout", input_shape=(3, 32, 32), samples=8)
+
+
+def _colour_batch(n: int = 12):
+    g = gen(11)
+    return torch.rand(n, 3, 32, 32, generator=g), torch.randint(0, 7, (n,), generator=g)
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "sign_noise", "bim", "jsma", "cw_l2", "lbfgs", "targeted_l2"])
+def test_every_attack_runs_on_a_colour_network_of_seven_classes(attack, colour_model):
+    from tests.test_attacks import FAST
+
+    x, y = _colour_batch()
+    a = build_attack(attack, **FAST[attack], eot_samples=2, eval_samples=4)
+    target = (y + 1) % 7 if not a.supports_untargeted else None
+    result = a(colour_model, x, y, target=target, generator=gen())
+    assert result.x_adv.shape == x.shape and 0 <= float(result.x_adv.min()) and float(result.x_adv.max()) <= 1
+    assert result.predictive.probs.shape == (4, len(x), 7)
+    summary = result.summary()
+    assert 0 <= summary["l0_fraction"] <= 1 and math.isfinite(summary["mi"])
+
+
+def test_every_detector_scores_a_colour_network(colour_model):
+    """Uncertainty scores, Alshemali's hybrid (its five crops of a 32×32 image), Feinman's KD + BU on
+    the features the wrapper reads from the last linear layer's input, and one-class SVMs."""
+    from bayesrobust.detection import HybridDetector, KernelDensityUncertainty, OneClassSVMDetector, UncertaintyDetector
+
+    x, y = _colour_batch(70)
+    train_y = torch.arange(len(x)) % 7  # KD needs training images of every class
+    clean, suspicious = x[:20], (x[20:40] * 0.2 + 0.8).clamp(0, 1)
+    detectors = [UncertaintyDetector(colour_model, "mi", samples=8), HybridDetector(colour_model, samples=8, crop=28),
+                 KernelDensityUncertainty(colour_model, x, train_y, samples=8, bandwidth=1.0),
+                 OneClassSVMDetector(colour_model, x, train_y, per_class=20, samples=8)]
+    for detector in detectors:
+        detector.fit(clean, suspicious)
+        scores = detector.score(x[40:])
+        assert scores.shape == (30,) and bool(torch.isfinite(torch.as_tensor(scores)).all()), type(detector).__name__
+        assert detector.decide(x[40:]).shape == (30,)
+    with pytest.raises(InputError, match=r"shape \(N, 3, 32, 32\)"):
+        detectors[0].score(torch.rand(4, 1, 28, 28))
+
+
+def test_calibration_metrics_take_any_class_count(colour_model):
+    from bayesrobust.metrics.calibration import classwise_ece, expected_calibration_error
+
+    x, y = _colour_batch(40)
+    pred = colour_model.predictive(x, 8, generator=gen())
+    conf = pred.confidence.numpy()
+    correct = (pred.predicted == y).numpy()
+    assert 0 <= float(expected_calibration_error(conf, correct)[0]) <= 1
+    assert 0 <= float(classwise_ece(pred.mean.numpy(), y.numpy())[0]) <= 1
+    assert pred.probs.shape[-1] == 7 and math.isfinite(pred.nll(y))

@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from bayesrobust.errors import BayesRobustError
-from bayesrobust.validation import check_images
 
 
 class NotFittedError(BayesRobustError):
@@ -63,6 +62,6 @@ def choose_threshold(clean_scores: np.ndarray, adv_scores: np.ndarray | None, *,
     return float(candidates[np.argmax(clean_le + adv_gt)])
 
 
-def images(x) -> torch.Tensor:
-    """Validated float32 images (the detectors' input boundary)."""
-    return check_images(torch.as_tensor(x))
+def images(x, model) -> torch.Tensor:
+    """Validated float32 images of ``model``'s input shape (the detectors' input boundary)."""
+    return model.check_inputs(torch.as_tensor(x))

@@ -49,7 +49,7 @@ class KernelDensityUncertainty(Detector):
         missing = sorted(set(range(model.num_classes)) - {int(c) for c in torch.unique(train_labels)})
         if missing:
             raise ValueError(f"KD needs training digits of every class the model can predict; none of class {missing}")
-        feats = self._features(images(train_images))
+        feats = self._features(images(train_images, self.model))
         self.class_features_ = {c: feats[train_labels == c] for c in range(model.num_classes)}
         self.bandwidth_ = None if bandwidth == "auto" else float(bandwidth)
         self.mean_ = self.scale_ = self.weights_ = self.bias_ = self.threshold_ = None
@@ -67,7 +67,7 @@ class KernelDensityUncertainty(Detector):
         return torch.stack([-kd, bu], 1).numpy()
 
     def _predict_and_features(self, x: torch.Tensor):
-        x = images(x)
+        x = images(x, self.model)
         pred = self.model.predictive(x, self.samples, generator=make_generator(self.seed), batch_size=self.batch_size)
         return pred, self._features(x)
 
@@ -99,7 +99,7 @@ class KernelDensityUncertainty(Detector):
     def density_cap(self, clean_val: torch.Tensor, max_fpr: float = 0.05) -> float:
         """The threshold of a KD-only detector that flags ``max_fpr`` of ``clean_val``: the (1 − ``max_fpr``)
         quantile of their −log KD (choosing the bandwidth on them first when it is "auto")."""
-        clean_val = images(clean_val)
+        clean_val = images(clean_val, self.model)
         if self.bandwidth_ is None:
             self.bandwidth_ = self.choose_bandwidth(clean_val)
         with torch.no_grad():
@@ -130,7 +130,7 @@ class KernelDensityUncertainty(Detector):
 
         if adv_val is None or len(adv_val) == 0:
             raise ValueError("KD+BU fits its logistic regression on validation adversarial examples")
-        clean_val, adv_val = images(clean_val), images(adv_val)
+        clean_val, adv_val = images(clean_val, self.model), images(adv_val, self.model)
         if self.bandwidth == "auto":
             self.bandwidth_ = self.choose_bandwidth(clean_val)
         negatives = self.raw_scores(clean_val)

@@ -8,6 +8,7 @@ import torch
 
 from bayesrobust.detection.base import Detector, choose_threshold, images
 from bayesrobust.errors import ConfigError
+from bayesrobust.models.base import Reconstructs
 from bayesrobust.seeding import make_generator
 
 GENERATIVE_SCORES = ("reconstruction", "elbo")
@@ -22,7 +23,7 @@ class GenerativeDetector(Detector):
                  batch_size: int = 1000) -> None:
         if kind not in GENERATIVE_SCORES:
             raise ConfigError(f"unknown generative score {kind!r}; known: {', '.join(GENERATIVE_SCORES)}")
-        if not hasattr(vae, "reconstruction_error"):
+        if not isinstance(vae, Reconstructs):
             raise ConfigError(f"the {kind} detector needs a VAE (arch = 'vae'), got {getattr(vae, 'arch', type(vae).__name__)!r}")
         self.vae, self.kind, self.samples, self.seed, self.max_fpr = vae, kind, samples, seed, max_fpr
         self.batch_size = batch_size
@@ -31,7 +32,7 @@ class GenerativeDetector(Detector):
 
     @torch.no_grad()
     def score(self, x: torch.Tensor) -> np.ndarray:
-        x = images(x)
+        x = images(x, self.vae)
         generator = make_generator(self.seed)
         parts = []
         for start in range(0, len(x), self.batch_size):

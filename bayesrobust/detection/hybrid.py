@@ -77,7 +77,7 @@ class HybridDetector(Detector):
         """Per image: the uncertainty and how many of the five crops keep the provisional label. With
         ``band = (L, H)`` only images whose uncertainty lies in it are cropped (the rule never looks at
         the others' crops; their count is reported as 5)."""
-        x = images(x)
+        x = images(x, self.model)
         pred = self._predict(x)
         u = uncertainty_score(pred, self.uncertainty)
         agree = np.full(len(x), 5, dtype=np.int64)
@@ -116,7 +116,7 @@ class HybridDetector(Detector):
         return self
 
     def score(self, x: torch.Tensor) -> np.ndarray:
-        return uncertainty_score(self._predict(images(x)), self.uncertainty)
+        return uncertainty_score(self._predict(images(x, self.model)), self.uncertainty)
 
     def score_and_decide(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         low, high, count = self._fitted("low_"), self._fitted("high_"), self._fitted("agree_")

@@ -26,7 +26,7 @@ class OneClassSVMDetector(Detector):
             raise ValueError(f"space must be 'pixels' or 'features', got {space!r}")
         self.model, self.space, self.samples, self.seed = model, space, samples, seed
         g = make_generator(seed)
-        x = images(train_images)
+        x = images(train_images, self.model)
         self.svms_ = {}
         for c in torch.unique(train_labels).tolist():
             idx = torch.nonzero(train_labels == c).squeeze(1)
@@ -39,7 +39,7 @@ class OneClassSVMDetector(Detector):
         return (x.flatten(1) if self.space == "pixels" else self.model.features(x).cpu()).double().numpy()
 
     def score(self, x: torch.Tensor) -> np.ndarray:
-        x = images(x)
+        x = images(x, self.model)
         predicted = self.model.predictive(x, self.samples, generator=make_generator(self.seed)).predicted
         vectors = self._vectors(x)
         out = np.zeros(len(x))

@@ -41,7 +41,7 @@ class UncertaintyDetector(Detector):
         self.threshold_ = None
 
     def predictive(self, x: torch.Tensor) -> Predictive:
-        return self.model.predictive(images(x), self.samples, generator=make_generator(self.seed))
+        return self.model.predictive(images(x, self.model), self.samples, generator=make_generator(self.seed))
 
     def score(self, x: torch.Tensor) -> np.ndarray:
         return uncertainty_score(self.predictive(x), self.kind)

@@ -20,7 +20,7 @@ import json
 from abc import ABCMeta, abstractmethod
 from enum import Enum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -55,6 +55,16 @@ class Draws(str, Enum):
     def several(self) -> bool:
         """True when S > 1 draws carry spread (mutual information, variance)."""
         return self is not Draws.NONE
+
+
+@runtime_checkable
+class Reconstructs(Protocol):
+    """A capability: a generative view of the inputs (a VAE's), what MagNet-style detectors score and
+    detector-aware attacks penalise. Suites ask for it, never for an architecture by name."""
+
+    def reconstruction_error(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def elbo(self, x: torch.Tensor, samples: int = 1, *, generator: torch.Generator | None = None) -> torch.Tensor: ...
 
 
 class BayesianClassifier(nn.Module, metaclass=ABCMeta):

@@ -27,6 +27,7 @@ from bayesrobust.analysis.transfer import transfer_matrix
 from bayesrobust.analysis.triptych import triptych
 from bayesrobust.attacks import ATTACKS, build_attack
 from bayesrobust.attacks.base import choose_targets, run_batched
+from bayesrobust.models.base import Reconstructs
 from bayesrobust.seeding import derive_seed, make_generator
 
 
@@ -192,7 +193,7 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
         arrays.update(a)
     kos_model = None
     if section.kos is not None:
-        kos_model = section.kos.model or next(n for n, m in models.items() if m.arch == "vae")
+        kos_model = section.kos.model or next(n for n, m in models.items() if isinstance(m, Reconstructs))
         judge = models[section.kos.judge] if section.kos.judge else None
         m, a = kos_analysis(models[kos_model], x, y, section.kos, name=kos_model, judge=judge, generator=gen("kos"), **common)
         metrics.update(m)

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bayesrobust.config import ExperimentConfig, typed_params
+from bayesrobust.config import ExperimentConfig, reconstructing_models, typed_params
 from bayesrobust.errors import ConfigError
 
 
@@ -223,7 +223,7 @@ def validate_attack(config: ExperimentConfig) -> None:
 def check_kos(config: ExperimentConfig, kos: KosSection) -> None:
     from bayesrobust.attacks.kos import LOSSES
 
-    vaes = [n for n, m in config.models.items() if m.arch == "vae"]
+    vaes = reconstructing_models(config)
     if kos.model and kos.model not in vaes:
         raise ConfigError(f"attack.kos.model: {kos.model!r} is not a VAE of this config (VAEs: {', '.join(vaes) or 'none'})")
     if not vaes:

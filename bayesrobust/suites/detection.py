@@ -43,6 +43,7 @@ from sklearn.metrics import roc_auc_score
 
 from bayesrobust.attacks import ATTACKS, build_attack
 from bayesrobust.attacks.base import Penalty
+from bayesrobust.config import reconstructing_models
 from bayesrobust.detection import (
     GENERATIVE_SCORES,
     GenerativeDetector,
@@ -56,6 +57,7 @@ from bayesrobust.detection import (
 from bayesrobust.detection.density import gaussian_noise_like
 from bayesrobust.detection.uncertainty import SCORES
 from bayesrobust.errors import ConfigError
+from bayesrobust.models.base import Reconstructs
 from bayesrobust.seeding import derive_seed, make_generator
 from bayesrobust.suites.attack_config import check_attack_spec, check_targets
 
@@ -109,7 +111,7 @@ def validate_detection(config) -> None:
         if spec.aware_of in PENALTIES and not ATTACKS.get(spec.attack).supports_penalty:
             raise ConfigError(f"detection.attacks.{name}: {spec.attack} cannot take a detector's score in its objective "
                               f"(aware_of = {spec.aware_of!r}); use fgsm, bim, targeted_l2, lbfgs or cw_l2")
-        if spec.aware_of == "reconstruction" and not any(m.arch == "vae" for m in config.models.values()):
+        if spec.aware_of == "reconstruction" and not reconstructing_models(config):
             raise ConfigError(f"detection.attacks.{name}.aware_of = 'reconstruction' attacks a VAE's reconstruction "
                               "error too: add a model with arch = 'vae'")
         if spec.aware_weight <= 0:
@@ -123,7 +125,7 @@ def validate_detection(config) -> None:
     for d in section.detectors:
         if d not in DETECTORS:
             raise ConfigError(f"detection.detectors: unknown detector {d!r}; known: {', '.join(DETECTORS)}")
-    vaes = [n for n, m in config.models.items() if m.arch == "vae"]
+    vaes = reconstructing_models(config)
     if section.vae and section.vae not in vaes:
         raise ConfigError(f"detection.vae: {section.vae!r} is not a VAE of this config (VAEs: {', '.join(vaes) or 'none'})")
     generative = [d for d in section.detectors if d in GENERATIVE_SCORES]
@@ -210,7 +212,7 @@ def defended_models(models, section: DetectionSection) -> list[str]:
 
 def scoring_vae(models, section: DetectionSection):
     """The VAE that scores inputs for the generative detectors: the configured one, else the first."""
-    name = section.vae or next((n for n, m in models.items() if m.arch == "vae"), "")
+    name = section.vae or next((n for n, m in models.items() if isinstance(m, Reconstructs)), "")
     return models[name] if name else None
 
 
