@@ -273,3 +273,28 @@ def test_calibration_metrics_take_any_class_count(colour_model):
     assert 0 <= float(expected_calibration_error(conf, correct)[0]) <= 1
     assert 0 <= float(classwise_ece(pred.mean.numpy(), y.numpy())[0]) <= 1
     assert pred.probs.shape[-1] == 7 and math.isfinite(pred.nll(y))
+
+
+@pytest.mark.slow
+def test_ensemble_members_train_as_parallel_ray_tasks_to_the_same_weights(digits5k):
+    """``executor = "ray"``: members trained as Ray tasks (one core each) with their derived seeds are
+    the members serial training with one thread gives."""
+    pytest.importorskip("ray")
+    train = digits5k[0].head(300, seed=0)
+    spec = {"arch": "tests.user_nets:PlainMLP", "params": {"hidden": 8}}
+    config = TrainSection(epochs=1, batch_size=50)
+    models = {}
+    for executor in ("serial", "ray"):
+        torch.manual_seed(0)
+        models[executor] = build_model("ensemble", members=2, member=spec, executor=executor)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        models["serial"].fit(train, config, seed=4, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    models["ray"].fit(train, config, seed=4, progress=False)
+    serial, parallel = models["serial"].state_dict(), models["ray"].state_dict()
+    assert all(torch.allclose(serial[k], parallel[k], atol=1e-6) for k in serial)
+    assert [r["member"] for r in models["ray"].history_] == [0, 1]
+    assert not torch.equal(serial["members.0.network.net.1.weight"], serial["members.1.network.net.1.weight"])

@@ -14,7 +14,7 @@ from bayesrobust.models import build_model
 from bayesrobust.predictive import Predictive
 from bayesrobust.seeding import make_generator
 from bayesrobust.suites.attack import worst_case
-from tests.conftest import gen
+from tests.conftest import gen, model_inputs, tiny_models
 from tests.test_attacks import FAST
 
 # strong enough that every deciding attack claims some examples on the tiny model
@@ -46,6 +46,27 @@ def test_what_an_attack_claims_is_what_it_reports(name, mode, small_lenet, image
     assert torch.equal(Goal().reached(again, labels, target), result.success)
     if name in ("bim", "jsma", "cw_l2", "lbfgs", "targeted_l2"):
         assert result.claimed.any(), "the contract is only tested where the attack claims something"
+
+
+BROUGHT = tiny_models()
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+@pytest.mark.parametrize("kind", ["wrapped-bn-mc", "wrapped-colour-mc", "ensemble-wrapped3"])
+def test_the_judge_is_consistent_on_brought_models(name, kind, images, labels):
+    """The same contract on user networks (MC dropout on their own dropout layers, a 3×32×32 network
+    of 7 classes) and on a fixed-draw ensemble: what is claimed is reported, and the reported success
+    is the goal on the model's predictive with the judge's draws."""
+    model = BROUGHT[kind]()
+    x, y = model_inputs(model, images), labels % model.num_classes
+    attack = _attack(name, **DECIDING.get(name, {}))
+    target = (y + 1) % model.num_classes if not attack.supports_untargeted else None
+    result = attack(model, x, y, target=target, generator=gen(5))
+    assert bool(result.success[result.claimed].all())
+    seed = draw_seed(gen(5))
+    again = model.predictive(result.x_adv, model.draw_count(8), generator=make_generator(seed) if model.draws.random else None)
+    assert result.predictive.num_samples == result.params["judge_samples"] == model.draw_count(8)
+    assert torch.equal(Goal().reached(again, y, target), result.success)
 
 
 def test_bim_a_agrees_with_bim_b_on_an_mc_model(small_lenet, digits5k):

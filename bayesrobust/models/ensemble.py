@@ -27,6 +27,8 @@ from bayesrobust.errors import ConfigError
 from bayesrobust.models.base import MODELS, BayesianClassifier, Draws, SoftmaxClassifier, build_model
 from bayesrobust.seeding import derive_seed
 
+EXECUTORS = ("serial", "ray")  # how fit trains the members
+
 
 @MODELS.register("ensemble")
 class DeepEnsemble(SoftmaxClassifier):
@@ -38,6 +40,7 @@ class DeepEnsemble(SoftmaxClassifier):
             of K specs (what a checkpoint of a mixed ensemble records).
         models: already built members (``wrap([...])``, ``DeepEnsemble(models=[...])``); not part of
             the checkpoint's params, which record their specs instead.
+        executor: how ``fit`` trains the members: ``serial`` or ``ray`` (parallel tasks, one core each).
     """
 
     arch = "ensemble"
@@ -45,7 +48,9 @@ class DeepEnsemble(SoftmaxClassifier):
 
     def __init__(self, *, mode: str = "ensemble", members: int = 5,
                  member: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
-                 models: Sequence[BayesianClassifier] | None = None) -> None:
+                 models: Sequence[BayesianClassifier] | None = None, executor: str = "serial") -> None:
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
         if models is not None:
             specs = [m.describe() for m in models]
         else:
@@ -59,7 +64,7 @@ class DeepEnsemble(SoftmaxClassifier):
         if not models:
             raise ValueError("an ensemble needs at least one member")
         same = all(s == specs[0] for s in specs)
-        super().__init__(mode=mode, members=len(models), member=_plain(specs[0] if same else specs))
+        super().__init__(mode=mode, members=len(models), member=_plain(specs[0] if same else specs), executor=executor)
         self.members = nn.ModuleList(models)
         first = models[0]
         for i, m in enumerate(models[1:], 1):
@@ -94,16 +99,42 @@ class DeepEnsemble(SoftmaxClassifier):
 
     def fit(self, train, config, *, val=None, seed: int = 0, progress: bool = True) -> DeepEnsemble:
         """Each member trained on its own (seed ``derive_seed(seed, "member", i)`` for its data order
-        and dropout masks; its initialisation came from the ensemble's construction)."""
+        and dropout masks; its initialisation came from the ensemble's construction): one after another
+        here, or with ``executor = "ray"`` as parallel Ray tasks of one core each on this machine (the
+        same seeds, so the same members as serial training with one thread)."""
+        seeds = [derive_seed(seed, "member", str(i)) for i in range(len(self.members))]
+        if self.params["executor"] == "ray":
+            trained = _fit_on_ray(list(self.members), train, config, val, seeds)
+        else:
+            trained = [_fit_member(m, train, config, val, s, progress=progress) for m, s in zip(self.members, seeds)]
         self.history_ = []
-        for i, member in enumerate(self.members):
-            member.fit(train, config, val=val, seed=derive_seed(seed, "member", str(i)), progress=progress)
-            self.history_ += [{"member": i, **record} for record in member.history_]
+        for i, (member, (state, history)) in enumerate(zip(self.members, trained)):
+            member.load_state_dict(state)
+            member.history_ = history
+            self.history_ += [{"member": i, **record} for record in history]
         return self
 
     def epochs_run(self) -> float:
         """Mean epochs per member (early stopping can stop members at different epochs)."""
         return float(len(self.history_) / len(self.members))
+
+
+def _fit_member(member: BayesianClassifier, train, config, val, seed: int, *, progress: bool = False, threads: int = 0):
+    """Train one member; (its state_dict, its history). ``threads`` > 0 pins torch's threads (a Ray task
+    uses the one core it reserved)."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+    member.fit(train, config, val=val, seed=seed, progress=progress)
+    return member.state_dict(), member.history_
+
+
+def _fit_on_ray(members, train, config, val, seeds: list[int]):
+    from bayesrobust.sweeps.execute import ray_session
+
+    with ray_session() as ray:
+        task = ray.remote(num_cpus=1, max_retries=0)(_fit_member)
+        train_ref, val_ref = ray.put(train), ray.put(val)  # shipped once, shared by every member's task
+        return ray.get([task.remote(m.cpu(), train_ref, config, val_ref, s, threads=1) for m, s in zip(members, seeds)])
 
 
 def _build_member(spec: Mapping[str, Any], index: int) -> BayesianClassifier:

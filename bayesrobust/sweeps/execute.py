@@ -19,6 +19,7 @@ import json
 import os
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,14 @@ def run_ray(jobs: list[dict[str, Any]], sweep_dir: Path, progress, *, address: s
     Without ``address`` Ray starts on this machine (all its cores) and stops afterwards; with one
     (``auto`` or ``ray://host:10001``) the tasks go to that cluster, whose nodes must have bayesrobust
     installed and the data directory at the same path."""
+    with ray_session(address) as ray:
+        return _run_on_ray(ray, jobs, sweep_dir, progress, cpus_per_trial)
+
+
+@contextmanager
+def ray_session(address: str | None = None):
+    """Ray, started on this machine's cores (``address`` None) or joined (``auto``, ``ray://…``) for the
+    block, and stopped afterwards when this block started it; a Ray already initialised is used as it is."""
     ray = import_ray()
     started_here = not ray.is_initialized()
     if started_here:
@@ -103,6 +112,14 @@ def run_ray(jobs: list[dict[str, Any]], sweep_dir: Path, progress, *, address: s
                      configure_logging=False)
         except Exception as exc:  # noqa: BLE001 - Ray's own start-up errors vary by version and platform
             raise ConfigError(f"Ray could not start{' at ' + address if address else ''}: {exc}") from None
+    try:
+        yield ray
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _run_on_ray(ray, jobs, sweep_dir: Path, progress, cpus_per_trial: float) -> list[dict[str, Any]]:
     task = ray.remote(num_cpus=cpus_per_trial, max_retries=0)(run_trial)
     pending = {task.remote(**job["args"]): job for job in jobs}
     outcomes = []
@@ -125,6 +142,4 @@ def run_ray(jobs: list[dict[str, Any]], sweep_dir: Path, progress, *, address: s
         raise
     finally:
         bar.close()
-        if started_here:
-            ray.shutdown()
     return outcomes
