@@ -280,12 +280,7 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
         ``network``: for a wrapped model whose class cannot be imported again (defined in a notebook or
         a function), an instance of it to load the weights into."""
         path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint not found: {path}")
-        try:
-            payload = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as exc:  # torch raises many types for corrupt files
-            raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+        payload = read_weights(path, map_location, "checkpoint")
         if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
             raise ForeignCheckpoint(
                 f"{path}: not a bayesrobust model checkpoint (format {payload.get('format') if isinstance(payload, dict) else None!r}). "
@@ -313,6 +308,17 @@ class SoftmaxClassifier(BayesianClassifier):
 
     def _tempered(self, logits: torch.Tensor) -> torch.Tensor:
         return logits if self.temperature == 1.0 else logits / self.temperature
+
+
+def read_weights(path: Path, map_location: str, what: str) -> Any:
+    """A ``.pt`` file read with ``weights_only=True`` (nothing is unpickled); a missing or unreadable
+    file is a CheckpointError naming ``what`` it should have been."""
+    if not path.is_file():
+        raise CheckpointError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise CheckpointError(f"{path}: not a readable {what} ({type(exc).__name__}: {exc})") from None
 
 
 def _checked(samples: int) -> int:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bayesrobust.errors import CheckpointError, ConfigError, InputError
-from bayesrobust.models.base import CHECKPOINT_FORMAT, DIGIT_SHAPE, MODELS, Draws, SoftmaxClassifier
+from bayesrobust.models.base import CHECKPOINT_FORMAT, DIGIT_SHAPE, MODELS, Draws, SoftmaxClassifier, read_weights
 from bayesrobust.seeding import derive_seed
 
 # Upper bound on input elements of one replicated chunk (T·N·C·H·W): 2 MB of float32 inputs. On 2 CPU
@@ -245,12 +245,7 @@ class WrappedClassifier(SoftmaxClassifier):
         path)``; also ``{"state_dict": …}``), read with ``weights_only=True``. Missing or unexpected keys
         are a CheckpointError that lists them."""
         path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"weights file not found: {path}")
-        try:
-            state = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as exc:  # torch raises many types for corrupt files
-            raise CheckpointError(f"{path}: not a readable weights file ({type(exc).__name__}: {exc})") from None
+        state = read_weights(path, map_location, "weights file")
         if isinstance(state, Mapping) and state.get("format") == CHECKPOINT_FORMAT:
             raise CheckpointError(f"{path} is a bayesrobust checkpoint: load it with BayesianClassifier.load")
         if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
