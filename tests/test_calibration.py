@@ -104,11 +104,17 @@ def test_shift_protocol_runs_every_copy_and_shows_no_bar_without_shifts(trained_
     monkeypatch.setattr(progress.sys, "stderr", log)
     monkeypatch.setattr(progress, "_QUIET", {"value": False})
     plain = trained_lenet.with_mode("plain")  # deterministic, so both strength-0 copies score alike
-    config = SimpleNamespace(shift_limit=50, rotations=[], translations=[], samples=2, batch_size=50)
-    assert run_shift_protocol({"m": plain}, digits5k[1], config, seed=0) == {}
+    config = SimpleNamespace(shift_limit=50, rotations=[], translations=[], samples=2, batch_size=50, bootstrap=200)
+    assert run_shift_protocol({"m": plain}, digits5k[1], config, seed=0) == ({}, {})
     assert log.getvalue() == ""
     config.rotations, config.translations = [90.0], [4]
-    metrics = run_shift_protocol({"m": plain}, digits5k[1], config, seed=0)
+    metrics, arrays = run_shift_protocol({"m": plain, "mc": trained_lenet}, digits5k[1], config, seed=0)
     assert {k.rsplit("/", 2)[0] for k in metrics} == {"rotate/0", "rotate/90", "translate/0", "translate/4"}
     assert metrics["rotate/0/m/acc"] == metrics["translate/0/m/acc"] > metrics["rotate/90/m/acc"]
+    # per-example NLL and Brier behind the means and their intervals, for paired differences
+    for key in ("rotate/90/m", "translate/4/mc"):
+        assert arrays[f"{key}/nll"].shape == arrays[f"{key}/brier"].shape == (50,)
+        assert metrics[f"{key}/nll"] == pytest.approx(float(arrays[f"{key}/nll"].mean()), rel=1e-5)
+        assert metrics[f"{key}/brier_low"] <= metrics[f"{key}/brier"] <= metrics[f"{key}/brier_high"]
+        assert metrics[f"{key}/nll_low"] <= metrics[f"{key}/nll"] <= metrics[f"{key}/nll_high"]
     assert "shift protocol" in log.getvalue() and "4/4" in log.getvalue()

@@ -107,15 +107,21 @@ def classwise_ece(probs, labels, bins: int = 15, scheme: str = "width") -> np.nd
     return np.mean(per_class, axis=0)
 
 
-def brier_score(probs, labels, *, ovadia: bool = False) -> np.ndarray:
-    """Multiclass Brier score per row (``probs`` ``(B, N, C)`` or ``(N, C)``); ``ovadia=True`` drops the
-    constant +1 as Ovadia et al.'s code does."""
+def brier_terms(probs, labels) -> np.ndarray:
+    """Each example's multiclass Brier term Σ_c (p_c − 1[y = c])², ``(B, N)`` (``probs`` ``(B, N, C)``
+    or ``(N, C)``)."""
     probs = np.asarray(probs, dtype=np.float64)
     probs = probs[None] if probs.ndim == 2 else probs
     labels = np.atleast_2d(np.asarray(labels)).astype(np.int64)
     onehot = np.zeros_like(probs)
     np.put_along_axis(onehot, labels[..., None], 1.0, axis=2)
-    score = ((probs - onehot) ** 2).sum(2).mean(1)
+    return ((probs - onehot) ** 2).sum(2)
+
+
+def brier_score(probs, labels, *, ovadia: bool = False) -> np.ndarray:
+    """Multiclass Brier score per row (the mean of :func:`brier_terms`); ``ovadia=True`` drops the
+    constant +1 as Ovadia et al.'s code does."""
+    score = brier_terms(probs, labels).mean(1)
     return score - 1.0 if ovadia else score
 
 

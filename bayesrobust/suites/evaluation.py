@@ -10,7 +10,9 @@ uncertainty (FPR@95: the share of test digits flagged when 95% of the shifted on
 ``shift/<set>/<vae>/elbo``: the generative model's own surprise. Also ``arrays/evaluation.npz``
 (per-example uncertainty for the report's histograms and a stratified grid of test digits) and one ArviZ NetCDF per model on the test split. With ``rotations`` /
 ``translations``, Ovadia et al.'s shift protocol: ``rotate/<degrees>/<model>/{acc,nll,brier,ece,entropy}``
-and ``translate/<pixels>/<model>/…`` on shifted copies of the test digits.
+and ``translate/<pixels>/<model>/…`` on shifted copies of the test digits, NLL and Brier with bootstrap
+intervals, and their per-example values in ``arrays/evaluation.npz`` under the same keys (paired
+differences between models on the same shifted digits).
 """
 
 from __future__ import annotations
@@ -101,25 +103,40 @@ def generative_scores(model, images: torch.Tensor, seed: int) -> dict[str, np.nd
     return {kind: GenerativeDetector(model, kind, seed=seed).score(images) for kind in GENERATIVE_SCORES}
 
 
-def shift_metrics(pred: Predictive, labels: torch.Tensor) -> dict[str, float]:
-    """Ovadia et al.'s quantities on one shifted copy: accuracy, NLL, Brier, ECE (15 bins), entropy."""
+def shift_metrics(pred: Predictive, labels: torch.Tensor, *, resamples: int = 0,
+                  seed: int = 0) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Ovadia et al.'s quantities on one shifted copy — accuracy, NLL, Brier, ECE (15 bins), entropy —
+    with bootstrap intervals of NLL and Brier when ``resamples`` > 0, and the per-example NLL and Brier
+    (what paired differences between models on the same shifted digits are computed from)."""
     from bayesrobust.metrics import calibration as cal
+    from bayesrobust.metrics.bootstrap import batched_mean, bootstrap_all
 
     probs = pred.mean.double().numpy()
     y = labels.numpy()
     correct = probs.argmax(1) == y
-    return {"acc": float(correct.mean()), "nll": pred.nll(labels), "brier": float(cal.brier_score(probs, y)[0]),
-            "ece": float(cal.expected_calibration_error(probs.max(1), correct)[0]), "entropy": float(pred.entropy.mean())}
+    nll = -pred.log_likelihood(labels).double().numpy()
+    brier = cal.brier_terms(probs, y)[0]
+    metrics = {"acc": float(correct.mean()), "nll": float(nll.mean()), "brier": float(brier.mean()),
+               "ece": float(cal.expected_calibration_error(probs.max(1), correct)[0]), "entropy": float(pred.entropy.mean())}
+    if resamples:
+        intervals = bootstrap_all({"nll": (batched_mean, (nll,)), "brier": (batched_mean, (brier,))}, resamples=resamples,
+                                  seed=seed)
+        for name, interval in intervals.items():
+            metrics.update({k: v for k, v in interval.as_dict(name).items() if k != name})
+    return metrics, {"nll": nll.astype(np.float32), "brier": brier.astype(np.float32)}
 
 
-def run_shift_protocol(models, test, config, seed: int) -> dict[str, float]:
+def run_shift_protocol(models, test, config, seed: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Every model on rotated and translated copies of the test digits (``rotate/<deg>/<model>/…``,
-    ``translate/<px>/<model>/…``)."""
+    ``translate/<px>/<model>/…``), the per-example NLL and Brier as arrays under the same keys. Every
+    model sees the same copies and the bootstrap the same resamples (one seed per copy), so intervals
+    of paired differences can be read from the arrays."""
     from bayesrobust.data.shift import rotate, translate
     from bayesrobust.progress import progress_bar
 
     subset = test.head(config.shift_limit, seed=0) if config.shift_limit else test
     metrics: dict[str, float] = {}
+    arrays: dict[str, np.ndarray] = {}
     # strength 0 (the same digits unshifted) starts each curve, computed the same way
     copies = [("rotate", r, rotate(subset.images, r)) for r in ([0.0, *config.rotations] if config.rotations else [])]
     copies += [("translate", t, translate(subset.images, t)) for t in ([0, *config.translations] if config.translations else [])]
@@ -127,9 +144,12 @@ def run_shift_protocol(models, test, config, seed: int) -> dict[str, float]:
         for name, model in models.items():
             pred = model.predictive(images, config.samples, generator=make_generator(derive_seed(seed, kind, name)),
                                     batch_size=config.batch_size)
-            for key, value in shift_metrics(pred, subset.labels).items():
-                metrics[f"{kind}/{strength:g}/{name}/{key}"] = value
-    return metrics
+            values, per_example = shift_metrics(pred, subset.labels, resamples=config.bootstrap,
+                                                seed=derive_seed(seed, "bootstrap", kind, f"{strength:g}"))
+            prefix = f"{kind}/{strength:g}/{name}"
+            metrics.update({f"{prefix}/{key}": value for key, value in values.items()})
+            arrays.update({f"{prefix}/{key}": value for key, value in per_example.items()})
+    return metrics, arrays
 
 
 def run_evaluation(run, models, data, config, seed: int) -> dict[str, float]:
@@ -168,7 +188,9 @@ def run_evaluation(run, models, data, config, seed: int) -> dict[str, float]:
                 metrics[f"{prefix}/elbo"] = -float(shifted_surprise["elbo"].mean())
             arrays[f"shift/{set_name}/{name}/entropy"] = spred.entropy.numpy()
             arrays[f"shift/{set_name}/{name}/mutual_information"] = spred.mutual_information.numpy()
-    metrics.update(run_shift_protocol(models, data.test, config, seed))
+    shift_values, shift_arrays = run_shift_protocol(models, data.test, config, seed)
+    metrics.update(shift_values)
+    arrays.update(shift_arrays)
     run.save_arrays("arrays/evaluation.npz", **arrays)
     run.write_json("arrays/evaluation.json", {"models": list(models), "shifted": list(data.shifted),
                                                "unlabelled": [k for k, v in data.shifted.items() if not v.labelled],
