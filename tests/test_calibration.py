@@ -118,3 +118,23 @@ def test_shift_protocol_runs_every_copy_and_shows_no_bar_without_shifts(trained_
         assert metrics[f"{key}/brier_low"] <= metrics[f"{key}/brier"] <= metrics[f"{key}/brier_high"]
         assert metrics[f"{key}/nll_low"] <= metrics[f"{key}/nll"] <= metrics[f"{key}/nll_high"]
     assert "shift protocol" in log.getvalue() and "4/4" in log.getvalue()
+
+
+def test_paired_shift_differences_cancel_what_both_models_share():
+    """Two models whose per-example NLL differ by a constant on every digit: the paired interval is that
+    constant exactly, however much the digits vary (an unpaired comparison would overlap)."""
+    import numpy as np
+
+    from bayesrobust.analysis.paired import paired_shift_differences, shift_copies
+
+    rng = np.random.default_rng(0)
+    hard = rng.exponential(2.0, 500)
+    arrays = {"rotate/90/a/nll": hard + 0.1, "rotate/90/b/nll": hard, "rotate/90/a/brier": hard * 0.0,
+              "rotate/90/b/brier": hard * 0.0 + 0.2, "translate/4/a/nll": hard, "translate/4/b/nll": hard,
+              "rotate/90/c/nll": hard}
+    assert shift_copies(arrays, "a") == ["rotate/90", "translate/4"]
+    diff = paired_shift_differences(arrays, "a", "b", resamples=200)
+    assert set(diff) == {"rotate/90/nll", "rotate/90/brier", "translate/4/nll"}
+    assert diff["rotate/90/nll"].low == pytest.approx(0.1) and diff["rotate/90/nll"].high == pytest.approx(0.1)
+    assert diff["rotate/90/brier"].estimate == pytest.approx(-0.2)
+    assert diff["translate/4/nll"].estimate == 0.0

@@ -1,0 +1,38 @@
+"""Paired differences between two models of one run on the same shifted digits (Ovadia et al.'s shift
+protocol): is one model's NLL or Brier lower than the other's on rotated / translated copies, beyond the
+resampling noise of the digits both saw?
+
+Reads the per-example values the evaluation suite saves (``arrays/evaluation.npz``, keys
+``<kind>/<strength>/<model>/<metric>``) and resamples the digits with the same indices for both models
+(``metrics.bootstrap.paired_bootstrap``), so the digits' own difficulty cancels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from bayesrobust.metrics.bootstrap import Interval, batched_mean, paired_bootstrap
+
+
+def shift_copies(arrays: Mapping[str, np.ndarray], model: str, metric: str = "nll") -> list[str]:
+    """The ``<kind>/<strength>`` copies the arrays hold ``metric`` for ``model``, in file order."""
+    suffix = f"/{model}/{metric}"
+    return [key[: -len(suffix)] for key in arrays if key.endswith(suffix) and key.count("/") == 3]
+
+
+def paired_shift_differences(arrays: Mapping[str, np.ndarray], first: str, second: str, *,
+                             metrics: tuple[str, ...] = ("nll", "brier"), resamples: int = 1000,
+                             seed: int = 0) -> dict[str, Interval]:
+    """``{"<kind>/<strength>/<metric>": Interval}`` of mean(first) − mean(second) on every shifted copy
+    both models were scored on (negative: ``first`` is better on a lower-is-better metric)."""
+    out = {}
+    for copy in shift_copies(arrays, first, metrics[0]):
+        for metric in metrics:
+            a, b = arrays.get(f"{copy}/{first}/{metric}"), arrays.get(f"{copy}/{second}/{metric}")
+            if a is None or b is None:
+                continue
+            out[f"{copy}/{metric}"] = paired_bootstrap(batched_mean, (np.asarray(a, np.float64),),
+                                                       (np.asarray(b, np.float64),), resamples=resamples, seed=seed)
+    return out
