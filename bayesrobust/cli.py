@@ -18,7 +18,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="override a config value, e.g. --set models.lenet.train.epochs=2 (repeatable)")
     parser.add_argument("--out", help="run folder to create (default: runs/<name>/<timestamp>)")
     parser.add_argument("--seed", type=int, help="random seed (overrides run.seed)")
-    parser.add_argument("--device", help="cpu or cuda (overrides run.device)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (overrides run.device)")
     parser.add_argument("--data-dir", help="folder holding dataset files (else $BAYESROBUST_DATA, else the cache)")
     parser.add_argument("--download", action="store_true", help="download missing dataset files (checksummed)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder")

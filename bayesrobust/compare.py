@@ -18,6 +18,7 @@ import numpy as np
 
 from bayesrobust.metrics import calibration as cal
 from bayesrobust.metrics.bootstrap import Interval, batched_mean, paired_bootstrap, with_interval
+from bayesrobust.errors import RunError
 from bayesrobust.runs import RunDir
 
 DEFAULT_PATTERNS = ("clean/*/acc", "clean/*/nll", "calib/*/acc", "calib/*/nll", "calib/*/brier", "calib/*/ece",
@@ -72,8 +73,15 @@ def paired_difference(reference: dict, other: dict, model: str, measure: str, *,
 
 
 def compare_runs(paths: list[str], patterns=DEFAULT_PATTERNS, *, resamples: int = 1000, seed: int = 0) -> Comparison:
+    """The runs' metrics matching ``patterns`` side by side; a pattern the caller gave that matches no
+    metric of any run is an error naming it (a typo must not silently shrink the table)."""
     runs = [RunDir.open(p) for p in paths]
     metrics = [r.metrics() for r in runs]
+    if patterns is not DEFAULT_PATTERNS:
+        unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(k, p) for m in metrics for k in m)]
+        if unmatched:
+            raise RunError(f"--metric {unmatched[0]!r} matches no metric of these runs (keys look like "
+                           f"{next(iter(metrics[0]), 'clean/<model>/acc')!r})")
     keys = sorted({k for m in metrics for k in m if not k.endswith(("_low", "_high"))
                    and any(fnmatch.fnmatchcase(k, p) for p in patterns)})
     examples = [_examples(r) for r in runs]

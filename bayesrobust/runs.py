@@ -191,6 +191,8 @@ class RunDir:
     @classmethod
     def open(cls, path: str | Path) -> RunDir:
         path = Path(path)
+        if not path.is_dir():
+            raise RunError(f"no such run folder: {path}")
         if not (path / "metrics.json").exists() and not (path / INCOMPLETE).exists():
             raise RunError(f"{path} is not a run folder (no metrics.json)")
         return cls(path)

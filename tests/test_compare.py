@@ -49,5 +49,10 @@ def test_compare_command_writes_markdown_and_csv(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| clean/other/acc | – | 0.5000 |" in printed and (tmp_path / "t.md").read_text() == printed
     assert (tmp_path / "t.csv").read_text().splitlines()[0] == f"metric,{a},{b}"
-    assert main(["compare", str(a), "--metric", "nothing/*"]) == 1
+    assert main(["compare", str(a), "--metric", "nothing/*"]) == 2  # a pattern matching nothing is an error
+    assert "'nothing/*' matches no metric" in capsys.readouterr().err
+    # one pattern matches, the other is a typo: refused, not silently dropped from the table
+    assert main(["compare", str(a), str(b), "--metric", "calib/*/acc", "--metric", "calib/*/ece_typo"]) == 2
+    assert "'calib/*/ece_typo'" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "missing")]) == 2
+    assert "no such run folder" in capsys.readouterr().err

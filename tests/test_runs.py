@@ -47,6 +47,8 @@ def test_mark_failed_records_the_error(tmp_path):
 def test_open_refuses_non_run_folders(tmp_path):
     with pytest.raises(RunError, match="not a run folder"):
         RunDir.open(tmp_path)
+    with pytest.raises(RunError, match="no such run folder"):  # not "no metrics.json" for a typo in the path
+        RunDir.open(tmp_path / "absent")
 
 
 def test_arrays_round_trip(tmp_path):
