@@ -14,6 +14,7 @@ from bayesrobust.errors import ConfigError, DatasetMissing, ForeignCheckpoint
 from bayesrobust.models import BayesianClassifier, build_model
 from bayesrobust.models.base import is_import_path
 from bayesrobust.models.temperature import fit_temperature
+from bayesrobust.progress import quiet_unless
 from bayesrobust.runs import RunDir, environment
 from bayesrobust.seeding import derive_seed, deterministic_algorithms, seed_everything
 
@@ -137,7 +138,7 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, data_dir: str |
     run and restored afterwards."""
     run = RunDir.create(out, overwrite=overwrite)
     try:
-        with deterministic_algorithms():
+        with deterministic_algorithms(), quiet_unless(progress):
             _execute(run, config, data_dir=data_dir, download=download, progress=progress, suites=suites, report=report)
     except BaseException as exc:
         run.mark_failed(exc)

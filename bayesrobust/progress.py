@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from tqdm.auto import tqdm
@@ -32,6 +33,18 @@ class _LogLines:
 
 def set_quiet(quiet: bool) -> None:
     _QUIET["value"] = quiet
+
+
+@contextmanager
+def quiet_unless(show: bool) -> Iterator[None]:
+    """No progress bar anywhere within the block unless ``show`` (``run_experiment(progress=False)``
+    silences the suites' bars too, not only training's); the previous setting afterwards."""
+    saved = _QUIET["value"]
+    _QUIET["value"] = saved or not show
+    try:
+        yield
+    finally:
+        _QUIET["value"] = saved
 
 
 def progress_bar(iterable: Iterable[T], *, desc: str = "", enabled: bool = True, leave: bool = True, total=None):

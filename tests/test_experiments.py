@@ -170,9 +170,11 @@ def small_config(tmp_path) -> Path:
     return path
 
 
-def test_same_seed_same_numbers(tmp_path, small_config):
+def test_same_seed_same_numbers(tmp_path, small_config, monkeypatch, capsys):
+    from bayesrobust import progress
     from bayesrobust.experiment import run_experiment
 
+    monkeypatch.setattr(progress, "_QUIET", {"value": False})  # bars on, as in a terminal session
     results = []
     for i in range(2):  # the report only reads these numbers: not built here (every other run test builds it)
         out = tmp_path / f"r{i}"
@@ -180,6 +182,9 @@ def test_same_seed_same_numbers(tmp_path, small_config):
         metrics = json.loads((out / "metrics.json").read_text())
         results.append({k: v for k, v in metrics.items() if not k.endswith("/seconds")})
     assert results[0] == results[1]
+    printed = capsys.readouterr().err  # progress=False silences every bar, the suites' too
+    assert "%|" not in printed and "it/s" not in printed, printed[-500:]
+    assert progress._QUIET["value"] is False  # and the setting is restored afterwards
     assert "adv/cw@adaptive/mc/success_rate" in results[0] and "clean/gp/acc" in results[0]
     # weights_of: the plain twin is the MC model's network, not a second training
     import torch
