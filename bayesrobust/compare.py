@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bayesrobust.errors import RunError
 from bayesrobust.metrics import calibration as cal
 from bayesrobust.metrics.bootstrap import Interval, batched_mean, paired_bootstrap, with_interval
-from bayesrobust.errors import RunError
 from bayesrobust.runs import RunDir
 
 DEFAULT_PATTERNS = ("clean/*/acc", "clean/*/nll", "calib/*/acc", "calib/*/nll", "calib/*/brier", "calib/*/ece",
