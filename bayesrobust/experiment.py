@@ -62,8 +62,10 @@ def shifted_set(name: str, d, data_dir, download: bool) -> Dataset:
     return dataset
 
 
-def prepare_models(config: ExperimentConfig, data: ExperimentData, run: RunDir | None, *, progress: bool) -> tuple[dict[str, BayesianClassifier], dict[str, float]]:
-    """Load or train every configured model; save checkpoints into the run folder."""
+def prepare_models(config: ExperimentConfig, data: ExperimentData, run: RunDir | None, *, progress: bool,
+                   loaded: dict[str, BayesianClassifier] | None = None) -> tuple[dict[str, BayesianClassifier], dict[str, float]]:
+    """Load or train every configured model (``loaded``: checkpoints already read, by section name);
+    save checkpoints into the run folder."""
     models, metrics = {}, {}
     for name, spec in config.models.items():
         start = time.perf_counter()
@@ -72,7 +74,7 @@ def prepare_models(config: ExperimentConfig, data: ExperimentData, run: RunDir |
             same_mode = not spec.mode or spec.mode == source.mode
             model = (copy.deepcopy(source) if same_mode else source.with_mode(spec.mode)).eval()
         elif spec.checkpoint:
-            model = load_model(spec, f"models.{name}")
+            model = loaded[name] if loaded and name in loaded else load_model(spec, f"models.{name}")
         else:
             seed = derive_seed(config.run.seed, "model", name)
             seed_everything(seed)  # weight initialisation
@@ -133,34 +135,41 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, data_dir: str |
                    overwrite: bool = False, progress: bool = True, suites: bool = True, report: bool = True) -> RunDir:
     """Execute ``config`` into a new run folder ``out`` and return it.
 
-    The folder is marked INCOMPLETE until every stage has finished; a failure records the error
-    there and re-raises, so a crashed run never looks complete. Deterministic kernels are on for the
-    run and restored afterwards."""
-    run = RunDir.create(out, overwrite=overwrite)
-    try:
-        with deterministic_algorithms(), quiet_unless(progress):
-            _execute(run, config, data_dir=data_dir, download=download, progress=progress, suites=suites, report=report)
-    except BaseException as exc:
-        run.mark_failed(exc)
-        raise
+    Pre-flight first: the data and every checkpoint are read before the folder is claimed, so a missing
+    or corrupt file fails with nothing left behind. From then on the folder is marked INCOMPLETE until
+    every stage has finished; a failure records the error there and re-raises, so a crashed run never
+    looks complete. Deterministic kernels are on for the run and restored afterwards."""
+    if Path(out).exists() and not overwrite:
+        RunDir.create(out, overwrite=False)  # raises the usual "already exists" error, before any work
+    with deterministic_algorithms(), quiet_unless(progress):
+        seed_everything(config.run.seed)
+        start = time.perf_counter()
+        data = load_data(config, data_dir, download)
+        loaded = {name: load_model(spec, f"models.{name}") for name, spec in config.models.items() if spec.checkpoint}
+        data_seconds = time.perf_counter() - start
+        run = RunDir.create(out, overwrite=overwrite)
+        try:
+            _execute(run, config, data, loaded, data_seconds, progress=progress, suites=suites, report=report)
+        except BaseException as exc:
+            run.mark_failed(exc)
+            raise
     run.finish()
     return run
 
 
-def _execute(run: RunDir, config: ExperimentConfig, *, data_dir, download, progress, suites, report) -> None:
-    """The stages of :func:`run_experiment`, in order, into ``run``."""
+def _execute(run: RunDir, config: ExperimentConfig, data: ExperimentData, loaded: dict[str, BayesianClassifier],
+             data_seconds: float, *, progress, suites, report) -> None:
+    """The stages of :func:`run_experiment`, in order, into ``run`` (data and checkpoints already read)."""
     from bayesrobust.suites.registry import SUITES
 
-    seed_everything(config.run.seed)
     run.write_text("config.toml", dump_toml(to_plain(config)))
     env = environment(config.run.seed, config.run.device)
+    start = time.perf_counter() - data_seconds
     run.write_json("env.json", env)
-    start = time.perf_counter()
-    data = load_data(config, data_dir, download)
     run.write_json("data.json", {**{k: {**v.info.__dict__, "labelled": v.labelled} for k, v in
                                     [("train", data.train), ("test", data.test), *data.shifted.items()]},
                                  **{k: {"name": k, "available": False, "reason": why} for k, why in data.unavailable.items()}})
-    stages = {"data": time.perf_counter() - start}  # seconds per stage, so a slow run says where it went
+    stages = {"data": data_seconds}  # seconds per stage, so a slow run says where it went
 
     def timed(stage: str, work, *args, **kwargs):
         stage_start = time.perf_counter()
@@ -171,7 +180,7 @@ def _execute(run: RunDir, config: ExperimentConfig, *, data_dir, download, progr
     def write_env() -> None:
         run.write_json("env.json", {**env, "wall_seconds": time.perf_counter() - start, "stage_seconds": stages})
 
-    models, metrics = timed("models", prepare_models, config, data, run, progress=progress)
+    models, metrics = timed("models", prepare_models, config, data, run, progress=progress, loaded=loaded)
     run.update_metrics(metrics)
     if suites:
         for suite_name in SUITES.names():

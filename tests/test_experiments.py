@@ -217,3 +217,25 @@ def test_crashed_run_stays_incomplete(tmp_path, monkeypatch, small_config):
     # rebuilding the report from a crashed run says so
     assert main(["report", str(out)]) == 0
     assert "INCOMPLETE RUN" in (out / "report.md").read_text()
+
+
+def test_failed_pre_flight_checks_leave_no_run_folder(tmp_path, small_config):
+    """A missing dataset file or an unreadable checkpoint fails before the run folder is claimed:
+    nothing half-made is left behind to be mistaken for (or block) a run."""
+    from bayesrobust.errors import CheckpointError, DatasetMissing
+    from bayesrobust.experiment import run_experiment
+
+    out = tmp_path / "missing-data"
+    with pytest.raises(DatasetMissing):
+        run_experiment(load_config(small_config, ['data.shifted=["svhn"]']), out, data_dir=str(tmp_path / "empty"),
+                       progress=False)
+    assert not out.exists()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    out = tmp_path / "bad-checkpoint"
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        run_experiment(load_config(small_config, [f"models.mc.checkpoint={bad}"]), out, progress=False)
+    assert not out.exists()
+    out.mkdir()  # an existing folder is still refused first, without --overwrite
+    with pytest.raises(Exception, match="already exists"):
+        run_experiment(load_config(small_config), out, progress=False)
