@@ -99,15 +99,11 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
         """How the predictive is drawn (:class:`Draws`)."""
 
     def draw_count(self, samples: int) -> int:
-        """S, the number of draws a predictive asked for ``samples`` has: ``samples`` when sampled, the
-        fixed set's size when fixed (families with fixed draws override :meth:`fixed_draws`), 1 when
-        deterministic."""
-        kind = self.draws
-        return _checked(samples) if kind is Draws.SAMPLED else self.fixed_draws() if kind is Draws.FIXED else 1
-
-    def fixed_draws(self) -> int:
-        """K, the size of a fixed set of draws (families whose ``draws`` is ``fixed`` override it)."""
-        raise NotImplementedError(f"{self.arch} has fixed draws but does not say how many")
+        """S, the number of draws a predictive asked for ``samples`` has: ``samples`` when sampled, 1 when
+        deterministic; a family with fixed draws overrides this with its set's size K."""
+        if self.draws is Draws.FIXED:
+            raise TypeError(f"{self.arch} has fixed draws: its family must say how many (override draw_count)")
+        return _checked(samples) if self.draws is Draws.SAMPLED else 1
 
     def mc_dropout_twin(self) -> BayesianClassifier | None:
         """The same weights with dropout kept on at test time (Choi's check), or None where the model has

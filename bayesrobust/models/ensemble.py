@@ -77,7 +77,8 @@ class DeepEnsemble(SoftmaxClassifier):
     def draws(self) -> Draws:
         return Draws.FIXED
 
-    def fixed_draws(self) -> int:
+    def draw_count(self, samples: int) -> int:
+        """K, the members, whatever ``samples`` asks for."""
         return len(self.members)
 
     @property
