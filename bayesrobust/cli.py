@@ -154,17 +154,17 @@ def cmd_datasets(args) -> int:
         else:
             status = _locate_status(spec, args.data_dir)
         rows.append((name, "/".join(spec.splits), status, spec.description))
-    width = max(len(r[2]) for r in rows) + 2
-    print(f"{'name':<15}{'splits':<12}{'status':<{width}}description")
-    for name, splits, status, description in rows:
-        print(f"{name:<15}{splits:<12}{status:<{width}}{description}")
+    header = ("name", "splits", "status", "description")
+    widths = [max(len(r[i]) for r in (header, *rows)) + 2 for i in range(3)]  # columns never run together
+    for row in (header, *rows):
+        print("".join(f"{cell:<{w}}" for cell, w in zip(row[:3], widths)) + row[3])
     return 0
 
 
 def _locate_status(spec, data_dir) -> str:
     from bayesrobust.data.download import locate
 
-    found = [locate(f, spec.name, data_dir) for f in spec.remote_files]
+    found = [locate(f, spec.files_folder, data_dir) for f in spec.remote_files]
     if found and all(found):
         return f"found in {found[0].parent} (--verify to check)"
     if any(found):

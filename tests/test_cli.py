@@ -137,3 +137,18 @@ def test_progress_in_a_log_file_is_whole_lines(monkeypatch):
     monkeypatch.setattr(progress, "_QUIET", {"value": True})
     list(progress.progress_bar(range(5), desc="quiet"))
     assert "quiet" not in log.getvalue()
+
+
+def test_datasets_listing_finds_variants_in_their_sources_folder_and_keeps_columns_apart(tmp_path, capsys):
+    """semeion-resized reads semeion/semeion.data: with that file under --data-dir it is found, not
+    "missing"; and a long name never runs into the next column."""
+    from bayesrobust.data.semeion import SEMEION
+
+    (tmp_path / "semeion").mkdir()
+    (tmp_path / "semeion" / SEMEION.name).write_text("0 " * 266 + "\n")
+    assert main(["datasets", "--data-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert "found in" in rows["semeion-resized"] and "found in" in rows["semeion"]
+    assert rows["semeion-resized"].split()[1] == "all/test"  # separate columns
+    assert "missing" in rows["svhn"]

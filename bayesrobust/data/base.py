@@ -141,7 +141,12 @@ class DatasetSpec:
     description: str
     offline: bool = False  # ships inside an installed package
     classes: str = "digits"  # what the labels name: sets with other classes (clothing) are OOD for digit models
-    remote_files: tuple = ()  # RemoteFile specs looked for in ROOT/<name>/ or ROOT/ (empty when offline)
+    remote_files: tuple = ()  # RemoteFile specs looked for in ROOT/<folder>/ or ROOT/ (empty when offline)
+    folder: str = ""  # the data root's subfolder holding the files ("" = the name; a variant shares its source's)
+
+    @property
+    def files_folder(self) -> str:
+        return self.folder or self.name
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")

@@ -67,4 +67,4 @@ DATASETS.add("semeion", DatasetSpec("semeion", load_semeion, ("all", "test"),
                                     remote_files=(SEMEION,)))
 DATASETS.add("semeion-resized", DatasetSpec("semeion-resized", load_semeion_resized, ("all", "test"),
                                             "Semeion digits stretched 16x16 -> 28x28 without MNIST framing",
-                                            remote_files=(SEMEION,)))
+                                            remote_files=(SEMEION,), folder="semeion"))
