@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bayesrobust.errors import ConfigError
+from bayesrobust.errors import ConfigError, InputError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -273,7 +273,7 @@ def validate(config: ExperimentConfig) -> None:
         if model.calibrate:
             check_calibrate(config, name)
         if not model.checkpoint:
-            check_model(model, where)
+            check_model(model, where, training_shape(config))
         if model.train.optimizer not in ("sgd", "adam", "rmsprop"):
             raise ConfigError(f"{where}.train.optimizer must be sgd, adam or rmsprop, got {model.train.optimizer!r}")
         for key in ("epochs", "batch_size"):
@@ -385,18 +385,24 @@ def check_calibrate(config: ExperimentConfig, name: str) -> None:
         raise ConfigError(f"{where}: the temperature is fitted on the validation split; set data.val_fraction > 0")
 
 
-def check_model(section: ModelSection, where: str) -> None:
-    """Build the model once (cheap) so a bad architecture or parameter of any model is found before
-    the first one trains."""
-    from bayesrobust.models import build_model
-    from bayesrobust.models.base import is_import_path
+def training_shape(config: ExperimentConfig) -> tuple[int, ...]:
+    """One training image's (C, H, W), as the training set's registration declares it."""
+    from bayesrobust.data import DATASETS
+
+    return DATASETS.get(config.data.train).shape if config.data.train in DATASETS else (1, 28, 28)
+
+
+def check_model(section: ModelSection, where: str, shape: tuple[int, ...] = (1, 28, 28)) -> None:
+    """Build the model once (cheap), for images of ``shape``, so a bad architecture or parameter of any
+    model, or a network that cannot take the training images, is found before the first one trains."""
+    from bayesrobust.models.base import build_for_images, is_import_path
     from bayesrobust.models.wrapped import import_object
 
     constructor = import_object(section.arch, f"{where}.arch") if is_import_path(section.arch) else model_family(section.arch)
     params = typed_params(constructor.__init__, section.params, f"{where}.params")
     try:
-        build_model(section.arch, mode=section.mode, **params)
-    except ConfigError as exc:
+        build_for_images(section.arch, shape, mode=section.mode, **params)
+    except (ConfigError, InputError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
 

@@ -11,8 +11,8 @@ from bayesrobust.config import ExperimentConfig, dump_toml, to_plain
 from bayesrobust.data import Dataset, load_dataset
 from bayesrobust.data.folder import load_idx_folder
 from bayesrobust.errors import ConfigError, DatasetMissing, ForeignCheckpoint
-from bayesrobust.models import BayesianClassifier, build_model
-from bayesrobust.models.base import is_import_path
+from bayesrobust.models import BayesianClassifier
+from bayesrobust.models.base import build_for_images, check_shape, is_import_path
 from bayesrobust.models.temperature import fit_temperature
 from bayesrobust.progress import quiet_unless
 from bayesrobust.runs import RunDir, environment
@@ -48,6 +48,10 @@ def load_data(config: ExperimentConfig, data_dir: str | None, download: bool) ->
     for path in config.transfer.extra:  # the user's own IDX folders: a missing one is an error, not skipped
         extra = load_idx_folder(path)
         shifted[extra.info.name] = extra.head(d.shifted_limit, seed=0)
+    for name, dataset in {"data.test": test, **shifted}.items():
+        if dataset.shape != train.shape:
+            raise ConfigError(f"{name} {dataset.info.name!r} has images {dataset.shape}, the training set {d.train!r} "
+                              f"{train.shape}: every evaluated set must have the shape the models take")
     return ExperimentData(train, val, test, shifted, unavailable)
 
 
@@ -74,14 +78,15 @@ def prepare_models(config: ExperimentConfig, data: ExperimentData, run: RunDir |
             same_mode = not spec.mode or spec.mode == source.mode
             model = (copy.deepcopy(source) if same_mode else source.with_mode(spec.mode)).eval()
         elif spec.checkpoint:
-            model = loaded[name] if loaded and name in loaded else load_model(spec, f"models.{name}")
+            model = loaded[name] if loaded and name in loaded else load_model(spec, f"models.{name}", data.train.shape)
         else:
             seed = derive_seed(config.run.seed, "model", name)
             seed_everything(seed)  # weight initialisation
-            model = build_model(spec.arch, mode=spec.mode, **dict(spec.params)).to(config.run.device)
+            model = build_for_images(spec.arch, data.train.shape, mode=spec.mode, **dict(spec.params)).to(config.run.device)
             model.fit(data.train, spec.train, val=data.val, seed=seed, progress=progress)
             metrics[f"train/{name}/epochs"] = model.epochs_run()
         model = model.to(config.run.device)
+        check_shape(model, data.train.shape, f"models.{name}")
         if spec.calibrate == "temperature":  # Guo et al. (2017), on the validation split only
             metrics[f"train/{name}/temperature"] = fit_temperature(
                 model, data.val.images, data.val.labels, seed=derive_seed(config.run.seed, "temperature", name))
@@ -92,15 +97,16 @@ def prepare_models(config: ExperimentConfig, data: ExperimentData, run: RunDir |
     return models, metrics
 
 
-def load_model(spec, where: str) -> BayesianClassifier:
+def load_model(spec, where: str, shape: tuple[int, ...]) -> BayesianClassifier:
     """A section's checkpoint: a bayesrobust checkpoint (made to match the section), or — for a user
-    network named by import path — the network's own ``state_dict`` loaded into its wrapped form."""
+    network named by import path — the network's own ``state_dict`` loaded into its wrapped form for
+    images of ``shape``."""
     try:
         return conform(BayesianClassifier.load(spec.checkpoint), spec, where)
     except ForeignCheckpoint:
         if not is_import_path(spec.arch):
             raise
-    model = build_model(spec.arch, mode=spec.mode, **dict(spec.params))
+    model = build_for_images(spec.arch, shape, mode=spec.mode, **dict(spec.params))
     return model.load_network_weights(spec.checkpoint)
 
 
@@ -145,7 +151,8 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, data_dir: str |
         seed_everything(config.run.seed)
         start = time.perf_counter()
         data = load_data(config, data_dir, download)
-        loaded = {name: load_model(spec, f"models.{name}") for name, spec in config.models.items() if spec.checkpoint}
+        loaded = {name: load_model(spec, f"models.{name}", data.train.shape)
+                  for name, spec in config.models.items() if spec.checkpoint}
         data_seconds = time.perf_counter() - start
         run = RunDir.create(out, overwrite=overwrite)
         try:

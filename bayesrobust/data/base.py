@@ -31,8 +31,9 @@ class DatasetInfo:
 
 @dataclass(frozen=True)
 class Dataset:
-    """Images float32 in [0, 1] shaped (N, 1, 28, 28), labels int64 (N,), and provenance. An
-    unlabelled set (a user's transfer folder without labels) has ``labelled`` False and labels −1."""
+    """Images float32 in [0, 1] shaped (N, C, H, W) — (N, 1, 28, 28) for every digit set, (N, 3, 32, 32)
+    for ``svhn-rgb`` — labels int64 (N,), and provenance. An unlabelled set (a user's transfer folder
+    without labels) has ``labelled`` False and labels −1."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -41,13 +42,18 @@ class Dataset:
     labelled: bool = True
 
     def __post_init__(self) -> None:
-        if self.images.dtype != torch.float32 or tuple(self.images.shape[1:]) != (1, 28, 28):
-            raise DatasetError(f"{self.info.name}: images must be float32 (N, 1, 28, 28), got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.images.dtype != torch.float32 or self.images.dim() != 4 or min(self.images.shape[1:]) < 1:
+            raise DatasetError(f"{self.info.name}: images must be float32 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
         if self.labels.dtype != torch.int64 or self.labels.shape != (self.images.shape[0],):
             raise DatasetError(f"{self.info.name}: labels must be int64 (N,), got {self.labels.dtype} {tuple(self.labels.shape)}")
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One image's (C, H, W)."""
+        return tuple(self.images.shape[1:])
 
     def without_labels(self) -> Dataset:
         """The same images as an unlabelled set (labels −1): for labels that are absent or name other classes."""
@@ -98,7 +104,8 @@ def stratified_split(labels: np.ndarray, n_first: int, seed: int) -> tuple[np.nd
 
 
 def to_dataset(images: np.ndarray, labels: np.ndarray, info: DatasetInfo) -> Dataset:
-    """Wrap uint8 or float arrays (N, 28, 28) as a :class:`Dataset`, checking ranges."""
+    """Wrap uint8 or float arrays (N, H, W) (one channel) or (N, C, H, W) as a :class:`Dataset`,
+    checking ranges."""
     images = np.asarray(images)
     if images.dtype == np.uint8:
         x = torch.from_numpy(images.astype(np.float32) / 255.0)
@@ -143,6 +150,7 @@ class DatasetSpec:
     classes: str = "digits"  # what the labels name: sets with other classes (clothing) are OOD for digit models
     remote_files: tuple = ()  # RemoteFile specs looked for in ROOT/<folder>/ or ROOT/ (empty when offline)
     folder: str = ""  # the data root's subfolder holding the files ("" = the name; a variant shares its source's)
+    shape: tuple[int, ...] = (1, 28, 28)  # one image's (C, H, W): what a model trained on it takes
 
     @property
     def files_folder(self) -> str:

@@ -60,5 +60,16 @@ def load_svhn(split: str = "test", root=None, download: bool = False) -> Dataset
     return to_dataset(images, labels, info)
 
 
+def load_svhn_rgb(split: str = "test", root=None, download: bool = False) -> Dataset:
+    """The same files in colour, as they are: (N, 3, 32, 32), for networks of SVHN's own shape."""
+    spec = SVHN_FILES[split]
+    path, data = fetch(spec, "svhn", root, download)
+    rgb, labels = parse_svhn(data, str(path))
+    info = DatasetInfo("svhn-rgb", split, str(path), len(labels), spec.digest, verified=True, notes="colour 3x32x32")
+    return to_dataset(np.ascontiguousarray(np.transpose(rgb, (0, 3, 1, 2))), labels, info)
+
+
 DATASETS.add("svhn", DatasetSpec("svhn", load_svhn, ("train", "test"), "SVHN format 2 (.mat), greyscale 28x28",
                                  remote_files=tuple(SVHN_FILES.values())))
+DATASETS.add("svhn-rgb", DatasetSpec("svhn-rgb", load_svhn_rgb, ("train", "test"), "SVHN format 2 (.mat), colour 3x32x32",
+                                     remote_files=tuple(SVHN_FILES.values()), folder="svhn", shape=(3, 32, 32)))

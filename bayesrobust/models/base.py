@@ -326,6 +326,21 @@ def _checked(samples: int) -> int:
 MODELS: Registry[type[BayesianClassifier]] = Registry("model architecture")
 
 
+def build_for_images(arch: str, shape: tuple[int, ...], *, mode: str | None = None, **params: Any) -> BayesianClassifier:
+    """:func:`build_model` for images of ``shape`` (C, H, W): a user network named by import path is
+    wrapped for that shape; a family built for another shape is a ConfigError saying both."""
+    if is_import_path(arch):
+        return MODELS.get("wrapped")(mode=mode or "deterministic", module=arch, module_params=params, input_shape=shape)
+    model = build_model(arch, mode=mode, **params)
+    check_shape(model, shape, f"a {arch!r} model")
+    return model
+
+
+def check_shape(model: BayesianClassifier, shape: tuple[int, ...], what: str) -> None:
+    if tuple(model.input_shape) != tuple(shape):
+        raise ConfigError(f"{what} takes images {tuple(model.input_shape)}, the training data are {tuple(shape)}")
+
+
 def is_import_path(arch: str) -> bool:
     """``"package.module:Class"`` names a user network (wrapped, ``models/wrapped.py``), not a family."""
     return ":" in arch

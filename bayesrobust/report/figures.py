@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import matplotlib
 import matplotlib.patches
 import numpy as np
@@ -31,6 +33,18 @@ def new_figure(nrows: int = 1, ncols: int = 1, *, width: float = 3.2, height: fl
     return fig, axes
 
 
+
+def displayable(image) -> np.ndarray:
+    """One image as ``imshow`` takes it: (H, W) for grey — a (1, H, W) image or a flattened square — and
+    (H, W, 3) for colour (C, H, W) images."""
+    a = np.asarray(image)
+    if a.ndim == 3:
+        return a[0] if a.shape[0] == 1 else np.moveaxis(a, 0, -1)
+    if a.ndim == 2:
+        return a
+    side = int(round(math.sqrt(a.size)))
+    return a.reshape(side, side)
+
 class PanelGrid:
     """A grid of image panels drawn on one axes that fills the figure, in inch coordinates (y down).
 
@@ -57,7 +71,7 @@ class PanelGrid:
     def image(self, row: int, col: int, image: np.ndarray, *, title: str = "", color: str = "black",
               cmap: str = "gray_r", vmin: float = 0.0, vmax: float = 1.0) -> None:
         x, y = self._origin(row, col)
-        self.ax.imshow(image.reshape(28, 28), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest",
+        self.ax.imshow(displayable(image), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest",
                        extent=(x, x + self.cell, y + self.cell, y), aspect="auto")
         if title:
             self.ax.text(x + self.cell / 2, y - 0.03, title, ha="center", va="bottom", fontsize=self.font, color=color)
