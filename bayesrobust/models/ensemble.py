@@ -104,15 +104,14 @@ class DeepEnsemble(SoftmaxClassifier):
         here, or with ``executor = "ray"`` as parallel Ray tasks of one core each on this machine (the
         same seeds, so the same members as serial training with one thread)."""
         seeds = [derive_seed(seed, "member", str(i)) for i in range(len(self.members))]
-        if self.params["executor"] == "ray":
-            trained = _fit_on_ray(list(self.members), train, config, val, seeds)
-        else:
-            trained = [_fit_member(m, train, config, val, s, progress=progress) for m, s in zip(self.members, seeds)]
-        self.history_ = []
-        for i, (member, (state, history)) in enumerate(zip(self.members, trained)):
-            member.load_state_dict(state)
-            member.history_ = history
-            self.history_ += [{"member": i, **record} for record in history]
+        if self.params["executor"] == "ray":  # trained in worker processes: their weights come back
+            for member, (state, history) in zip(self.members, _fit_on_ray(list(self.members), train, config, val, seeds)):
+                member.load_state_dict(state)
+                member.history_ = history
+        else:  # trained in place
+            for member, member_seed in zip(self.members, seeds):
+                member.fit(train, config, val=val, seed=member_seed, progress=progress)
+        self.history_ = [{"member": i, **record} for i, member in enumerate(self.members) for record in member.history_]
         return self
 
     def epochs_run(self) -> float:
@@ -120,12 +119,10 @@ class DeepEnsemble(SoftmaxClassifier):
         return float(len(self.history_) / len(self.members))
 
 
-def _fit_member(member: BayesianClassifier, train, config, val, seed: int, *, progress: bool = False, threads: int = 0):
-    """Train one member; (its state_dict, its history). ``threads`` > 0 pins torch's threads (a Ray task
-    uses the one core it reserved)."""
-    if threads > 0:
-        torch.set_num_threads(threads)
-    member.fit(train, config, val=val, seed=seed, progress=progress)
+def _fit_member_task(member: BayesianClassifier, train, config, val, seed: int):
+    """One member trained in a Ray task on the one core it reserved; (its state_dict, its history)."""
+    torch.set_num_threads(1)
+    member.fit(train, config, val=val, seed=seed, progress=False)
     return member.state_dict(), member.history_
 
 
@@ -133,9 +130,9 @@ def _fit_on_ray(members, train, config, val, seeds: list[int]):
     from bayesrobust.sweeps.execute import ray_session
 
     with ray_session() as ray:
-        task = ray.remote(num_cpus=1, max_retries=0)(_fit_member)
+        task = ray.remote(num_cpus=1, max_retries=0)(_fit_member_task)
         train_ref, val_ref = ray.put(train), ray.put(val)  # shipped once, shared by every member's task
-        return ray.get([task.remote(m.cpu(), train_ref, config, val_ref, s, threads=1) for m, s in zip(members, seeds)])
+        return ray.get([task.remote(m.cpu(), train_ref, config, val_ref, s) for m, s in zip(members, seeds)])
 
 
 def _build_member(spec: Mapping[str, Any], index: int) -> BayesianClassifier:

@@ -68,19 +68,35 @@ def dropout_layers(network: nn.Module) -> list[nn.Module]:
 
 
 @contextmanager
-def evaluation_state(network: nn.Module, *, dropout: bool) -> Iterator[None]:
-    """Within the block every submodule is in evaluation mode except, with ``dropout``, the dropout
-    layers; afterwards each submodule has exactly the training flag it had before."""
+def training_flags_kept(network: nn.Module) -> Iterator[None]:
+    """Whatever the block does to train/eval modes, each submodule ends with the flag it had before."""
     saved = [(m, m.training) for m in network.modules()]
-    network.train(False)
-    if dropout:
-        for m in dropout_layers(network):
-            m.train(True)
     try:
         yield
     finally:
         for m, training in saved:
             m.training = training
+
+
+@contextmanager
+def evaluation_state(network: nn.Module, *, dropout: bool) -> Iterator[None]:
+    """Within the block every submodule is in evaluation mode except, with ``dropout``, the dropout
+    layers; afterwards each submodule has exactly the training flag it had before."""
+    with training_flags_kept(network):
+        network.train(False)
+        if dropout:
+            for m in dropout_layers(network):
+                m.train(True)
+        yield
+
+
+@contextmanager
+def seeded_torch_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """PyTorch's own RNG (what ``nn.Dropout`` draws from) seeded with ``seed`` inside the block, the
+    caller's RNG state (CPU, and ``device`` when it is a GPU) restored afterwards."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
 
 
 @MODELS.register("wrapped")
@@ -194,9 +210,7 @@ class WrappedClassifier(SoftmaxClassifier):
         n = x.shape[0]
         chunk = max(1, min(samples, MC_CHUNK_INPUT_ELEMENTS // max(1, x[0].numel() * n)))
         outs = []
-        forked = [x.device] if x.device.type == "cuda" else []
-        with evaluation_state(self.network, dropout=True), torch.random.fork_rng(devices=forked):
-            torch.manual_seed(derive_seed(seed, "dropout"))
+        with evaluation_state(self.network, dropout=True), seeded_torch_rng(derive_seed(seed, "dropout"), x.device):
             for start in range(0, samples, chunk):
                 s = min(chunk, samples - start)
                 replicated = x.unsqueeze(0).expand(s, *x.shape).reshape(s * n, *x.shape[1:])
@@ -228,16 +242,9 @@ class WrappedClassifier(SoftmaxClassifier):
         submodule is back in the state it had."""
         from bayesrobust.models.training import train_model
 
-        saved = [(m, m.training) for m in self.network.modules()]
-        forked = [self.device] if self.device.type == "cuda" else []
-        try:
-            with torch.random.fork_rng(devices=forked):
-                torch.manual_seed(derive_seed(seed, "train", "dropout"))
-                train_model(self, train, config, loss=lambda x, y: F.cross_entropy(self.network(x), y), val=val,
-                            seed=seed, progress=progress)
-        finally:
-            for m, training in saved:
-                m.training = training
+        with training_flags_kept(self.network), seeded_torch_rng(derive_seed(seed, "train", "dropout"), self.device):
+            train_model(self, train, config, loss=lambda x, y: F.cross_entropy(self.network(x), y), val=val,
+                        seed=seed, progress=progress)
         return self
 
     def load_network_weights(self, path: str | Path, map_location: str = "cpu") -> WrappedClassifier:

@@ -62,7 +62,6 @@ def predictive_metrics(pred: Predictive, labels: torch.Tensor | None, *, resampl
                        seed: int = 0) -> dict[str, float]:
     """Accuracy, NLL and mean log-likelihood (with bootstrap intervals when ``resamples`` > 0: the
     Bradshaw et al. table's cells) and the mean uncertainties; without labels only the label-free ones."""
-    from bayesrobust.metrics.bootstrap import batched_mean, bootstrap_all
 
     out = {"confidence": float(pred.confidence.mean()), "entropy": float(pred.entropy.mean()),
            "mi": float(pred.mutual_information.mean()), "variance": float(pred.variance.mean())}
@@ -72,11 +71,17 @@ def predictive_metrics(pred: Predictive, labels: torch.Tensor | None, *, resampl
     ll = pred.log_likelihood(labels).double().numpy()
     out.update(acc=float(correct.mean()), nll=float(-ll.mean()), ll=float(ll.mean()))
     if resamples:
-        intervals = bootstrap_all({"acc": (batched_mean, (correct,)), "ll": (batched_mean, (ll,))},
-                                  resamples=resamples, seed=seed)
-        for name, interval in intervals.items():
-            out.update({k: v for k, v in interval.as_dict(name).items() if k != name})
+        out.update(mean_bounds({"acc": correct, "ll": ll}, resamples=resamples, seed=seed))
     return out
+
+
+def mean_bounds(values: dict[str, np.ndarray], *, resamples: int, seed: int) -> dict[str, float]:
+    """``{name_low, name_high}``: the bootstrap interval of each per-example array's mean, all on the
+    same resamples."""
+    from bayesrobust.metrics.bootstrap import batched_mean, bootstrap_all
+
+    intervals = bootstrap_all({name: (batched_mean, (v,)) for name, v in values.items()}, resamples=resamples, seed=seed)
+    return {k: v for name, interval in intervals.items() for k, v in interval.as_dict(name).items() if k != name}
 
 
 def ood_metrics(test: Predictive, shifted: Predictive) -> dict[str, float]:
@@ -109,7 +114,6 @@ def shift_metrics(pred: Predictive, labels: torch.Tensor, *, resamples: int = 0,
     with bootstrap intervals of NLL and Brier when ``resamples`` > 0, and the per-example NLL and Brier
     (what paired differences between models on the same shifted digits are computed from)."""
     from bayesrobust.metrics import calibration as cal
-    from bayesrobust.metrics.bootstrap import batched_mean, bootstrap_all
 
     probs = pred.mean.double().numpy()
     y = labels.numpy()
@@ -119,10 +123,7 @@ def shift_metrics(pred: Predictive, labels: torch.Tensor, *, resamples: int = 0,
     metrics = {"acc": float(correct.mean()), "nll": float(nll.mean()), "brier": float(brier.mean()),
                "ece": float(cal.expected_calibration_error(probs.max(1), correct)[0]), "entropy": float(pred.entropy.mean())}
     if resamples:
-        intervals = bootstrap_all({"nll": (batched_mean, (nll,)), "brier": (batched_mean, (brier,))}, resamples=resamples,
-                                  seed=seed)
-        for name, interval in intervals.items():
-            metrics.update({k: v for k, v in interval.as_dict(name).items() if k != name})
+        metrics.update(mean_bounds({"nll": nll, "brier": brier}, resamples=resamples, seed=seed))
     return metrics, {"nll": nll.astype(np.float32), "brier": brier.astype(np.float32)}
 
 
