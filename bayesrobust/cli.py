@@ -22,6 +22,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="folder holding dataset files (else $BAYESROBUST_DATA, else the cache)")
     parser.add_argument("--download", action="store_true", help="download missing dataset files (checksummed)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue the incomplete run in RUN_DIR (same config): finished units are kept, the rest runs")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -91,6 +93,10 @@ def _load(args) -> object:
 
 
 def _out(args, config) -> Path:
+    if args.resume:
+        if args.out and Path(args.out) != Path(args.resume):
+            raise BayesRobustError(f"--resume {args.resume} continues that folder; drop --out {args.out}")
+        return Path(args.resume)
     if args.out:
         return Path(args.out)
     return Path("runs") / config.run.name / time.strftime("%Y%m%d-%H%M%S")
@@ -105,7 +111,7 @@ def cmd_run(args, *, suites: bool = True) -> int:
     if getattr(args, "from_run", None):
         config = with_checkpoints(config, args.from_run)
     run = run_experiment(config, _out(args, config), data_dir=args.data_dir, download=args.download,
-                         overwrite=args.overwrite, progress=not args.quiet, suites=suites)
+                         overwrite=args.overwrite, resume=bool(args.resume), progress=not args.quiet, suites=suites)
     print(f"run folder: {run.path}")
     if run.file("report.html").exists():
         print(f"report:     {run.file('report.html')}")
@@ -173,8 +179,8 @@ def _locate_status(spec, data_dir) -> str:
 
 
 def cmd_compare(args) -> int:
+    from bayesrobust.atomic import write_text_atomic
     from bayesrobust.compare import DEFAULT_PATTERNS, compare_runs
-    from bayesrobust.runs import write_text_atomic
 
     if args.resamples < 1:
         raise BayesRobustError(f"--resamples must be >= 1, got {args.resamples}")

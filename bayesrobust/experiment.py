@@ -66,35 +66,55 @@ def shifted_set(name: str, d, data_dir, download: bool) -> Dataset:
     return dataset
 
 
-def prepare_models(config: ExperimentConfig, data: ExperimentData, run: RunDir | None, *, progress: bool,
+def prepare_models(config: ExperimentConfig, data: ExperimentData, run: RunDir, *, progress: bool,
                    loaded: dict[str, BayesianClassifier] | None = None) -> tuple[dict[str, BayesianClassifier], dict[str, float]]:
-    """Load or train every configured model (``loaded``: checkpoints already read, by section name);
-    save checkpoints into the run folder."""
+    """Load or train every configured model (``loaded``: checkpoints already read, by section name) and
+    save its checkpoint into the run folder. Each model is a unit (``units.py``): a resumed run loads the
+    ones that finished. Every model the suites see is the one read back from its checkpoint, so a run and
+    its resumed twin evaluate the same weights."""
+    from bayesrobust.units import Units
+
+    units = Units(run, "models", config.run.seed)
     models, metrics = {}, {}
     for name, spec in config.models.items():
-        start = time.perf_counter()
-        if spec.weights_of:  # the same trained network, a separate object, in this section's mode
-            source = models[spec.weights_of]
-            same_mode = not spec.mode or spec.mode == source.mode
-            model = (copy.deepcopy(source) if same_mode else source.with_mode(spec.mode)).eval()
-        elif spec.checkpoint:
-            model = loaded[name] if loaded and name in loaded else load_model(spec, f"models.{name}", data.train.shape)
-        else:
-            seed = derive_seed(config.run.seed, "model", name)
-            seed_everything(seed)  # weight initialisation
-            model = build_for_images(spec.arch, data.train.shape, mode=spec.mode, **dict(spec.params)).to(config.run.device)
-            model.fit(data.train, spec.train, val=data.val, seed=seed, progress=progress)
-            metrics[f"train/{name}/epochs"] = model.epochs_run()
-        model = model.to(config.run.device)
-        check_shape(model, data.train.shape, f"models.{name}")
-        if spec.calibrate == "temperature":  # Guo et al. (2017), on the validation split only
-            metrics[f"train/{name}/temperature"] = fit_temperature(
-                model, data.val.images, data.val.labels, seed=derive_seed(config.run.seed, "temperature", name))
-        metrics[f"train/{name}/seconds"] = time.perf_counter() - start
-        if run is not None:
-            model.save(run.file(f"checkpoints/{name}.pt"))
-        models[name] = model
+        path = run.file(f"checkpoints/{name}.pt")
+
+        def build(name=name, spec=spec, path=path) -> tuple[dict[str, float], dict]:
+            model, values = make_model(config, name, spec, data, models, progress=progress, loaded=loaded)
+            model.save(path)
+            return values, {}
+
+        values, _ = units(f"model/{name}", build)
+        models[name] = BayesianClassifier.load(path, map_location=config.run.device).to(config.run.device)
+        metrics.update(values)
     return models, metrics
+
+
+def make_model(config: ExperimentConfig, name: str, spec, data: ExperimentData, models: dict[str, BayesianClassifier], *,
+               progress: bool, loaded: dict[str, BayesianClassifier] | None) -> tuple[BayesianClassifier, dict[str, float]]:
+    """One configured model — the weights of an earlier section in this section's mode, a checkpoint, or
+    a network trained here — calibrated when the section asks, and its training metrics."""
+    start = time.perf_counter()
+    metrics = {}
+    if spec.weights_of:  # the same trained network, a separate object, in this section's mode
+        source = models[spec.weights_of]
+        same_mode = not spec.mode or spec.mode == source.mode
+        model = (copy.deepcopy(source) if same_mode else source.with_mode(spec.mode)).eval()
+    elif spec.checkpoint:
+        model = loaded[name] if loaded and name in loaded else load_model(spec, f"models.{name}", data.train.shape)
+    else:
+        seed = derive_seed(config.run.seed, "model", name)
+        seed_everything(seed)  # weight initialisation
+        model = build_for_images(spec.arch, data.train.shape, mode=spec.mode, **dict(spec.params)).to(config.run.device)
+        model.fit(data.train, spec.train, val=data.val, seed=seed, progress=progress)
+        metrics[f"train/{name}/epochs"] = model.epochs_run()
+    model = model.to(config.run.device)
+    check_shape(model, data.train.shape, f"models.{name}")
+    if spec.calibrate == "temperature":  # Guo et al. (2017), on the validation split only
+        metrics[f"train/{name}/temperature"] = fit_temperature(
+            model, data.val.images, data.val.labels, seed=derive_seed(config.run.seed, "temperature", name))
+    metrics[f"train/{name}/seconds"] = time.perf_counter() - start
+    return model, metrics
 
 
 def load_model(spec, where: str, shape: tuple[int, ...]) -> BayesianClassifier:
@@ -138,15 +158,23 @@ def with_checkpoints(config: ExperimentConfig, run_dir: str | Path) -> Experimen
 
 
 def run_experiment(config: ExperimentConfig, out: str | Path, *, data_dir: str | None = None, download: bool = False,
-                   overwrite: bool = False, progress: bool = True, suites: bool = True, report: bool = True) -> RunDir:
-    """Execute ``config`` into a new run folder ``out`` and return it.
+                   overwrite: bool = False, resume: bool = False, progress: bool = True, suites: bool = True,
+                   report: bool = True) -> RunDir:
+    """Execute ``config`` into a new run folder ``out`` and return it (``resume``: continue the
+    incomplete run in ``out`` instead, keeping its finished units; refused when ``config`` differs from
+    the one it was started with).
 
     Pre-flight first: the data and every checkpoint are read before the folder is claimed, so a missing
     or corrupt file fails with nothing left behind. From then on the folder is marked INCOMPLETE until
-    every stage has finished; a failure records the error there and re-raises, so a crashed run never
-    looks complete. Deterministic kernels are on for the run and restored afterwards."""
-    if Path(out).exists() and not overwrite:
-        RunDir.create(out, overwrite=False)  # raises the usual "already exists" error, before any work
+    every stage has finished; each finished unit of work is kept as it ends (``units.py``), and a failure
+    records the error there and re-raises, so a crashed run never looks complete. Deterministic kernels
+    are on for the run and restored afterwards."""
+    if resume and overwrite:
+        raise ConfigError("--resume continues a run folder and --overwrite replaces it: pass one of them")
+    if resume:
+        refuse_changed_config(config, Path(out))
+    else:
+        RunDir.check_new(out, overwrite=overwrite)  # an occupied folder is refused before any work
     with deterministic_algorithms(), quiet_unless(progress):
         seed_everything(config.run.seed)
         start = time.perf_counter()
@@ -154,9 +182,10 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, data_dir: str |
         loaded = {name: load_model(spec, f"models.{name}", data.train.shape)
                   for name, spec in config.models.items() if spec.checkpoint}
         data_seconds = time.perf_counter() - start
-        run = RunDir.create(out, overwrite=overwrite)
+        run = RunDir.resume(out) if resume else RunDir.create(out, overwrite=overwrite)
         try:
-            _execute(run, config, data, loaded, data_seconds, progress=progress, suites=suites, report=report)
+            _execute(run, config, data, loaded, data_seconds, progress=progress, suites=suites, report=report,
+                     resumed=resume)
         except BaseException as exc:
             run.mark_failed(exc)
             raise
@@ -164,13 +193,53 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, data_dir: str |
     return run
 
 
+def refuse_changed_config(config: ExperimentConfig, out: Path) -> None:
+    """A ConfigError naming every key where ``config`` differs from the config ``out`` was started with
+    (a resumed run must compute what the interrupted one would have)."""
+    changed = config_changes(config, out)
+    if changed:
+        shown = "; ".join(f"{key}: {then!r} then, {now!r} now" for key, then, now in changed[:8])
+        more = f" (and {len(changed) - 8} more)" if len(changed) > 8 else ""
+        raise ConfigError(f"cannot resume {out}: the config differs from the one it was started with at "
+                          f"{', '.join(key for key, _, _ in changed[:8])}{more} ({shown}). Resume with the same config "
+                          "(and the same --seed, --device and --set), or start a new run folder")
+
+
+def config_changes(config: ExperimentConfig, out: Path) -> list[tuple[str, object, object]]:
+    """(dotted key, value then, value now) wherever ``config`` differs from ``out/config.toml``; none when
+    the folder has no config (not a run folder, or a missing one: RunDir.resume says which)."""
+    from bayesrobust.config import tomllib  # the standard library's, or tomli before Python 3.11
+
+    saved_path = out / "config.toml"
+    if not saved_path.is_file():
+        return []
+    saved = _flatten(tomllib.loads(saved_path.read_text()))
+    now = _flatten(tomllib.loads(dump_toml(to_plain(config))))
+    return [(k, saved.get(k, "<unset>"), now.get(k, "<unset>")) for k in sorted(saved.keys() | now.keys())
+            if saved.get(k, "<unset>") != now.get(k, "<unset>")]
+
+
+def _flatten(table: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in table.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def _execute(run: RunDir, config: ExperimentConfig, data: ExperimentData, loaded: dict[str, BayesianClassifier],
-             data_seconds: float, *, progress, suites, report) -> None:
+             data_seconds: float, *, progress, suites, report, resumed: bool = False) -> None:
     """The stages of :func:`run_experiment`, in order, into ``run`` (data and checkpoints already read)."""
     from bayesrobust.suites.registry import SUITES
 
     run.write_text("config.toml", dump_toml(to_plain(config)))
     env = environment(config.run.seed, config.run.device)
+    if resumed and run.file("env.json").is_file():  # the first attempt's record, and when each resume started
+        first = run.read_json("env.json")
+        resumes = [*first.get("resumes", []), {"started": env["started"], "git_revision": env["git_revision"]}]
+        env = {**env, "started": first.get("started", env["started"]), "resumes": resumes}
     start = time.perf_counter() - data_seconds
     run.write_json("env.json", env)
     run.write_json("data.json", {**{k: {**v.info.__dict__, "labelled": v.labelled} for k, v in

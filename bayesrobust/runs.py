@@ -9,6 +9,8 @@ Layout::
       env.json            versions, seed, device, git revision, timings
       metrics.json        grouped keys: clean/acc, shift/digits/lenet/nll, ...
       checkpoints/        model weights (+ JSON metadata)
+      units/              finished units of work while the run is incomplete (``units.py``; what
+                          ``--resume`` reads back), removed when the run finishes
       arrays/             per-suite .npz arrays and ArviZ NetCDF files
       figures/            PNG + PDF, rendered by the report from the arrays
       report.html, report.md
@@ -20,51 +22,17 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bayesrobust.atomic import atomic_path, write_json_atomic, write_text_atomic
 from bayesrobust.errors import RunError
 
 INCOMPLETE = "INCOMPLETE"
 CLAIM = ".bayesrobust-run"  # created exclusively with the folder and never removed: the folder's owner
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
 
 
 def git_revision() -> str:
@@ -116,11 +84,11 @@ def live_writer(path: Path) -> int | None:
         words = (path / INCOMPLETE).read_text().split()
     except OSError:
         return None
-    if "pid" not in words or "host" not in words or words[-1] != platform.node():
-        return None
     try:
-        pid = int(words[words.index("pid") + 1])
+        pid, host = int(words[words.index("pid") + 1]), words[words.index("host") + 1]
     except (ValueError, IndexError):
+        return None
+    if host != platform.node():
         return None
     if pid == os.getpid():
         return None
@@ -131,6 +99,14 @@ def live_writer(path: Path) -> int | None:
     except PermissionError:
         return pid
     return pid
+
+
+def _marker(path: Path) -> str:
+    """The first line of an INCOMPLETE marker: when the run started, or why it failed."""
+    try:
+        return (path / INCOMPLETE).read_text().splitlines()[0].strip()[:200] or "no reason recorded"
+    except (OSError, IndexError):
+        return "no reason recorded"
 
 
 def _discard(path: Path) -> None:
@@ -163,17 +139,7 @@ class RunDir:
         no live process on this machine is still writing; anything else is refused, overwrite or not,
         so ``--out ~ --overwrite`` cannot delete a home directory."""
         path = Path(path)
-        if path.exists() and not path.is_dir():
-            raise RunError(f"{path} exists and is not a folder; choose another --out")
-        if path.is_dir() and any(path.iterdir()):
-            if not is_run_folder(path):
-                raise RunError(f"{path} is not empty and is not a bayesrobust run folder; refusing to use or replace it "
-                               "(choose another --out)")
-            if not overwrite:
-                raise RunError(f"run folder {path} already exists; pass --overwrite or choose another --out")
-            writer = live_writer(path)
-            if writer is not None:
-                raise RunError(f"run folder {path} is being written by process {writer}; wait for it or choose another --out")
+        if cls.check_new(path, overwrite=overwrite):
             _discard(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -185,8 +151,70 @@ class RunDir:
                 fh.write(f"pid {os.getpid()} host {platform.node()}\n")
         except FileExistsError:
             raise RunError(f"run folder {path} was just created by another process; choose another --out") from None
+        run = cls(path)
+        run._hold()
         (path / INCOMPLETE).write_text(f"started {time.strftime('%Y-%m-%dT%H:%M:%S%z')} pid {os.getpid()} host {platform.node()}\n")
-        return cls(path)
+        return run
+
+    @staticmethod
+    def check_new(path: str | Path, *, overwrite: bool = False) -> bool:
+        """What :meth:`create` checks before touching anything: a RunError when ``path`` cannot become a
+        new run folder, else whether an old run there is to be replaced (True only with ``overwrite``)."""
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise RunError(f"{path} exists and is not a folder; choose another --out")
+        if not path.is_dir() or not any(path.iterdir()):
+            return False
+        if not is_run_folder(path):
+            raise RunError(f"{path} is not empty and is not a bayesrobust run folder; refusing to use or replace it "
+                           "(choose another --out)")
+        if not overwrite and (path / INCOMPLETE).is_file():
+            raise RunError(f"run folder {path} already exists and holds a run that did not finish ({_marker(path)}); "
+                           f"continue it with --resume {path}, or pass --overwrite to start again")
+        if not overwrite:
+            raise RunError(f"run folder {path} already exists; pass --overwrite or choose another --out")
+        writer = live_writer(path)
+        if writer is not None:
+            raise RunError(f"run folder {path} is being written by process {writer}; wait for it or choose another --out")
+        return True
+
+    @classmethod
+    def resume(cls, path: str | Path) -> RunDir:
+        """Continue an incomplete run folder: its finished units are kept (``units.py``), the rest is
+        computed again. Refused for a folder that is complete, not a run folder, or being written."""
+        path = Path(path)
+        if not path.is_dir():
+            raise RunError(f"no such run folder: {path}")
+        if not is_run_folder(path) or not (path / "config.toml").is_file():
+            raise RunError(f"{path} is not a bayesrobust run folder (no config.toml); nothing to resume")
+        if not (path / INCOMPLETE).is_file():
+            raise RunError(f"run folder {path} is complete; nothing to resume (--overwrite runs it again)")
+        writer = live_writer(path)
+        if writer is not None:
+            raise RunError(f"run folder {path} is being written by process {writer}; wait for it or stop it first")
+        run = cls(path)
+        run._hold()
+        write_text_atomic(path / INCOMPLETE, f"resumed {time.strftime('%Y-%m-%dT%H:%M:%S%z')} pid {os.getpid()} "
+                                             f"host {platform.node()} (was: {_marker(path)})\n")
+        return run
+
+    def _hold(self) -> None:
+        """Hold an exclusive lock on the folder's claim while this process writes it (released when the
+        run finishes or fails, and by the system when the process dies), so two resumes cannot race."""
+        import fcntl
+
+        self._lock = open(self.path / CLAIM, "a")  # noqa: SIM115 (held open for the run's life)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            raise RunError(f"run folder {self.path} is being written by another process; wait for it or stop it first") from None
+
+    def _release(self) -> None:
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.close()
+            self._lock = None
 
     @classmethod
     def open(cls, path: str | Path) -> RunDir:
@@ -202,10 +230,16 @@ class RunDir:
         return not (self.path / INCOMPLETE).exists()
 
     def finish(self) -> None:
+        """Mark the run complete and drop its units (every result is in metrics.json and arrays/ now)."""
+        import shutil
+
         (self.path / INCOMPLETE).unlink(missing_ok=True)
+        shutil.rmtree(self.path / "units", ignore_errors=True)
+        self._release()
 
     def mark_failed(self, error: BaseException) -> None:
         write_text_atomic(self.path / INCOMPLETE, f"failed: {type(error).__name__}: {error}\n")
+        self._release()
 
     # --- writers --------------------------------------------------------------------------
     def file(self, relative: str) -> Path:

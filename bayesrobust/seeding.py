@@ -41,3 +41,18 @@ def derive_seed(seed: int, *names: str) -> int:
 
     digest = hashlib.sha256(":".join([str(seed), *names]).encode()).digest()
     return int.from_bytes(digest[:4], "little")
+
+
+@contextmanager
+def isolated_rng(seed: int) -> Iterator[None]:
+    """Python's, NumPy's and torch's global RNGs seeded with ``seed`` inside the block and restored
+    afterwards: what the block draws depends on ``seed`` alone, not on what ran before it (so a unit of a
+    resumed run draws exactly what it drew in the uninterrupted run)."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []):
+        seed_everything(seed)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)

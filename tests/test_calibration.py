@@ -91,24 +91,27 @@ def test_logistic_regression_reproduces_goodfellow_on_real_digits(digits5k):
     assert arrays[f"{adv}/weights"].shape == (28, 28) and arrays["logistic/examples_adv"].shape == (8, 28, 28)
 
 
-def test_shift_protocol_runs_every_copy_and_shows_no_bar_without_shifts(trained_lenet, digits5k, monkeypatch):
+def test_shift_protocol_runs_every_copy_and_shows_no_bar_without_shifts(trained_lenet, digits5k, monkeypatch, tmp_path):
     """Rotations and translations each start at strength 0; a run configured with neither computes nothing
     and prints no empty progress bar (every ordinary run passes through here)."""
     import io
     from types import SimpleNamespace
 
     from bayesrobust import progress
+    from bayesrobust.runs import RunDir
     from bayesrobust.suites.evaluation import run_shift_protocol
+    from bayesrobust.units import Units
 
     log = io.StringIO()
     monkeypatch.setattr(progress.sys, "stderr", log)
     monkeypatch.setattr(progress, "_QUIET", {"value": False})
     plain = trained_lenet.with_mode("plain")  # deterministic, so both strength-0 copies score alike
     config = SimpleNamespace(shift_limit=50, rotations=[], translations=[], samples=2, batch_size=50, bootstrap=200)
-    assert run_shift_protocol({"m": plain}, digits5k[1], config, seed=0) == ({}, {})
+    units = Units(RunDir.create(tmp_path / "run"), "evaluation", 0)
+    assert run_shift_protocol({"m": plain}, digits5k[1], config, seed=0, units=units) == ({}, {})
     assert log.getvalue() == ""
     config.rotations, config.translations = [90.0], [4]
-    metrics, arrays = run_shift_protocol({"m": plain, "mc": trained_lenet}, digits5k[1], config, seed=0)
+    metrics, arrays = run_shift_protocol({"m": plain, "mc": trained_lenet}, digits5k[1], config, seed=0, units=units)
     assert {k.rsplit("/", 2)[0] for k in metrics} == {"rotate/0", "rotate/90", "translate/0", "translate/4"}
     assert metrics["rotate/0/m/acc"] == metrics["translate/0/m/acc"] > metrics["rotate/90/m/acc"]
     # per-example NLL and Brier behind the means and their intervals, for paired differences

@@ -222,8 +222,9 @@ def test_crashed_run_stays_incomplete(tmp_path, monkeypatch, small_config):
 def test_failed_pre_flight_checks_leave_no_run_folder(tmp_path, small_config):
     """A missing dataset file or an unreadable checkpoint fails before the run folder is claimed:
     nothing half-made is left behind to be mistaken for (or block) a run."""
-    from bayesrobust.errors import CheckpointError, DatasetMissing
+    from bayesrobust.errors import CheckpointError, DatasetMissing, RunError
     from bayesrobust.experiment import run_experiment
+    from bayesrobust.runs import RunDir
 
     out = tmp_path / "missing-data"
     with pytest.raises(DatasetMissing):
@@ -236,9 +237,9 @@ def test_failed_pre_flight_checks_leave_no_run_folder(tmp_path, small_config):
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         run_experiment(load_config(small_config, [f"models.mc.checkpoint={bad}"]), out, progress=False)
     assert not out.exists()
-    out.mkdir()  # an existing folder is still refused first, without --overwrite
-    with pytest.raises(Exception, match="already exists"):
-        run_experiment(load_config(small_config), out, progress=False)
+    RunDir.create(out).finish()  # an existing run folder is still refused first, before the checkpoint is read
+    with pytest.raises(RunError, match="already exists"):
+        run_experiment(load_config(small_config, [f"models.mc.checkpoint={bad}"]), out, progress=False)
 
 
 COLOUR = """

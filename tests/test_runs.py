@@ -2,8 +2,9 @@
 
 import pytest
 
+from bayesrobust.atomic import atomic_path
 from bayesrobust.errors import RunError
-from bayesrobust.runs import INCOMPLETE, RunDir, atomic_path
+from bayesrobust.runs import INCOMPLETE, RunDir
 
 
 def test_new_run_is_incomplete_until_finished(tmp_path):

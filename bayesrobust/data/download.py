@@ -9,10 +9,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from bayesrobust.atomic import atomic_path
 from bayesrobust.data.base import ENV_VAR, cache_dir, candidate_roots
 from bayesrobust.data.idx import read_bytes
 from bayesrobust.errors import DatasetError, DatasetMissing
-from bayesrobust.runs import atomic_path
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from bayesrobust.attacks.base import choose_targets, run_batched
@@ -40,6 +41,14 @@ class MixedSet:
 
     def _take(self, idx: torch.Tensor) -> MixedSet:
         return MixedSet(self.images[idx], self.labels[idx], self.is_adversarial[idx], self.source[idx], self.l2[idx])
+
+    def as_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        """The set as NumPy arrays under ``prefix/`` (what a run folder keeps of it)."""
+        return {f"{prefix}/{name}": getattr(self, name).numpy() for name in self.__dataclass_fields__}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str) -> MixedSet:
+        return cls(**{name: torch.from_numpy(arrays[f"{prefix}/{name}"]) for name in cls.__dataclass_fields__})
 
     @property
     def clean(self) -> torch.Tensor:

@@ -257,7 +257,7 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
 
     def save(self, path: str | Path) -> Path:
         """Write weights + JSON metadata to ``path`` (a ``.pt`` file) and a readable ``.json`` beside it."""
-        from bayesrobust.runs import atomic_path, write_json_atomic
+        from bayesrobust.atomic import atomic_path, write_json_atomic
 
         path = Path(path)
         payload = {

@@ -7,8 +7,9 @@ import html
 import io
 import re
 
+from bayesrobust.atomic import atomic_path
 from bayesrobust.report.sections import SECTIONS, Section, Table
-from bayesrobust.runs import RunDir, atomic_path
+from bayesrobust.runs import RunDir
 
 
 def save_figure(run: RunDir, name: str, fig) -> bytes:

@@ -29,6 +29,7 @@ from bayesrobust.attacks import ATTACKS, build_attack
 from bayesrobust.attacks.base import choose_targets, run_batched
 from bayesrobust.models.base import Reconstructs
 from bayesrobust.seeding import derive_seed, make_generator
+from bayesrobust.units import Units
 
 
 def adaptive_form(attack_name: str, params, section) -> dict | None:
@@ -81,7 +82,9 @@ def uncertainty_caps(models, data, section, gen) -> dict[str, float]:
 
 def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
     """Execute every configured attack run (configured and, on stochastic models, adaptive form), the
-    uncertainty-aware goal and the analyses; write arrays/attack.npz + attack.json."""
+    uncertainty-aware goal and the analyses; write arrays/attack.npz + attack.json. Each attack run on one
+    model, each model's clean pass and each analysis is a unit (``units.py``): kept as it ends, read back
+    by a resumed run."""
     test = data.test.head(section.limit, seed=0)
     x, y = test.images, test.labels
     common = {"eval_samples": section.eval_samples, "eot_samples": section.eot_samples, "batch_size": section.batch_size}
@@ -90,42 +93,49 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
     first = next(iter(models))
     outcomes: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {name: [] for name in models}  # for the worst case
     clean_wrong = {}
+    units = Units(run, "attack", seed)
 
     def gen(*names: str) -> torch.Generator:
         return make_generator(derive_seed(seed, "attack", *names))
 
-    def record(prefix: str, result, seconds: float, examples: int) -> None:
-        metrics.update({f"{prefix}/{k}": v for k, v in result.summary().items()})
-        metrics[f"{prefix}/seconds"] = seconds
-        metrics[f"{prefix}/examples"] = float(examples)
-        arrays[f"{prefix}/entropy"] = result.predictive.entropy.numpy()
-        arrays[f"{prefix}/mutual_information"] = result.predictive.mutual_information.numpy()
-        picked = one_per_class(result.labels)
-        arrays[f"{prefix}/examples"] = result.x_adv[picked].numpy()
-        arrays[f"{prefix}/predicted"] = result.predictive.predicted[picked].numpy()
+    def keep(key: str, compute) -> tuple[dict, dict]:
+        m, a = units(key, compute)
+        metrics.update(m)
+        arrays.update(a)
+        return m, a
 
-    def attack_and_record(prefix: str, attack, name: str, xs, ys, target, generator_name: str, desc: str):
-        start = time.perf_counter()
-        result = run_batched(attack, models[name], xs, ys, target=target, batch_size=section.batch_size,
-                             generator=gen(generator_name, name), progress=True, desc=desc)
-        record(prefix, result, time.perf_counter() - start, len(ys))
-        return result
+    def attacked(prefix: str, attack, name: str, xs, ys, target, generator_name: str, desc: str) -> dict:
+        def compute():
+            start = time.perf_counter()
+            result = run_batched(attack, models[name], xs, ys, target=target, batch_size=section.batch_size,
+                                 generator=gen(generator_name, name), progress=True, desc=desc)
+            picked = one_per_class(result.labels)
+            m = {f"{prefix}/{k}": v for k, v in result.summary().items()}
+            m.update({f"{prefix}/seconds": time.perf_counter() - start, f"{prefix}/examples": float(len(ys))})
+            return m, {f"{prefix}/entropy": result.predictive.entropy.numpy(),
+                       f"{prefix}/mutual_information": result.predictive.mutual_information.numpy(),
+                       f"{prefix}/success": result.success.numpy(),
+                       f"{prefix}/examples": result.x_adv[picked].numpy(),
+                       f"{prefix}/predicted": result.predictive.predicted[picked].numpy()}
+        return keep(prefix, compute)[1]
 
     def attack_all(run_name: str, attack, name: str, xs, ys, target, index) -> None:
-        result = attack_and_record(f"adv/{run_name}/{name}", attack, name, xs, ys, target, run_name, f"{run_name} on {name}")
-        outcomes[name].append((index, result.success))
+        prefix = f"adv/{run_name}/{name}"
+        result = attacked(prefix, attack, name, xs, ys, target, run_name, f"{run_name} on {name}")
+        outcomes[name].append((index, torch.from_numpy(result[f"{prefix}/success"])))
 
-    for name, model in models.items():
-        clean = model.predictive(x, section.eval_samples, generator=gen("clean", name), batch_size=section.batch_size)
-        clean_wrong[name] = clean.predicted != y
-        metrics.update({
-            f"adv/clean/{name}/error_rate": 1.0 - clean.accuracy(y),
-            f"adv/clean/{name}/confidence": float(clean.confidence.mean()),
-            f"adv/clean/{name}/entropy": float(clean.entropy.mean()),
-            f"adv/clean/{name}/mi": float(clean.mutual_information.mean()),
-        })
-        arrays[f"clean/{name}/entropy"] = clean.entropy.numpy()
-        arrays[f"clean/{name}/mutual_information"] = clean.mutual_information.numpy()
+    def clean_pass(name: str):
+        clean = models[name].predictive(x, section.eval_samples, generator=gen("clean", name), batch_size=section.batch_size)
+        return ({f"adv/clean/{name}/error_rate": 1.0 - clean.accuracy(y),
+                 f"adv/clean/{name}/confidence": float(clean.confidence.mean()),
+                 f"adv/clean/{name}/entropy": float(clean.entropy.mean()),
+                 f"adv/clean/{name}/mi": float(clean.mutual_information.mean())},
+                {f"clean/{name}/entropy": clean.entropy.numpy(),
+                 f"clean/{name}/mutual_information": clean.mutual_information.numpy(),
+                 f"clean/{name}/wrong": (clean.predicted != y).numpy()})
+
+    for name in models:
+        clean_wrong[name] = torch.from_numpy(keep(f"clean/{name}", lambda name=name: clean_pass(name))[1][f"clean/{name}/wrong"])
 
     adaptive_runs: dict[str, dict] = {}
     for run_name, spec in section.runs.items():
@@ -151,7 +161,7 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
     hclu_meta = None
     if section.uncertainty_aware is not None:
         u = section.uncertainty_aware
-        caps = uncertainty_caps(models, data, section, gen)
+        caps, _ = units("hclu/caps", lambda: (uncertainty_caps(models, data, section, gen), {}))
         subset = test.head(u.limit, seed=0) if u.limit else test
         target = choose_targets(u.targets, subset.labels, derive_seed(seed, "targets", "uncertainty_aware"))
         for name in models:
@@ -159,45 +169,37 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
                                                "eot_samples": u.eot_samples, "min_confidence": u.confidence,
                                                "max_uncertainty": caps[name], "uncertainty": u.uncertainty,
                                                "uncertainty_weight": u.uncertainty_weight})
-            attack_and_record(f"hclu/{name}", attack, name, subset.images, subset.labels, target, "uncertainty_aware",
-                              f"uncertainty-aware on {name}")
+            attacked(f"hclu/{name}", attack, name, subset.images, subset.labels, target, "uncertainty_aware",
+                     f"uncertainty-aware on {name}")
             metrics[f"hclu/{name}/cap"] = caps[name]
         hclu_meta = {"attack": u.attack, "params": dict(u.params), "confidence": u.confidence, "quantile": u.quantile,
                      "uncertainty": u.uncertainty, "eot_samples": u.eot_samples,
                      "reference": "validation" if data.val is not None else "train"}
 
     if section.lacok is not None:
-        m, a = lacok_table(models, x, y, section.lacok, generator=gen("lacok"), **common)
-        metrics.update(m)
-        arrays.update(a)
+        keep("lacok", lambda: lacok_table(models, x, y, section.lacok, generator=gen("lacok"), **common))
     if section.papernot is not None:
         name = section.papernot.model or first
-        m, a = papernot_analysis(models[name], x, y, section.papernot, name=name, generator=gen("papernot"), **common)
-        metrics.update(m)
-        arrays.update(a)
+        keep("papernot", lambda: papernot_analysis(models[name], x, y, section.papernot, name=name, generator=gen("papernot"),
+                                                   **common))
     if section.sweep is not None:
         name = section.sweep.model or first
-        m, a = logit_sweep(models[name], x, y, section.sweep, eot_samples=section.eot_samples, generator=gen("sweep"))
-        metrics.update(m)
-        arrays.update(a)
+        keep("sweep", lambda: logit_sweep(models[name], x, y, section.sweep, eot_samples=section.eot_samples,
+                                          generator=gen("sweep")))
     if section.transfer is not None and len(models) > 1:
         target = choose_targets(section.transfer.targets, y, derive_seed(seed, "targets", "transfer"))
-        m, a = transfer_matrix(models, x, y, section.transfer, generator=gen("transfer"), target=target, **common)
-        metrics.update(m)
-        arrays.update(a)
+        keep("transfer", lambda: transfer_matrix(models, x, y, section.transfer, generator=gen("transfer"), target=target,
+                                                 **common))
     if section.triptych is not None:
         name = section.triptych.model or first
-        m, a = triptych(models[name], x, y, section.triptych, name=name, eval_samples=section.eval_samples,
-                        eot_samples=section.eot_samples, generator=gen("triptych"))
-        metrics.update(m)
-        arrays.update(a)
+        keep("triptych", lambda: triptych(models[name], x, y, section.triptych, name=name, eval_samples=section.eval_samples,
+                                          eot_samples=section.eot_samples, generator=gen("triptych")))
     kos_model = None
     if section.kos is not None:
         kos_model = section.kos.model or next(n for n, m in models.items() if isinstance(m, Reconstructs))
         judge = models[section.kos.judge] if section.kos.judge else None
-        m, a = kos_analysis(models[kos_model], x, y, section.kos, name=kos_model, judge=judge, generator=gen("kos"), **common)
-        metrics.update(m)
-        arrays.update(a)
+        keep("kos", lambda: kos_analysis(models[kos_model], x, y, section.kos, name=kos_model, judge=judge, generator=gen("kos"),
+                                         **common))
 
     run.save_arrays("arrays/attack.npz", **arrays)
     run.write_json("arrays/attack.json", {

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,7 @@ from bayesrobust.metrics import calibration as cal
 from bayesrobust.metrics.bootstrap import batched_mean, bootstrap_all
 from bayesrobust.seeding import derive_seed, make_generator
 from bayesrobust.suites.attack_config import check_attack_spec
+from bayesrobust.units import Units
 
 
 @dataclass(frozen=True)
@@ -127,19 +129,30 @@ def run_calibration(run, models, data, section: CalibrationSection, seed: int) -
     metrics: dict[str, float] = {}
     arrays: dict[str, np.ndarray] = {}
     attacked = data.test.head(section.attack_limit, seed=0)
-    for name, model in models.items():
+    units = Units(run, "calibration", seed)  # each model's clean pass, each attack on it and the logistic study
+
+    def keep(key: str, compute) -> None:
+        m, a = units(key, compute)
+        metrics.update(m)
+        arrays.update(a)
+
+    def clean(name: str, model) -> tuple[dict, dict]:
         pred = model.predictive(data.test.images, section.samples, generator=make_generator(derive_seed(seed, "calibration", name)))
         values, bins = calibration_metrics(pred, data.test.labels, section, derive_seed(seed, "calibration", "bootstrap"))
-        metrics.update({f"calib/{name}/{k}": v for k, v in values.items()})
-        arrays.update({f"calib/{name}/{k}": v for k, v in bins.items()})
+        return {f"calib/{name}/{k}": v for k, v in values.items()}, {f"calib/{name}/{k}": v for k, v in bins.items()}
+
+    def attacked_with(name: str, model, attack_name: str, spec) -> tuple[dict, dict]:
+        out = adversarial_confidence(model, attacked, spec, section, derive_seed(seed, "calibration", name, attack_name),
+                                     desc=f"{attack_name} on {name}")
+        return {f"calib/{name}/{attack_name}/{k}": v for k, v in out.items()}, {}
+
+    for name, model in models.items():
+        keep(f"model/{name}", partial(clean, name, model))
         for attack_name, spec in section.attacks.items():
-            out = adversarial_confidence(model, attacked, spec, section, derive_seed(seed, "calibration", name, attack_name),
-                                         desc=f"{attack_name} on {name}")
-            metrics.update({f"calib/{name}/{attack_name}/{k}": v for k, v in out.items()})
+            keep(f"attack/{name}/{attack_name}", partial(attacked_with, name, model, attack_name, spec))
     if section.logistic is not None:
-        values, weights = run_logistic(data.train, data.test, section.logistic, derive_seed(seed, "calibration", "logistic"))
-        metrics.update(values)
-        arrays.update(weights)
+        keep("logistic", lambda: run_logistic(data.train, data.test, section.logistic,
+                                              derive_seed(seed, "calibration", "logistic")))
     run.save_arrays("arrays/calibration.npz", **arrays)
     run.write_json("arrays/calibration.json", {
         "models": list(models), "bins": section.bins, "scheme": section.scheme, "bootstrap": section.bootstrap,

@@ -36,6 +36,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -55,11 +56,13 @@ from bayesrobust.detection import (
     detection_metrics,
 )
 from bayesrobust.detection.density import gaussian_noise_like
+from bayesrobust.detection.mixed import MixedSet
 from bayesrobust.detection.uncertainty import SCORES
 from bayesrobust.errors import ConfigError
 from bayesrobust.models.base import Reconstructs
-from bayesrobust.seeding import derive_seed, make_generator
+from bayesrobust.seeding import derive_seed, isolated_rng, make_generator
 from bayesrobust.suites.attack_config import check_attack_spec, check_targets
+from bayesrobust.units import Units
 
 DETECTORS = (*SCORES, "hybrid", "kd_bu", "ocsvm", *GENERATIVE_SCORES)
 PENALTIES = ("reconstruction", "kd")  # detectors a detector-aware attack adds to its objective as a penalty
@@ -164,8 +167,9 @@ def kernel_density(model, data, section, seed: int, built: dict | None = None) -
     are shared (read only), the bandwidth and the fitted regression are the copy's own."""
     built = {} if built is None else built
     if "kd_bu" not in built:
-        built["kd_bu"] = KernelDensityUncertainty(model, data.train.images, data.train.labels, samples=section.samples,
-                                                  bandwidth=section.kd_bandwidth or "auto", seed=seed)
+        with isolated_rng(derive_seed(seed, "kd_bu")):  # the same features whichever unit builds them first
+            built["kd_bu"] = KernelDensityUncertainty(model, data.train.images, data.train.labels, samples=section.samples,
+                                                      bandwidth=section.kd_bandwidth or "auto", seed=seed)
     return copy.copy(built["kd_bu"])
 
 
@@ -224,8 +228,9 @@ def run_detection(run, models, data, section: DetectionSection, seed: int) -> di
     defended = defended_models(models, section)
     attacks = selected_attacks(section)
     vae = scoring_vae(models, section)
+    units = Units(run, "detection", seed)
     for name in defended:
-        detect_on_model(name, models[name], data, section, seed, metrics, arrays, vae=vae)
+        DefendedModel(name, models[name], data, section, seed, units, vae).run(metrics, arrays)
     run.save_arrays("arrays/detection.npz", **arrays)
     run.write_json("arrays/detection.json", {"models": defended, "attacks": {n: {"attack": a.attack, "params": dict(a.params), "targets": a.targets,
                                                                                  "aware_of": a.aware_of}
@@ -237,41 +242,85 @@ def run_detection(run, models, data, section: DetectionSection, seed: int) -> di
     return metrics
 
 
-def detect_on_model(name: str, model, data, section: DetectionSection, seed: int, metrics: dict, arrays: dict,
-                    vae=None) -> None:
-    """Every attack's mixed sets on one defended model, every detector fitted and scored on them."""
-    fitted: dict[str, Any] = {}
-    built: dict[str, Any] = {}
-    attacks = selected_attacks(section)
-    first = next(iter(attacks))
-    for attack_name, spec in attacks.items():
-        prefix = f"detect/{name}/{attack_name}"
+class DefendedModel:
+    """The detection protocol on one defended model. Two units per attack (``units.py``): its mixed sets
+    (the attack's work, kept whole) and the detectors fitted and scored on them. Each detector is fitted
+    with its own seeded RNGs, so the held-out detectors of the first attack, refitted on its kept
+    validation set after a resume, are the ones the uninterrupted run fitted."""
+
+    def __init__(self, name: str, model, data, section: DetectionSection, seed: int, units: Units, vae=None) -> None:
+        self.name, self.model, self.data, self.section, self.seed, self.units, self.vae = name, model, data, section, seed, units, vae
+        self.attacks = selected_attacks(section)
+        self.first = next(iter(self.attacks))
+        self.built: dict[str, Any] = {}  # KD's training features, shared by the attacks
+        self.fitted: dict[str, Any] = {}  # the first attack's detectors, for the held-out scores
+
+    def run(self, metrics: dict, arrays: dict) -> None:
+        for attack_name in self.attacks:
+            m, _ = self.units(f"{self.name}/{attack_name}/mixed", partial(self.mixed, attack_name))
+            metrics.update(m)
+            m, a = self.units(f"{self.name}/{attack_name}/scores", partial(self.scores, attack_name))
+            metrics.update(m)
+            arrays.update(a)
+
+    def attack_seed(self, attack_name: str) -> int:
+        return derive_seed(self.seed, "detection", self.name, attack_name)
+
+    def mixed_sets(self, attack_name: str):
+        """(validation, evaluation) mixed sets of one attack, read from its unit."""
+        _, a = self.units(f"{self.name}/{attack_name}/mixed", partial(self.mixed, attack_name))
+        return MixedSet.from_arrays(a, "val"), MixedSet.from_arrays(a, "test")
+
+    def mixed(self, attack_name: str) -> tuple[dict, dict]:
+        """Attack the validation and the test split into their mixed sets (adaptive attacks first get
+        the detector's threshold they must stay under)."""
+        spec, model, data, section = self.attacks[attack_name], self.model, self.data, self.section
+        prefix = f"detect/{self.name}/{attack_name}"
+        metrics: dict[str, float] = {}
         params = dict(spec.params)
         if spec.aware_of in ("mi", "entropy"):  # Carlini & Wagner (2017): attack the detector too, not only the classifier
-            cap = UncertaintyDetector(model, spec.aware_of, samples=section.samples, seed=seed).fit(data.val.images).threshold_
+            cap = UncertaintyDetector(model, spec.aware_of, samples=section.samples, seed=self.seed).fit(data.val.images).threshold_
             params.update(max_uncertainty=cap, uncertainty=spec.aware_of)
             metrics[f"{prefix}/aware_cap"] = cap
         attack = build_attack(spec.attack, {"eval_samples": section.samples}, **params)
         if spec.aware_of in PENALTIES:  # ... or a detector's differentiable score added to the attack's objective
-            penalty = detector_penalty(spec, model, data, section, seed, vae, built)
+            penalty = detector_penalty(spec, model, data, section, self.seed, self.vae, self.built)
             attack.with_penalty(penalty)
             metrics[f"{prefix}/aware_cap"] = penalty.cap
-        s = derive_seed(seed, "detection", name, attack_name)
+        s = self.attack_seed(attack_name)
         common = {"samples": section.samples, "successful_only": section.successful_only, "targets": spec.targets,
                   "progress": True}
         val = build_mixed_set(model, attack, data.val.images, data.val.labels, size=section.val_size,
-                              seed=derive_seed(s, "val"), desc=f"{attack_name} on {name}, validation set", **common)
+                              seed=derive_seed(s, "val"), desc=f"{attack_name} on {self.name}, validation set", **common)
         test = build_mixed_set(model, attack, data.test.images, data.test.labels, size=section.size,
-                               seed=derive_seed(s, "test"), desc=f"{attack_name} on {name}, evaluation set", **common)
+                               seed=derive_seed(s, "test"), desc=f"{attack_name} on {self.name}, evaluation set", **common)
         metrics[f"{prefix}/examples"] = len(test)
         metrics[f"{prefix}/mean_l2"] = float(test.l2[test.is_adversarial].mean())
         metrics[f"{prefix}/median_l2"] = float(test.l2[test.is_adversarial].median())  # adaptive vs oblivious: their ratio
-        truth = test.is_adversarial.numpy()
-        predicted = model.predictive(test.images, section.samples, generator=make_generator(s)).predicted.numpy()
-        arrays[f"{prefix}/is_adversarial"] = truth
-        for det_name in section.detectors:
-            detector = make_detector(det_name, model, data, section, seed, vae, built)
+        return metrics, {**val.as_arrays("val"), **test.as_arrays("test")}
+
+    def fitted_detector(self, det_name: str, attack_name: str, val):
+        """A detector fitted on one attack's validation mixed set, with RNGs of its own."""
+        with isolated_rng(derive_seed(self.attack_seed(attack_name), "fit", det_name)):
+            detector = make_detector(det_name, self.model, self.data, self.section, self.seed, self.vae, self.built)
             fit_detector(detector, val)
+        return detector
+
+    def held_out_detector(self, det_name: str):
+        if det_name not in self.fitted:  # a resumed run: refit on the first attack's kept validation set
+            self.fitted[det_name] = self.fitted_detector(det_name, self.first, self.mixed_sets(self.first)[0])
+        return self.fitted[det_name]
+
+    def scores(self, attack_name: str) -> tuple[dict, dict]:
+        """Every detector fitted on the attack's validation set and scored on its evaluation set."""
+        section, prefix, s = self.section, f"detect/{self.name}/{attack_name}", self.attack_seed(attack_name)
+        val, test = self.mixed_sets(attack_name)
+        metrics: dict[str, float] = {}
+        truth = test.is_adversarial.numpy()
+        predicted = self.model.predictive(test.images, section.samples, generator=make_generator(s)).predicted.numpy()
+        arrays = {f"{prefix}/is_adversarial": truth}
+        for det_name in section.detectors:
+            detector = self.fitted_detector(det_name, attack_name, val)
             scores, flagged = detector.score_and_decide(test.images)
             for key, value in detection_metrics(truth, scores, flagged, predicted, test.labels.numpy(),
                                                 resamples=section.bootstrap, seed=derive_seed(s, "bootstrap")).items():
@@ -281,9 +330,10 @@ def detect_on_model(name: str, model, data, section: DetectionSection, seed: int
                 metrics[f"{prefix}/{det_name}/roc_auc_noisy_negatives"] = auc_with_noisy_negatives(detector, test, scores, s)
             if isinstance(detector, KernelDensityUncertainty):
                 metrics[f"{prefix}/{det_name}/bandwidth"] = detector.bandwidth_
-            if section.held_out and attack_name == first:
-                fitted[det_name] = detector
+            if section.held_out and attack_name == self.first:
+                self.fitted[det_name] = detector
             elif section.held_out:
-                held = fitted[det_name]
+                held = self.held_out_detector(det_name)
                 metrics[f"{prefix}/{det_name}/held_out_roc_auc"] = detection_metrics(
                     truth, *held.score_and_decide(test.images), predicted, test.labels.numpy(), resamples=0)["roc_auc"]
+        return metrics, arrays

@@ -18,6 +18,7 @@ differences between models on the same shifted digits).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from bayesrobust.errors import ConfigError
 from bayesrobust.metrics.ood import auroc
 from bayesrobust.predictive import Predictive
 from bayesrobust.seeding import derive_seed, make_generator
+from bayesrobust.units import Units
 
 
 @dataclass(frozen=True)
@@ -127,69 +129,92 @@ def shift_metrics(pred: Predictive, labels: torch.Tensor, *, resamples: int = 0,
     return metrics, {"nll": nll.astype(np.float32), "brier": brier.astype(np.float32)}
 
 
-def run_shift_protocol(models, test, config, seed: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def run_shift_protocol(models, test, config, seed: int, units) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Every model on rotated and translated copies of the test digits (``rotate/<deg>/<model>/…``,
     ``translate/<px>/<model>/…``), the per-example NLL and Brier as arrays under the same keys. Every
     model sees the same copies and the bootstrap the same resamples (one seed per copy), so intervals
-    of paired differences can be read from the arrays."""
+    of paired differences can be read from the arrays. Each copy (a grid point, every model) is a unit."""
     from bayesrobust.data.shift import rotate, translate
     from bayesrobust.progress import progress_bar
 
     subset = test.head(config.shift_limit, seed=0) if config.shift_limit else test
     metrics: dict[str, float] = {}
     arrays: dict[str, np.ndarray] = {}
+    shifts = {"rotate": rotate, "translate": translate}
     # strength 0 (the same digits unshifted) starts each curve, computed the same way
-    copies = [("rotate", r, rotate(subset.images, r)) for r in ([0.0, *config.rotations] if config.rotations else [])]
-    copies += [("translate", t, translate(subset.images, t)) for t in ([0, *config.translations] if config.translations else [])]
-    for kind, strength, images in progress_bar(copies, desc="shift protocol (rotations, translations)"):
+    points = [("rotate", r) for r in ([0.0, *config.rotations] if config.rotations else [])]
+    points += [("translate", t) for t in ([0, *config.translations] if config.translations else [])]
+
+    def grid_point(kind: str, strength) -> tuple[dict, dict]:
+        images = shifts[kind](subset.images, strength)
+        point_metrics, point_arrays = {}, {}
         for name, model in models.items():
             pred = model.predictive(images, config.samples, generator=make_generator(derive_seed(seed, kind, name)),
                                     batch_size=config.batch_size)
             values, per_example = shift_metrics(pred, subset.labels, resamples=config.bootstrap,
                                                 seed=derive_seed(seed, "bootstrap", kind, f"{strength:g}"))
             prefix = f"{kind}/{strength:g}/{name}"
-            metrics.update({f"{prefix}/{key}": value for key, value in values.items()})
-            arrays.update({f"{prefix}/{key}": value for key, value in per_example.items()})
+            point_metrics.update({f"{prefix}/{key}": value for key, value in values.items()})
+            point_arrays.update({f"{prefix}/{key}": value for key, value in per_example.items()})
+        return point_metrics, point_arrays
+
+    for kind, strength in progress_bar(points, desc="shift protocol (rotations, translations)"):
+        m, a = units(f"{kind}/{strength:g}", partial(grid_point, kind, strength))
+        metrics.update(m)
+        arrays.update(a)
+    return metrics, arrays
+
+
+def evaluate_model(run, name: str, model, data, config, seed: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """One model on the test split, the report's grid and every shifted set (and its NetCDF file)."""
+    metrics: dict[str, float] = {}
+    arrays: dict[str, np.ndarray] = {}
+    grid = data.test.head(config.grid_size, seed=0)
+    gen = make_generator(derive_seed(seed, "evaluation", name))
+    pred = model.predictive(data.test.images, config.samples, generator=gen, batch_size=config.batch_size)
+    test_metrics = predictive_metrics(pred, data.test.labels, resamples=config.bootstrap,
+                                      seed=derive_seed(seed, "bootstrap", name, "test"))
+    metrics.update({f"clean/{name}/{key}": value for key, value in test_metrics.items()})
+    for key, value in pred.summary().items():
+        arrays[f"test/{name}/{key}"] = value.numpy()
+    run.save_inference_data(f"arrays/predictive_{name}_test.nc", pred.to_inference_data(data.test.labels))
+    surprise = generative_scores(model, data.test.images, derive_seed(seed, "elbo", name))
+    if surprise:
+        metrics[f"clean/{name}/elbo"] = -float(surprise["elbo"].mean())
+    grid_pred = model.predictive(grid.images, config.samples, generator=make_generator(derive_seed(seed, "grid", name)))
+    arrays[f"grid/{name}/predicted"] = grid_pred.predicted.numpy()
+    arrays[f"grid/{name}/confidence"] = grid_pred.confidence.numpy()
+    for set_name, shifted in data.shifted.items():
+        spred = model.predictive(shifted.images, config.samples, generator=gen, batch_size=config.batch_size)
+        prefix = f"shift/{set_name}/{name}"
+        values = predictive_metrics(spred, shifted.labels if shifted.labelled else None, resamples=config.bootstrap,
+                                    seed=derive_seed(seed, "bootstrap", name, set_name))
+        values.update(ood_metrics(pred, spred))
+        metrics.update({f"{prefix}/{key}": value for key, value in values.items()})
+        shifted_surprise = generative_scores(model, shifted.images, derive_seed(seed, "elbo", name))
+        for kind, scores in shifted_surprise.items():
+            metrics[f"{prefix}/auroc_{kind}"] = auroc(surprise[kind], scores)
+        if shifted_surprise:
+            metrics[f"{prefix}/elbo"] = -float(shifted_surprise["elbo"].mean())
+        arrays[f"shift/{set_name}/{name}/entropy"] = spred.entropy.numpy()
+        arrays[f"shift/{set_name}/{name}/mutual_information"] = spred.mutual_information.numpy()
     return metrics, arrays
 
 
 def run_evaluation(run, models, data, config, seed: int) -> dict[str, float]:
-    """Evaluate every model on the test split and each shifted set; return the metrics written."""
+    """Evaluate every model on the test split and each shifted set; return the metrics written. Each
+    model's evaluation and each shift grid point is a unit (``units.py``), kept as it ends."""
+    units = Units(run, "evaluation", seed)
     metrics: dict[str, float] = {}
     arrays: dict[str, np.ndarray] = {"test/labels": data.test.labels.numpy()}
     grid = data.test.head(config.grid_size, seed=0)
     arrays["grid/images"] = grid.images.numpy()
     arrays["grid/labels"] = grid.labels.numpy()
     for name, model in models.items():
-        gen = make_generator(derive_seed(seed, "evaluation", name))
-        pred = model.predictive(data.test.images, config.samples, generator=gen, batch_size=config.batch_size)
-        test_metrics = predictive_metrics(pred, data.test.labels, resamples=config.bootstrap,
-                                          seed=derive_seed(seed, "bootstrap", name, "test"))
-        metrics.update({f"clean/{name}/{key}": value for key, value in test_metrics.items()})
-        for key, value in pred.summary().items():
-            arrays[f"test/{name}/{key}"] = value.numpy()
-        run.save_inference_data(f"arrays/predictive_{name}_test.nc", pred.to_inference_data(data.test.labels))
-        surprise = generative_scores(model, data.test.images, derive_seed(seed, "elbo", name))
-        if surprise:
-            metrics[f"clean/{name}/elbo"] = -float(surprise["elbo"].mean())
-        grid_pred = model.predictive(grid.images, config.samples, generator=make_generator(derive_seed(seed, "grid", name)))
-        arrays[f"grid/{name}/predicted"] = grid_pred.predicted.numpy()
-        arrays[f"grid/{name}/confidence"] = grid_pred.confidence.numpy()
-        for set_name, shifted in data.shifted.items():
-            spred = model.predictive(shifted.images, config.samples, generator=gen, batch_size=config.batch_size)
-            prefix = f"shift/{set_name}/{name}"
-            values = predictive_metrics(spred, shifted.labels if shifted.labelled else None, resamples=config.bootstrap,
-                                        seed=derive_seed(seed, "bootstrap", name, set_name))
-            values.update(ood_metrics(pred, spred))
-            metrics.update({f"{prefix}/{key}": value for key, value in values.items()})
-            shifted_surprise = generative_scores(model, shifted.images, derive_seed(seed, "elbo", name))
-            for kind, scores in shifted_surprise.items():
-                metrics[f"{prefix}/auroc_{kind}"] = auroc(surprise[kind], scores)
-            if shifted_surprise:
-                metrics[f"{prefix}/elbo"] = -float(shifted_surprise["elbo"].mean())
-            arrays[f"shift/{set_name}/{name}/entropy"] = spred.entropy.numpy()
-            arrays[f"shift/{set_name}/{name}/mutual_information"] = spred.mutual_information.numpy()
-    shift_values, shift_arrays = run_shift_protocol(models, data.test, config, seed)
+        m, a = units(f"model/{name}", partial(evaluate_model, run, name, model, data, config, seed))
+        metrics.update(m)
+        arrays.update(a)
+    shift_values, shift_arrays = run_shift_protocol(models, data.test, config, seed, units)
     metrics.update(shift_values)
     arrays.update(shift_arrays)
     run.save_arrays("arrays/evaluation.npz", **arrays)

@@ -16,10 +16,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bayesrobust.atomic import write_json_atomic
 from bayesrobust.config import load_config
 from bayesrobust.errors import ConfigError
 from bayesrobust.progress import progress_bar
-from bayesrobust.runs import write_json_atomic
 from bayesrobust.sweeps.execute import run_ray, run_serial, trial_state
 from bayesrobust.sweeps.plan import MANIFEST, parse_grid_option, parse_seeds, plan_trials, validate_trials
 from bayesrobust.sweeps.report import write_sweep_report

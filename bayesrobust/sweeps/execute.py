@@ -9,8 +9,8 @@ makes, and resuming is a question the folders already answer.
 
 Isolation: a trial that raises is recorded as failed with its error (its folder keeps INCOMPLETE with
 the traceback) and the others go on. Ctrl-C stops the sweep: a trial it interrupts is left marked
-INCOMPLETE (a killed Ray worker cannot remove the marker), so it is rerun next time; a finished trial is
-complete. Every trial's outcome is appended to ``trials.jsonl`` as it arrives.
+INCOMPLETE (a killed Ray worker cannot remove the marker), so it is resumed next time from its finished
+units (``units.py``; rerun from scratch if its config changed); a finished trial is complete. Every trial's outcome is appended to ``trials.jsonl`` as it arrives.
 """
 
 from __future__ import annotations
@@ -48,14 +48,17 @@ def run_trial(config_text: str, overrides: list[str], out: str, data_dir: str | 
     import torch
 
     from bayesrobust.config import config_from_text
-    from bayesrobust.experiment import run_experiment
+    from bayesrobust.experiment import config_changes, run_experiment
 
     if threads > 0:  # a Ray task uses the cores it reserved; serially, torch keeps its default
         torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
         config = config_from_text(config_text, overrides)
-        run_experiment(config, out, data_dir=data_dir, download=download, overwrite=Path(out).exists(), progress=False)
+        resume = trial_state(Path(out)) == "incomplete" and (Path(out) / "config.toml").is_file() \
+            and not config_changes(config, Path(out))  # an interrupted trial continues from its finished units
+        run_experiment(config, out, data_dir=data_dir, download=download, overwrite=Path(out).exists() and not resume,
+                       resume=resume, progress=False)
         status, error = "complete", ""
     except Exception as exc:  # noqa: BLE001 - recorded for the sweep's report, never swallowed silently
         status, error = "failed", "".join(traceback.format_exception_only(type(exc), exc)).strip()

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from bayesrobust.runs import RunDir, write_json_atomic, write_text_atomic
+from bayesrobust.atomic import write_json_atomic, write_text_atomic
+from bayesrobust.runs import RunDir
 from bayesrobust.sweeps.execute import OUTCOMES, trial_state
 from bayesrobust.sweeps.plan import MANIFEST, short_names
 
