@@ -7,22 +7,14 @@ applied to the raw TOML before validation, so they are checked exactly like the 
 
 from __future__ import annotations
 
-import collections.abc
-import dataclasses
-import sys
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bayesrobust.errors import ConfigError, InputError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10: the same parser, from PyPI
-    import tomli as tomllib
+from bayesrobust.models.families import model_family
+from bayesrobust.schema import apply_overrides, build, coerce, tomllib, typed_params
 
 
 # --- schema -------------------------------------------------------------------------------------
@@ -116,115 +108,12 @@ class ExperimentConfig:
     sweep: SweepSection = field(default_factory=SweepSection)
     suites: Mapping[str, Any] = field(default_factory=dict)  # suite name → its section, for the tables present
 
-
-# --- generic dataclass builder ------------------------------------------------------------------
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for option in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, option, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
-        return build(tp, value, where)
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
-        inner = args[0] if args else Any
-        return tuple(_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin in (dict, collections.abc.Mapping) or tp in (dict, Mapping):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
-        inner = args[1] if len(args) == 2 else Any
-        return types.MappingProxyType({str(k): _coerce(v, inner, f"{where}.{k}") for k, v in value.items()})
-    if tp is Any:
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp in (str, bool):
-        if not isinstance(value, tp):
-            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
-        return value
-    raise ConfigError(f"{where}: unsupported type {tp}")  # a schema bug, not a user error
-
-
-def build(cls: type, data: Mapping[str, Any], where: str = "") -> Any:
-    """Build dataclass ``cls`` from a mapping, refusing unknown keys and wrong types."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        prefix = f"{where}." if where else ""
-        raise ConfigError(
-            f"unknown config key {prefix}{unknown[0]!s}; allowed in [{where or 'top level'}]: {', '.join(sorted(names))}"
-        )
-    kwargs = {}
-    for name, value in data.items():
-        key = f"{where}.{name}" if where else name
-        kwargs[name] = _coerce(value, hints[name], key)
-    return cls(**kwargs)
-
-
-def to_plain(obj: Any) -> Any:
-    """Dataclasses / mapping proxies / tuples → plain dicts and lists (for TOML and JSON); a config's
-    suite sections become top-level tables again, as in the file."""
-    if isinstance(obj, ExperimentConfig):
-        return {**{k: to_plain(getattr(obj, k)) for k in CORE_KEYS}, **{k: to_plain(v) for k, v in obj.suites.items()}}
-    if dataclasses.is_dataclass(obj):
-        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if getattr(obj, f.name) is not None}
-    if isinstance(obj, Mapping):
-        return {k: to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_plain(v) for v in obj]
-    return obj
+    def __plain__(self) -> dict[str, Any]:
+        """The file's layout: the suite sections are top-level tables again."""
+        return {**{k: getattr(self, k) for k in CORE_KEYS}, **self.suites}
 
 
 # --- TOML in and out ---------------------------------------------------------------------------
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"a.b=3"`` → (["a", "b"], 3). Values are TOML literals; bare words are strings."""
-    if "=" not in text:
-        raise ConfigError(f"--set expects key=value, got {text!r}")
-    key, raw = text.split("=", 1)
-    path = [p for p in key.strip().split(".") if p]
-    if not path:
-        raise ConfigError(f"--set has an empty key in {text!r}")
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return path, value
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    for text in overrides:
-        path, value = parse_override(text)
-        node = raw
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {text!r}: {part} is not a table")
-        node[path[-1]] = value
-    return raw
-
-
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
     """Read a TOML experiment file, apply ``--set`` overrides and validate it."""
     path = Path(path)
@@ -252,7 +141,7 @@ def config_from_dict(raw: Mapping[str, Any]) -> ExperimentConfig:
     unknown = sorted(set(raw) - set(allowed))
     if unknown:
         raise ConfigError(f"unknown config key {unknown[0]}; allowed in [top level]: {', '.join(sorted(allowed))}")
-    suites = {name: _coerce(raw[name], SUITES.get(name).section, name) for name in SUITES.names() if name in raw}
+    suites = {name: coerce(raw[name], SUITES.get(name).section, name) for name in SUITES.names() if name in raw}
     config = build(ExperimentConfig, {**{k: raw[k] for k in CORE_KEYS if k in raw}, "suites": suites})
     validate(config)
     return config
@@ -323,34 +212,6 @@ def check_device(device: str) -> None:
         raise ConfigError(f"{where}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0")
 
 
-def typed_params(func, params: Mapping[str, Any], where: str, extra_hints: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Check keyword ``params`` against the annotations of ``func`` (a constructor) like config
-    sections are checked: each value must have the annotated type; the error names the dotted key,
-    the expected type and the value given. Unknown names are left to the constructor's own check."""
-    hints = {**(extra_hints or {}), **typing.get_type_hints(func)}
-    return {key: _coerce(value, hints.get(key, Any), f"{where}.{key}") for key, value in params.items()}
-
-
-def model_family(arch: str):
-    """The class a config's ``arch`` builds: a registered family, or for an import path the wrapper."""
-    from bayesrobust.models import MODELS
-    from bayesrobust.models.base import is_import_path
-
-    if is_import_path(arch):
-        return MODELS.get("wrapped")
-    if arch not in MODELS:
-        raise ConfigError(f"unknown architecture {arch!r}; known: {', '.join(MODELS.names())}, "
-                          "or a network's import path 'package.module:Class'")
-    return MODELS.get(arch)
-
-
-def reconstructing_models(config: ExperimentConfig) -> list[str]:
-    """The configured models whose family can reconstruct its inputs (the ``Reconstructs`` capability)."""
-    from bayesrobust.models.base import Reconstructs
-
-    return [n for n, m in config.models.items() if issubclass(model_family(m.arch), Reconstructs)]
-
-
 def check_mode(section: ModelSection, where: str) -> None:
     """An unknown architecture, or a mode its family does not offer, is named with the key."""
     try:
@@ -404,38 +265,3 @@ def check_model(section: ModelSection, where: str, shape: tuple[int, ...] = (1, 
         build_for_images(section.arch, shape, mode=section.mode, **params)
     except (ConfigError, InputError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
-
-
-def dump_toml(data: Mapping[str, Any]) -> str:
-    """A small TOML writer for resolved configs (tables, arrays, strings, numbers, booleans)."""
-    lines: list[str] = []
-
-    def scalar(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(scalar(x) for x in v) + "]"
-        if isinstance(v, Mapping):
-            return "{" + ", ".join(f"{_key(k)} = {scalar(x)}" for k, x in v.items()) + "}"
-        raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-    def table(prefix: str, node: Mapping[str, Any]) -> None:
-        simple = {k: v for k, v in node.items() if not isinstance(v, Mapping) or not v or k == "params"}
-        nested = {k: v for k, v in node.items() if k not in simple}
-        if prefix and (simple or not nested):
-            lines.append(f"\n[{prefix}]")
-        for k, v in simple.items():
-            lines.append(f"{_key(k)} = {scalar(v)}")
-        for k, v in nested.items():
-            table(f"{prefix}.{_key(k)}" if prefix else _key(k), v)
-
-    table("", data)
-    return "\n".join(lines).lstrip() + "\n"
-
-
-def _key(k: str) -> str:
-    return k if k.replace("_", "").replace("-", "").isalnum() else f'"{k}"'

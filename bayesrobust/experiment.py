@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from bayesrobust.config import ExperimentConfig, dump_toml, to_plain
+from bayesrobust.config import ExperimentConfig
 from bayesrobust.data import Dataset, load_dataset
 from bayesrobust.data.folder import load_idx_folder
 from bayesrobust.errors import ConfigError, DatasetMissing, ForeignCheckpoint
@@ -16,6 +16,7 @@ from bayesrobust.models.base import build_for_images, check_shape, is_import_pat
 from bayesrobust.models.temperature import fit_temperature
 from bayesrobust.progress import quiet_unless
 from bayesrobust.runs import RunDir, environment
+from bayesrobust.schema import dump_toml, to_plain, tomllib
 from bayesrobust.seeding import derive_seed, deterministic_algorithms, seed_everything
 
 
@@ -208,8 +209,6 @@ def refuse_changed_config(config: ExperimentConfig, out: Path) -> None:
 def config_changes(config: ExperimentConfig, out: Path) -> list[tuple[str, object, object]]:
     """(dotted key, value then, value now) wherever ``config`` differs from ``out/config.toml``; none when
     the folder has no config (not a run folder, or a missing one: RunDir.resume says which)."""
-    from bayesrobust.config import tomllib  # the standard library's, or tomli before Python 3.11
-
     saved_path = out / "config.toml"
     if not saved_path.is_file():
         return []

@@ -160,8 +160,17 @@ class Predictive:
         """Fraction of examples whose predicted class equals ``y``."""
         return float((self.predicted == self._check_labels(y)).float().mean())
 
-    def summary(self) -> dict[str, torch.Tensor]:
-        """Per-example uncertainty measures, keyed by name (for saving and tables)."""
+    def summary(self, labels: torch.Tensor | None = None) -> dict[str, float]:
+        """Aggregates, as ``AttackResult.summary()`` gives them: the mean of every per-example measure
+        (:meth:`per_example`, the predicted class aside), the counts and, with ``labels``, accuracy and NLL."""
+        out = {name: float(values.double().mean()) for name, values in self.per_example().items() if name != "predicted"}
+        out.update(examples=float(self.num_examples), samples=float(self.num_samples))
+        if labels is not None:
+            out.update(accuracy=self.accuracy(labels), nll=self.nll(labels))
+        return out
+
+    def per_example(self) -> dict[str, torch.Tensor]:
+        """Per-example uncertainty measures ``(N,)``, keyed by name (what a run folder saves)."""
         return {
             "predicted": self.predicted,
             "confidence": self.confidence,

@@ -47,12 +47,14 @@ def quiet_unless(show: bool) -> Iterator[None]:
         _QUIET["value"] = saved
 
 
-def progress_bar(iterable: Iterable[T], *, desc: str = "", enabled: bool = True, leave: bool = True, total=None):
+def progress_bar(iterable: Iterable[T], *, desc: str = "", enabled: bool = True, leave: bool = True, total=None,
+                 delay: float = 0.0):
     """A tqdm bar over ``iterable``, disabled when quiet or asked off, and when there is nothing to do (an
-    empty "0it" bar is noise); sparse whole lines when stderr is not a terminal."""
+    empty "0it" bar is noise); sparse whole lines when stderr is not a terminal; with ``delay``, shown
+    only once the work has run that many seconds."""
     empty = (total == 0) if total is not None else (hasattr(iterable, "__len__") and len(iterable) == 0)
     disabled = _QUIET["value"] or not enabled or empty
     if sys.stderr.isatty():
-        return tqdm(iterable, desc=desc, disable=disabled, leave=leave, total=total, dynamic_ncols=True)
+        return tqdm(iterable, desc=desc, disable=disabled, leave=leave, total=total, dynamic_ncols=True, delay=delay)
     return tqdm(iterable, desc=desc, disable=disabled, leave=True, total=total, file=_LogLines(sys.stderr),
-                mininterval=LOG_INTERVAL, maxinterval=LOG_INTERVAL, ascii=True, ncols=100)
+                mininterval=LOG_INTERVAL, maxinterval=LOG_INTERVAL, ascii=True, ncols=100, delay=delay)

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from bayesrobust.config import TrainSection, tomllib
+from bayesrobust.config import TrainSection
 from bayesrobust.data import load_dataset
 from bayesrobust.models import build_model, wrap
+from bayesrobust.schema import tomllib
 from bayesrobust.seeding import seed_everything
 from tests.user_nets import ColourCNN, DropoutBatchNormCNN
 

@@ -207,3 +207,27 @@ def test_a_penalty_keeps_another_models_score_under_its_cap(small_lenet, images,
     assert int(both.sum()) >= 10
     assert reconstruction_error(aware.x_adv)[both].mean() < 0.8 * reconstruction_error(plain.x_adv)[both].mean()
     assert aware_attack.hyperparameters()["penalty"] == "blur distance"
+
+
+def test_an_iterative_attack_call_shows_progress_only_when_slow_and_never_when_asked_not(monkeypatch, capsys):
+    """From Python, an iterative attack shows a bar over its steps once the call has run PROGRESS_DELAY
+    seconds (here 0), none for a quick call at the default delay, none with progress=False or quiet."""
+    from bayesrobust import progress, wrap
+    from bayesrobust.attacks import base
+    from tests.user_nets import PlainMLP
+
+    monkeypatch.setattr(progress, "_QUIET", {"value": False})
+    torch.manual_seed(0)
+    model = wrap(PlainMLP(), "deterministic")  # a network the toolkit did not define
+    x, y = torch.rand(8, 1, 28, 28, generator=gen(0)), torch.arange(8) % 10
+    bim = build_attack("bim", eps=0.1, alpha=0.01, steps=4)
+    bim(model, x, y)
+    assert "bim steps" not in capsys.readouterr().err  # quick: under the 3 s delay
+    monkeypatch.setattr(base, "PROGRESS_DELAY", 0.0)
+    bim(model, x, y)
+    assert "bim steps" in capsys.readouterr().err
+    bim(model, x, y, progress=False)
+    assert capsys.readouterr().err == ""
+    with progress.quiet_unless(False):
+        bim(model, x, y)
+    assert capsys.readouterr().err == ""

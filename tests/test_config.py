@@ -2,8 +2,9 @@
 
 import pytest
 
-from bayesrobust.config import config_from_dict, dump_toml, load_config, parse_override, to_plain, tomllib
+from bayesrobust.config import config_from_dict, load_config
 from bayesrobust.errors import ConfigError
+from bayesrobust.schema import dump_toml, parse_override, to_plain, tomllib
 from tests.conftest import REPO
 
 

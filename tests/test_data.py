@@ -343,3 +343,24 @@ def test_shift_protocol_config_errors(change, message):
 
     with pytest.raises(ConfigError, match=message):
         config_from_dict({"models": {"m": {"arch": "lenet"}}, "evaluation": change})
+
+
+def test_subset_is_stratified_and_shuffled_where_the_source_is_sorted_by_label():
+    """mnist-5k is stored sorted by label (its first 200 test digits are 0s and 1s): ``subset`` draws every
+    class in proportion, mixed, reproducibly; ``head`` keeps the source order for the configs."""
+    test = load_dataset("mnist-5k", "test")
+    assert set(test.labels[:200].tolist()) <= {0, 1}  # the trap the docstring warns about
+    digits = test.subset(200, seed=0)
+    assert torch.bincount(digits.labels, minlength=10).tolist() == [20] * 10
+    assert len(set(digits.labels[:20].tolist())) >= 5  # mixed from the first rows on
+    assert torch.equal(digits.images, test.subset(200, seed=0).images)
+    assert not torch.equal(digits.labels, test.subset(200, seed=1).labels)
+    assert torch.equal(torch.sort(test.head(200, seed=0).labels).values, test.head(200, seed=0).labels)
+    uniform = test.subset(100, stratified=False, seed=0)
+    assert len(uniform) == 100 and len(set(uniform.labels.tolist())) > 5
+    everything = test.subset(seed=3)
+    assert len(everything) == len(test) and not torch.equal(everything.labels, test.labels)
+    with pytest.raises(ValueError, match="subset"):
+        test.subset(len(test) + 1)
+    with pytest.raises(ValueError, match="unlabelled"):
+        test.without_labels().subset(10)

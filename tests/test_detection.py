@@ -25,6 +25,36 @@ def test_threshold_from_separable_validation_scores_lies_between_them():
     assert choose_threshold(np.linspace(0, 1, 101), None, max_fpr=0.05) == pytest.approx(0.95)
 
 
+def test_max_fpr_bounds_the_clean_inputs_flagged_even_with_adversarial_examples():
+    """Overlapping validation scores: the most accurate threshold flags many clean inputs; with max_fpr it
+    flags at most that share of them (the most accurate such threshold), and an impossible max_fpr is a
+    clear error. Tested on a plain user network too."""
+    rng = np.random.default_rng(0)
+    clean, adv = rng.normal(0, 1, 200), rng.normal(1, 1, 200)
+    free = choose_threshold(clean, adv)
+    assert (clean > free).mean() > 0.2  # the unconstrained optimum's false positives
+    for max_fpr in (0.05, 0.01):
+        t = choose_threshold(clean, adv, max_fpr=max_fpr)
+        assert (clean > t).mean() <= max_fpr and t >= free
+        looser = np.sort(clean)[np.sort(clean) < t]  # any lower threshold flags more than max_fpr
+        assert looser.size == 0 or (clean > looser[-1]).mean() > max_fpr
+    with pytest.raises(ValueError, match="max_fpr"):
+        choose_threshold(clean, adv, max_fpr=1.5)
+
+    import torch
+
+    from bayesrobust import wrap
+    from tests.user_nets import PlainMLP
+
+    torch.manual_seed(0)
+    model = wrap(PlainMLP(), "deterministic")
+    x = torch.rand(120, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    detector = UncertaintyDetector(model, "entropy", samples=1, max_fpr=0.05).fit(x[:80], x[80:] * 0.5)
+    assert detector.decide(x[:80]).mean() <= 0.05
+    with pytest.raises(ValueError, match="max_fpr"):
+        UncertaintyDetector(model, "entropy", max_fpr=0)
+
+
 def test_detection_metrics_by_hand():
     truth = np.array([0, 0, 0, 1, 1, 1], bool)
     scores = np.array([0.1, 0.2, 0.6, 0.5, 0.8, 0.9])

@@ -127,3 +127,17 @@ def test_an_exact_mean_replaces_the_monte_carlo_one():
     assert both.mean_log_probs.shape == (2, 2) and torch.allclose(both.mean[1], pred.mean[0])
     with pytest.raises(InputError, match="mean_log_probs"):
         Predictive(draws, None, exact[0])
+
+
+def test_summary_aggregates_like_an_attack_result_and_per_example_keeps_the_rows():
+    """``summary()`` is aggregates (floats), as ``AttackResult.summary()``; ``per_example()`` the (N,)
+    measures behind them."""
+    p = one_hot_pair()
+    rows = p.per_example()
+    assert set(rows) >= {"predicted", "confidence", "entropy", "mutual_information", "variance"}
+    assert all(v.shape == (1,) for v in rows.values())
+    summary = p.summary(torch.tensor([0]))
+    assert all(isinstance(v, float) for v in summary.values())
+    assert summary["mutual_information"] == pytest.approx(math.log(2)) and summary["examples"] == 1.0
+    assert summary["samples"] == 2.0 and summary["accuracy"] == 1.0 and summary["nll"] == pytest.approx(math.log(2))
+    assert "accuracy" not in p.summary()

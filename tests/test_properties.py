@@ -18,12 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bayesrobust.attacks import ATTACKS, build_attack
-from bayesrobust.config import config_from_dict, tomllib
+from bayesrobust.config import config_from_dict
 from bayesrobust.data.idx import parse_idx, read_idx_pair
 from bayesrobust.data.semeion import parse_semeion
 from bayesrobust.data.svhn import parse_svhn
 from bayesrobust.errors import ConfigError, DatasetError, InputError
 from bayesrobust.models import build_model
+from bayesrobust.schema import tomllib
 from tests.conftest import REPO
 from tests.test_attacks import FAST
 from tests.test_data import idx_bytes, semeion_line, write_svhn

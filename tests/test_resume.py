@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from bayesrobust.cli import main
-from bayesrobust.config import dump_toml, load_config, to_plain
+from bayesrobust.config import load_config
 from bayesrobust.errors import RunError
 from bayesrobust.runs import INCOMPLETE, RunDir
+from bayesrobust.schema import dump_toml, to_plain
 from bayesrobust.units import Units
 from tests.conftest import REPO, shared_data, tiny_overrides
 from tests.test_experiments import SMALL

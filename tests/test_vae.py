@@ -28,7 +28,7 @@ def _pyro_validation():
 @pytest.fixture(scope="module")
 def vae_and_data():
     train = load_dataset("mnist-5k", "train").head(2000, seed=0)
-    val = load_dataset("mnist-5k", "train").head(2500, seed=0).subset(torch.arange(2000, 2500))
+    val = load_dataset("mnist-5k", "train").head(2500, seed=0).take(torch.arange(2000, 2500))
     pyro.enable_validation(True)
     seed_everything(0)  # weight initialisation: the same model whichever tests ran before
     model = build_model("vae", hidden=128, latent=16, classifier_epochs=8)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -24,6 +24,8 @@ from bayesrobust.errors import InputError
 from bayesrobust.predictive import Predictive
 from bayesrobust.registry import Registry
 from bayesrobust.validation import check_labels
+
+PROGRESS_DELAY = 3.0  # seconds an attack call runs before its progress bar appears
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,16 +133,20 @@ class Attack(ABC):
 
     # --- entry points ---------------------------------------------------------------------------
     def generate(self, model, x: torch.Tensor, y: torch.Tensor, *, target: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 generator: torch.Generator | None = None, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Only the adversarial images (on the model's device, clipped to [0, 1]) and the iterations
         per example — what peer libraries return; ``__call__`` adds the evaluation."""
-        x_adv, iterations, _, _ = self._run(model, x, y, target, generator)
+        x_adv, iterations, _, _ = self._run(model, x, y, target, generator, progress)
         return x_adv, iterations
 
     def __call__(self, model, x: torch.Tensor, y: torch.Tensor, *, target: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None) -> AttackResult:
-        """Attack and evaluate: adversarial images, success, distortions and the model's predictive."""
-        x_adv, iterations, claimed, judge = self._run(model, x, y, target, generator)
+                 generator: torch.Generator | None = None, progress: bool = True) -> AttackResult:
+        """Attack and evaluate: adversarial images, success, distortions and the model's predictive.
+
+        ``progress``: a bar over an iterative attack's steps, shown only once the call has run for
+        ``PROGRESS_DELAY`` seconds (a quick call prints nothing); False, ``--quiet`` or
+        ``run_experiment(progress=False)`` turn it off."""
+        x_adv, iterations, claimed, judge = self._run(model, x, y, target, generator, progress)
         pred = judge.predictive(x_adv)
         success = judge.goal.reached(pred, judge.y, judge.target)
         fresh = success  # a deterministic model has no other draws
@@ -153,7 +159,8 @@ class Attack(ABC):
         return AttackResult(x_adv.cpu(), success, l0, l2, linf, iterations.cpu(), pred, judge.y.cpu(),
                             None if judge.target is None else judge.target.cpu(), params, claimed.cpu(), fresh)
 
-    def _run(self, model, x, y, target, generator):
+    def _run(self, model, x, y, target, generator, progress: bool = True):
+        self._progress = progress
         x, y, target = self._validated(model, x, y, target)
         samples = self.eval_samples if self.eval_samples is not None else model.default_samples
         judge = Judge(model, y, target, samples=model.draw_count(samples), seed=draw_seed(generator), goal=self.goal)
@@ -180,6 +187,13 @@ class Attack(ABC):
 
         Inputs arrive validated, on the model's device. Every decision about success must go through
         ``judge`` (given the whole batch), so what the attack claims is what ``__call__`` reports."""
+
+    def steps_bar(self, steps: int, desc: str = "") -> Iterable[int]:
+        """``range(steps)`` for an iterative attack's main loop, with the call's delayed progress bar."""
+        from bayesrobust.progress import progress_bar
+
+        return progress_bar(range(steps), desc=desc or f"{self.name} steps", enabled=getattr(self, "_progress", True),
+                            leave=False, delay=PROGRESS_DELAY)
 
     # --- helpers shared by gradient attacks --------------------------------------------------
     def objective_and_grad(self, model, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None,
@@ -292,7 +306,8 @@ def run_batched(attack: Attack, model, x: torch.Tensor, y: torch.Tensor, *, targ
     parts = []
     for start in progress_bar(range(0, x.shape[0], batch_size), desc=desc or attack.name, enabled=progress, leave=False):
         sl = slice(start, start + batch_size)
-        parts.append(attack(model, x[sl], y[sl], target=None if target is None else target[sl], generator=generator))
+        parts.append(attack(model, x[sl], y[sl], target=None if target is None else target[sl], generator=generator,
+                            progress=False))  # this bar over the batches is the call's
     if len(parts) == 1:
         return parts[0]
 

@@ -49,7 +49,7 @@ class BIM(Attack):
         iterations = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
         finished = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         active = torch.arange(x.shape[0], device=x.device)
-        for _ in range(self.steps):
+        for _ in self.steps_bar(self.steps):
             xa = x_adv[active]
             _, grad, logp = self.objective_and_grad(model, xa, y[active], None if target is None else target[active], generator)
             if self.variant == "A":

@@ -65,12 +65,12 @@ class CWL2(Attack):
         best_l2 = torch.full((n,), float("inf"), device=x.device)
         best_adv = x.clone()
         iterations = torch.zeros(n, dtype=torch.long, device=x.device)
-        for _ in range(self.binary_search_steps):
+        for search in range(self.binary_search_steps):
             w = w0.clone().requires_grad_(True)
             optimizer = torch.optim.Adam([w], lr=self.lr)
             succeeded = torch.zeros(n, dtype=torch.bool, device=x.device)
             previous = float("inf")
-            for step in range(self.steps):
+            for step in self.steps_bar(self.steps, f"cw_l2 steps (search {search + 1}/{self.binary_search_steps})"):
                 raw = (torch.tanh(w) / _TANH_SCALE + 1) / 2
                 # rounding can put raw a hair outside [0, 1]; clip the value, keep the gradient
                 x_adv = raw + (raw.clamp(0, 1) - raw).detach()

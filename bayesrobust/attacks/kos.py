@@ -63,7 +63,7 @@ class KosAttack(Attack):
         aim = self._aim(model, target)
         delta = torch.zeros_like(x, requires_grad=True)
         optimizer = torch.optim.Adam([delta], lr=self.lr)
-        for _ in range(self.steps):
+        for _ in self.steps_bar(self.steps):
             x_adv = x + delta
             distance = (x_adv - x).flatten(1).pow(2).sum(1).add(1e-12).sqrt()
             objective = self.objective(model, x_adv, aim, target, generator) + self.lam * distance

@@ -46,7 +46,7 @@ class LBFGS(Attack):
         iterations = torch.zeros(n, dtype=torch.long)
         x0 = x.detach().cpu().double().flatten(1).numpy()
         step = float(np.log(self.c_factor))
-        for _ in range(self.search_steps):
+        for _ in self.steps_bar(self.search_steps, "l-bfgs search steps"):
             c = log_c.exp().to(x.device, x.dtype)
             x_new, calls = self._solve(model, x, y, target, c, x0, generator)
             iterations += calls

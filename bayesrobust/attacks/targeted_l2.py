@@ -37,7 +37,7 @@ class TargetedL2(Attack):
         x_adv = x.clone()
         iterations = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
         stopped = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        for _ in range(self.steps):
+        for _ in self.steps_bar(self.steps):
             if self.stop_confidence < 1.0:
                 stopped = self._confident(judge, x_adv, target)
                 if bool(stopped.all()):

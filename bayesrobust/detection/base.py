@@ -47,19 +47,33 @@ class Detector(ABC):
         return value
 
 
-def choose_threshold(clean_scores: np.ndarray, adv_scores: np.ndarray | None, *, max_fpr: float = 0.05) -> float:
-    """A decision threshold from validation scores alone: with adversarial examples, the threshold of
-    highest detection accuracy on the (balanced) validation set; without, the (1 − ``max_fpr``) quantile
-    of the clean scores, so that about ``max_fpr`` of clean inputs are flagged."""
+DEFAULT_FPR = 0.05  # the share of clean inputs flagged when only clean validation data are given
+
+
+def check_max_fpr(max_fpr: float | None) -> float | None:
+    if max_fpr is not None and not 0.0 < max_fpr < 1.0:
+        raise ValueError(f"max_fpr is the share of clean inputs a detector may flag, in (0, 1); got {max_fpr!r}")
+    return max_fpr
+
+
+def choose_threshold(clean_scores: np.ndarray, adv_scores: np.ndarray | None, *, max_fpr: float | None = None) -> float:
+    """A decision threshold from validation scores alone. With adversarial examples: the threshold of
+    highest detection accuracy on the (balanced) validation set — among those that flag at most
+    ``max_fpr`` of the clean inputs when ``max_fpr`` is given. Without: the (1 − ``max_fpr``) quantile of
+    the clean scores (``max_fpr`` default 0.05), so that about that share of clean inputs is flagged."""
+    check_max_fpr(max_fpr)
     clean = np.asarray(clean_scores, dtype=np.float64)
     if adv_scores is None or len(adv_scores) == 0:
-        return float(np.quantile(clean, 1.0 - max_fpr))
+        return float(np.quantile(clean, 1.0 - (DEFAULT_FPR if max_fpr is None else max_fpr)))
     adv = np.asarray(adv_scores, dtype=np.float64)
     candidates = np.unique(np.concatenate([clean, adv]))
     # accuracy(t) = (#clean <= t + #adv > t) / total, each side weighted to balance the classes
     clean_le = np.searchsorted(np.sort(clean), candidates, side="right") / len(clean)
     adv_gt = 1.0 - np.searchsorted(np.sort(adv), candidates, side="right") / len(adv)
-    return float(candidates[np.argmax(clean_le + adv_gt)])
+    accuracy = clean_le + adv_gt
+    if max_fpr is not None:  # flags (score > t) at most max_fpr of the clean scores; t = max(clean) flags none
+        accuracy = np.where(1.0 - clean_le <= max_fpr + 1e-12, accuracy, -np.inf)
+    return float(candidates[np.argmax(accuracy)])
 
 
 def images(x, model) -> torch.Tensor:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bayesrobust.detection.base import Detector, choose_threshold, images
+from bayesrobust.detection.base import Detector, check_max_fpr, choose_threshold, images
 from bayesrobust.errors import ConfigError
 from bayesrobust.models.base import Reconstructs
 from bayesrobust.seeding import make_generator
@@ -19,13 +19,13 @@ class GenerativeDetector(Detector):
     on validation data: ``reconstruction`` = ‖x − dec(μ(x))‖₂², ``elbo`` = −ELBO(x) in nats (``samples``
     draws of z from a generator seeded with ``seed`` at every call, so a score is a function of x)."""
 
-    def __init__(self, vae, kind: str = "reconstruction", *, samples: int = 8, seed: int = 0, max_fpr: float = 0.05,
+    def __init__(self, vae, kind: str = "reconstruction", *, samples: int = 8, seed: int = 0, max_fpr: float | None = None,
                  batch_size: int = 1000) -> None:
         if kind not in GENERATIVE_SCORES:
             raise ConfigError(f"unknown generative score {kind!r}; known: {', '.join(GENERATIVE_SCORES)}")
         if not isinstance(vae, Reconstructs):
             raise ConfigError(f"the {kind} detector needs a VAE (arch = 'vae'), got {getattr(vae, 'arch', type(vae).__name__)!r}")
-        self.vae, self.kind, self.samples, self.seed, self.max_fpr = vae, kind, samples, seed, max_fpr
+        self.vae, self.kind, self.samples, self.seed, self.max_fpr = vae, kind, samples, seed, check_max_fpr(max_fpr)
         self.batch_size = batch_size
         self.name = f"vae:{kind}"
         self.threshold_ = None

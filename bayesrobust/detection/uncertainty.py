@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bayesrobust.detection.base import Detector, choose_threshold, images
+from bayesrobust.detection.base import Detector, check_max_fpr, choose_threshold, images
 from bayesrobust.errors import ConfigError
 from bayesrobust.predictive import Predictive
 from bayesrobust.seeding import make_generator
@@ -30,13 +30,15 @@ def uncertainty_score(pred: Predictive, kind: str) -> np.ndarray:
 
 class UncertaintyDetector(Detector):
     """Flags inputs whose ``kind`` of predictive uncertainty exceeds a threshold fitted on validation
-    data (see :func:`choose_threshold`). The predictive uses ``samples`` draws from a generator seeded
+    data (see :func:`choose_threshold`): with adversarial validation examples the most accurate threshold
+    (flagging at most ``max_fpr`` of the clean ones when given), without them the one flagging ``max_fpr``
+    (default 5%) of the clean ones. The predictive uses ``samples`` draws from a generator seeded
     with ``seed`` at every call, so a score is a function of the input alone."""
 
-    def __init__(self, model, kind: str = "mi", *, samples: int = 50, seed: int = 0, max_fpr: float = 0.05) -> None:
+    def __init__(self, model, kind: str = "mi", *, samples: int = 50, seed: int = 0, max_fpr: float | None = None) -> None:
         if kind not in SCORES:
             raise ConfigError(f"unknown uncertainty score {kind!r}; known: {', '.join(SCORES)}")
-        self.model, self.kind, self.samples, self.seed, self.max_fpr = model, kind, samples, seed, max_fpr
+        self.model, self.kind, self.samples, self.seed, self.max_fpr = model, kind, samples, seed, check_max_fpr(max_fpr)
         self.name = f"uncertainty:{kind}"
         self.threshold_ = None
 

@@ -127,7 +127,7 @@ def _fit_member_task(member: BayesianClassifier, train, config, val, seed: int):
 
 
 def _fit_on_ray(members, train, config, val, seeds: list[int]):
-    from bayesrobust.sweeps.execute import ray_session
+    from bayesrobust.parallel import ray_session
 
     with ray_session() as ray:
         task = ray.remote(num_cpus=1, max_retries=0)(_fit_member_task)

@@ -7,10 +7,14 @@ from __future__ import annotations
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bayesrobust.config import ExperimentConfig, reconstructing_models, typed_params
 from bayesrobust.errors import ConfigError
+from bayesrobust.models.families import reconstructing_models
+from bayesrobust.schema import typed_params
+
+if TYPE_CHECKING:
+    from bayesrobust.config import ExperimentConfig
 
 
 @dataclass(frozen=True)

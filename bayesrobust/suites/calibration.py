@@ -34,10 +34,10 @@ import numpy as np
 from bayesrobust.analysis.logistic import LogisticSection, run_logistic, validate_logistic
 from bayesrobust.attacks import build_attack
 from bayesrobust.attacks.base import run_batched
-from bayesrobust.config import to_plain
 from bayesrobust.errors import ConfigError
 from bayesrobust.metrics import calibration as cal
 from bayesrobust.metrics.bootstrap import batched_mean, bootstrap_all
+from bayesrobust.schema import to_plain
 from bayesrobust.seeding import derive_seed, make_generator
 from bayesrobust.suites.attack_config import check_attack_spec
 from bayesrobust.units import Units

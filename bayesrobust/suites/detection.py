@@ -44,7 +44,6 @@ from sklearn.metrics import roc_auc_score
 
 from bayesrobust.attacks import ATTACKS, build_attack
 from bayesrobust.attacks.base import Penalty
-from bayesrobust.config import reconstructing_models
 from bayesrobust.detection import (
     GENERATIVE_SCORES,
     GenerativeDetector,
@@ -60,6 +59,7 @@ from bayesrobust.detection.mixed import MixedSet
 from bayesrobust.detection.uncertainty import SCORES
 from bayesrobust.errors import ConfigError
 from bayesrobust.models.base import Reconstructs
+from bayesrobust.models.families import reconstructing_models
 from bayesrobust.seeding import derive_seed, isolated_rng, make_generator
 from bayesrobust.suites.attack_config import check_attack_spec, check_targets
 from bayesrobust.units import Units

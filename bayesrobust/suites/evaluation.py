@@ -175,7 +175,7 @@ def evaluate_model(run, name: str, model, data, config, seed: int) -> tuple[dict
     test_metrics = predictive_metrics(pred, data.test.labels, resamples=config.bootstrap,
                                       seed=derive_seed(seed, "bootstrap", name, "test"))
     metrics.update({f"clean/{name}/{key}": value for key, value in test_metrics.items()})
-    for key, value in pred.summary().items():
+    for key, value in pred.per_example().items():
         arrays[f"test/{name}/{key}"] = value.numpy()
     run.save_inference_data(f"arrays/predictive_{name}_test.nc", pred.to_inference_data(data.test.labels))
     surprise = generative_scores(model, data.test.images, derive_seed(seed, "elbo", name))

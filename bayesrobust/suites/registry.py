@@ -1,6 +1,7 @@
 """Suites by config table name. A suite brings everything it needs: the dataclass of its table, a
 validation run with the config before any work, and ``run(run, models, data, section, seed) ->
-metrics``. Adding a suite is one entry here; ``config.py`` only keeps the TOML codec and generic checks."""
+metrics``. Adding a suite is one entry here; ``config.py`` only keeps the core tables and generic checks, and
+the TOML codec and typed builder are ``schema.py``'s."""
 
 from __future__ import annotations
 

@@ -19,18 +19,13 @@ import json
 import os
 import time
 import traceback
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bayesrobust.errors import BayesRobustError, ConfigError
+from bayesrobust.parallel import ray_session
 from bayesrobust.runs import RunDir, is_run_folder
 
 OUTCOMES = "trials.jsonl"
-
-
-class RayMissing(BayesRobustError):
-    """``--executor ray`` without Ray installed."""
 
 
 def trial_state(path: Path) -> str:
@@ -83,15 +78,6 @@ def run_serial(jobs: list[dict[str, Any]], sweep_dir: Path, progress) -> list[di
     return outcomes
 
 
-def import_ray():
-    try:
-        import ray
-    except ImportError:
-        raise RayMissing("the ray executor needs Ray: pip install 'bayesrobust[distributed]' (or pip install ray); "
-                         "--executor serial runs the trials one after another in this process") from None
-    return ray
-
-
 def run_ray(jobs: list[dict[str, Any]], sweep_dir: Path, progress, *, address: str | None, cpus_per_trial: float) -> list[dict[str, Any]]:
     """Each job as a Ray task reserving ``cpus_per_trial`` cores; outcomes recorded as they finish.
     Without ``address`` Ray starts on this machine (all its cores) and stops afterwards; with one
@@ -99,27 +85,6 @@ def run_ray(jobs: list[dict[str, Any]], sweep_dir: Path, progress, *, address: s
     installed and the data directory at the same path."""
     with ray_session(address) as ray:
         return _run_on_ray(ray, jobs, sweep_dir, progress, cpus_per_trial)
-
-
-@contextmanager
-def ray_session(address: str | None = None):
-    """Ray, started on this machine's cores (``address`` None) or joined (``auto``, ``ray://…``) for the
-    block, and stopped afterwards when this block started it; a Ray already initialised is used as it is."""
-    ray = import_ray()
-    started_here = not ray.is_initialized()
-    if started_here:
-        try:
-            # "local": a new Ray on this machine's cores even when a cluster is already running here
-            # (plain ray.init() would join it and queue behind its work)
-            ray.init(address=address or "local", include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-                     configure_logging=False)
-        except Exception as exc:  # noqa: BLE001 - Ray's own start-up errors vary by version and platform
-            raise ConfigError(f"Ray could not start{' at ' + address if address else ''}: {exc}") from None
-    try:
-        yield ray
-    finally:
-        if started_here:
-            ray.shutdown()
 
 
 def _run_on_ray(ray, jobs, sweep_dir: Path, progress, cpus_per_trial: float) -> list[dict[str, Any]]:

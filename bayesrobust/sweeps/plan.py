@@ -15,8 +15,9 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
-from bayesrobust.config import SweepSection, load_config, tomllib  # noqa: F401  (SweepSection: the [sweep] table)
+from bayesrobust.config import SweepSection, load_config  # noqa: F401  (SweepSection: the [sweep] table)
 from bayesrobust.errors import ConfigError
+from bayesrobust.schema import tomllib
 
 MANIFEST = "manifest.json"
 
