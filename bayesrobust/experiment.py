@@ -258,7 +258,7 @@ def _execute(run: RunDir, config: ExperimentConfig, data: ExperimentData, loaded
     models, metrics = timed("models", prepare_models, config, data, run, progress=progress, loaded=loaded)
     run.update_metrics(metrics)
     if suites:
-        for suite_name in SUITES.names():
+        for suite_name in SUITES.ordered():
             section = config.suites.get(suite_name)
             if section is not None:
                 run.update_metrics(timed(f"suite/{suite_name}", SUITES.get(suite_name).run,

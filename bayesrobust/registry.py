@@ -47,11 +47,28 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._items)
 
+    def ordered(self) -> list[str]:
+        """The names in the order they were registered (where the order means something: the suites)."""
+        return list(self._items)
+
     def __contains__(self, name: object) -> bool:
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def import_submodules(package: str) -> list[str]:
+    """Import every module of ``package`` (each registers what it defines, one registry call per file),
+    so adding an attack or a dataset is adding its file, not also editing an import list."""
+    import importlib
+    import pkgutil
+
+    path = importlib.import_module(package).__path__
+    names = [f"{package}.{info.name}" for info in pkgutil.iter_modules(path) if not info.name.startswith("_")]
+    for name in names:
+        importlib.import_module(name)
+    return names
 
 
 class _Lazy:

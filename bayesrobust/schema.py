@@ -20,7 +20,8 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10: the same parser, from PyPI
     import tomli as tomllib
 
-__all__ = ["apply_overrides", "build", "coerce", "dump_toml", "parse_override", "to_plain", "tomllib", "typed_params"]
+__all__ = ["apply_overrides", "build", "coerce", "dump_toml", "parse_override", "refuse_unknown_keywords", "to_plain",
+           "tomllib", "typed_params"]
 
 
 def _type_name(tp: Any) -> str:
@@ -100,6 +101,17 @@ def to_plain(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [to_plain(v) for v in obj]
     return obj
+
+
+def refuse_unknown_keywords(params: Mapping[str, Any], *constructors, what: str, ignore: tuple[str, ...] = ()) -> None:
+    """A ConfigError naming the first of ``params`` that none of ``constructors`` takes (and what is
+    allowed): the one check behind ``build_attack``, ``build_model`` and the registries' builders."""
+    import inspect
+
+    accepted = set().union(*(inspect.signature(c).parameters for c in constructors)) - {"self", *ignore}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise ConfigError(f"unknown parameter {unknown[0]!r} for {what}; allowed: {', '.join(sorted(accepted))}")
 
 
 def typed_params(func, params: Mapping[str, Any], where: str, extra_hints: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import torch
 
 from bayesrobust.config import TrainSection
 from bayesrobust.data import load_dataset
-from bayesrobust.models import build_model, wrap
+from bayesrobust.models import MODELS, build_model, wrap
 from bayesrobust.schema import tomllib
 from bayesrobust.seeding import seed_everything
 from tests.user_nets import ColourCNN, DropoutBatchNormCNN
@@ -88,35 +88,28 @@ def labels(digits5k):
     return digits5k[1].labels[:16].clone()
 
 
-TINY_VAE = {"hidden": 32, "latent": 8, "classifier_hidden": 16, "classifier_epochs": 1}
-TINY_GPDNN = {"channels": (4, 8), "hidden": 16, "features": 8, "inducing": 8, "kmeans_images": 200}
+TINY_VAE = MODELS.get("vae").tiny_params
+TINY_GPDNN = MODELS.get("gpdnn").tiny_params
 
 
 def tiny_models():
-    """One small instance of every architecture and mode, for contract tests."""
+    """One small instance of every registered family in every mode (from each family's own ``tiny()``:
+    a new family is in every contract test by registering it), a few variants of their parameters, and
+    networks the toolkit did not define, for contract tests."""
+    registered = {f"{arch}-{mode}": (lambda arch=arch, mode=mode: MODELS.get(arch).tiny(mode))
+                  for arch in MODELS.names() if MODELS.get(arch).tiny_params is not None for mode in MODELS.get(arch).modes}
     return {
-        "mlp-mc": lambda: build_model("mlp", mode="mc_dropout", hidden=(32,)),
-        "mlp-plain": lambda: build_model("mlp", mode="plain", hidden=(32,)),
+        **registered,
         "softmax": lambda: build_model("mlp", mode="plain", hidden=(), input_dropout=0.0, bias=True),
-        "lenet-mc": lambda: build_model("lenet", mode="mc_dropout", channels=(4, 8), hidden=16),
-        "lenet-plain": lambda: build_model("lenet", mode="plain", channels=(4, 8), hidden=16),
-        "feinman_cnn-mc": lambda: build_model("feinman_cnn", mode="mc_dropout", channels=(4, 8), hidden=16),
-        "feinman_cnn-plain": lambda: build_model("feinman_cnn", mode="plain", channels=(4, 8), hidden=16),
-        "ae_softmax-plain": lambda: build_model("ae_softmax", mode="plain", code=16, pretrain_epochs=1),
-        "ae_softmax-mc": lambda: build_model("ae_softmax", mode="mc_dropout", code=16, pretrain_epochs=1, dropout=0.3),
-        "gpdnn-rbf": lambda: build_model("gpdnn", **TINY_GPDNN),
         "gpdnn-linear": lambda: build_model("gpdnn", **TINY_GPDNN, kernel="linear"),
         "gpdnn-spectral": lambda: build_model("gpdnn", **TINY_GPDNN, spectral_norm=True),
-        "vae-posterior": lambda: build_model("vae", **TINY_VAE),
-        "vae-feedback": lambda: build_model("vae", mode="feedback", **TINY_VAE, encoder="conv"),
-        # networks the toolkit did not define (tests/user_nets.py), wrapped; and deep ensembles
+        "vae-feedback-conv": lambda: build_model("vae", mode="feedback", **TINY_VAE, encoder="conv"),
+        # networks the toolkit did not define (tests/user_nets.py), wrapped; and deep ensembles of them
         "wrapped-bn-mc": lambda: _user_net("mc_dropout"),
         "wrapped-bn-deterministic": lambda: _user_net("deterministic"),
         "wrapped-colour-mc": lambda: wrap(_seeded(lambda: ColourCNN(classes=7)), "mc_dropout", input_shape=(3, 32, 32),
                                           params={"classes": 7}),
         "wrapped-state_dict": _imported_state_dict,
-        "ensemble-lenet5": lambda: build_model("ensemble", members=5, member={"arch": "lenet", "mode": "plain",
-                                                                              "params": {"channels": [4, 8], "hidden": 16}}),
         "ensemble-wrapped3": lambda: wrap([_seeded(lambda: DropoutBatchNormCNN(), seed) for seed in (1, 2, 3)]),
     }
 

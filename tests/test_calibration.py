@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from bayesrobust.attacks.spec import AttackSpec
 from bayesrobust.config import config_from_dict
 from bayesrobust.errors import ConfigError
 from bayesrobust.predictive import Predictive
 from bayesrobust.suites.calibration import (
-    CalibrationAttack,
     CalibrationSection,
     adversarial_confidence,
     calibration_metrics,
@@ -40,7 +40,7 @@ def test_metrics_of_a_hand_built_predictive():
 def test_confidence_under_attack(small_lenet, digits5k):
     _, test = digits5k
     subset = test.head(40, seed=0)
-    out = adversarial_confidence(small_lenet, subset, CalibrationAttack("fgsm", {"eps": 0.3}),
+    out = adversarial_confidence(small_lenet, subset, AttackSpec("fgsm", {"eps": 0.3}),
                                  CalibrationSection(samples=4, adaptive_eot_samples=2), seed=0)
     clean = small_lenet.predictive(subset.images, 4, generator=torch.Generator().manual_seed(0)).accuracy(subset.labels)
     assert out["accuracy"] < clean and 0 < out["confidence_wrong"] <= 1 and out["entropy"] > 0
@@ -61,7 +61,7 @@ def test_calibration_config_errors_name_their_key(change, message):
 def test_logistic_adversarial_objective_is_the_exact_worst_case():
     """ζ(ε‖w‖₁ − y(wᵀx + b)) is the logistic loss at x − ε·y·sign(w) (unclipped), and no other point of the
     ε-box (clipped to [0, 1]) costs more than the clipped sign step."""
-    from bayesrobust.analysis.logistic import logistic_objective, worst_case
+    from bayesrobust.analysis.logistic import linear_fgsm, logistic_objective
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(64, 784, generator=g, dtype=torch.float64) * 0.5 + 0.25  # inner pixels: ε 0.2 never clips
@@ -70,9 +70,9 @@ def test_logistic_adversarial_objective_is_the_exact_worst_case():
     eps = 0.2
     moved = x - eps * y[:, None] * torch.sign(w)
     assert torch.allclose(logistic_objective(w, b, x, y, adversarial_eps=eps), logistic_objective(w, b, moved, y))
-    assert torch.allclose(worst_case(x, y, w, eps), moved)
+    assert torch.allclose(linear_fgsm(x, y, w, eps), moved)
     x01 = torch.rand(64, 784, generator=g, dtype=torch.float64)  # now with clipping at the edges
-    worst = torch.nn.functional.softplus(-y * (worst_case(x01, y, w, eps) @ w + b))
+    worst = torch.nn.functional.softplus(-y * (linear_fgsm(x01, y, w, eps) @ w + b))
     for _ in range(20):
         other = (x01 + eps * (2 * torch.rand(x01.shape, generator=g, dtype=torch.float64) - 1)).clamp(0, 1)
         assert (torch.nn.functional.softplus(-y * (other @ w + b)) <= worst + 1e-12).all()

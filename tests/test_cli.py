@@ -139,10 +139,17 @@ def test_progress_in_a_log_file_is_whole_lines(monkeypatch):
     assert "quiet" not in log.getvalue()
 
 
-def test_datasets_listing_finds_variants_in_their_sources_folder_and_keeps_columns_apart(tmp_path, capsys):
+def test_datasets_listing_finds_variants_in_their_sources_folder_and_keeps_columns_apart(tmp_path, capsys, monkeypatch):
     """semeion-resized reads semeion/semeion.data: with that file under --data-dir it is found, not
-    "missing"; and a long name never runs into the next column."""
+    "missing"; a long name never runs into the next column; and the listing loads no dataset (loading is
+    what made it take 45 s; --verify does it)."""
+    import bayesrobust.data as data
     from bayesrobust.data.semeion import SEMEION
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the listing loaded a dataset")
+
+    monkeypatch.setattr(data, "load_dataset", no_loading)
 
     (tmp_path / "semeion").mkdir()
     (tmp_path / "semeion" / SEMEION.name).write_text("0 " * 266 + "\n")
@@ -151,4 +158,4 @@ def test_datasets_listing_finds_variants_in_their_sources_folder_and_keeps_colum
     rows = {line.split()[0]: line for line in lines[1:]}
     assert "found in" in rows["semeion-resized"] and "found in" in rows["semeion"]
     assert rows["semeion-resized"].split()[1] == "all/test"  # separate columns
-    assert "missing" in rows["svhn"]
+    assert "missing" in rows["svhn"] and "offline" in rows["mnist-5k"]

@@ -364,3 +364,32 @@ def test_subset_is_stratified_and_shuffled_where_the_source_is_sorted_by_label()
         test.subset(len(test) + 1)
     with pytest.raises(ValueError, match="unlabelled"):
         test.without_labels().subset(10)
+
+
+def test_a_new_idx_dataset_is_one_spec_with_its_file_names_and_a_transform(tmp_path):
+    """An EMNIST-like set (its digits stored transposed) from one ``idx_spec``: the files found under its
+    folder and checked against their digests, the transform applied before the shared pair checks, and a
+    wrong digest or a 27-pixel image refused naming the file."""
+    from bayesrobust.data.idx_sets import idx_spec, remote_idx_files
+
+    rng = np.random.default_rng(1)
+    stored = rng.integers(0, 256, size=(4, 28, 28), dtype=np.uint8)
+    files = {"digits-test-images-idx3-ubyte": idx_bytes(stored), "digits-test-labels-idx1-ubyte": idx_bytes(np.arange(4))}
+    (tmp_path / "emnist").mkdir()
+    for name, data in files.items():
+        (tmp_path / "emnist" / (name + ".gz")).write_bytes(gzip.compress(data))
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    remote = remote_idx_files(digests, ("https://example.invalid/",))
+    spec = idx_spec("emnist-digits", "EMNIST digits", {"test": tuple(remote.values())}, folder="emnist",
+                    transform=lambda x: x.transpose(0, 2, 1))
+    test = spec.loader("test", tmp_path)
+    assert test.info.verified and test.labels.tolist() == [0, 1, 2, 3] and spec.files_folder == "emnist"
+    assert torch.equal(test.images[:, 0], torch.from_numpy(stored.transpose(0, 2, 1)).float() / 255)
+    wrong = idx_spec("emnist-digits", "", {"test": tuple(remote_idx_files({n: "0" * 64 for n in digests}, ()).values())},
+                     folder="emnist")
+    with pytest.raises(DatasetError, match="checksum mismatch"):
+        wrong.loader("test", tmp_path)
+    cropped = idx_spec("emnist-digits", "", {"test": tuple(remote.values())}, folder="emnist",
+                       transform=lambda x: x[:, :27])
+    with pytest.raises(DatasetError, match="27x28, expected 28x28"):
+        cropped.loader("test", tmp_path)

@@ -86,6 +86,26 @@ def metric_keys_the_report_reads(out: Path) -> set[str]:
     return set(recorded.asked)
 
 
+@pytest.mark.xdist_group("quickstart")
+def test_each_suite_declares_the_metric_keys_it_writes_and_the_report_sections_that_show_them(quickstart_run):
+    """One place per suite (suites/registry.py): every key the quickstart (all four suites but detection)
+    wrote is matched by exactly one suite's declared patterns (or is training's), and the report's sections
+    are exactly the declared ones, in the declared order."""
+    from fnmatch import fnmatch
+
+    from bayesrobust.report.sections import SECTIONS
+    from bayesrobust.suites.registry import REPORT_ORDER, SUITES
+
+    metrics = json.loads((quickstart_run / "metrics.json").read_text())
+    for key in metrics:
+        owners = [n for n in SUITES.ordered() if any(fnmatch(key, p) for p in SUITES.get(n).metric_keys)]
+        assert len(owners) == 1 or (not owners and key.startswith("train/")), (key, owners)
+    assert sorted(REPORT_ORDER) == SECTIONS.names() and len(set(REPORT_ORDER)) == len(REPORT_ORDER)
+    assert REPORT_ORDER[:3] == ("summary", "evaluation", "calibration")
+    report = (quickstart_run / "report.md").read_text()
+    assert report.index("## Calibration") < report.index("## Attacks") < report.index("## Lacok") < report.index("## Kos")
+
+
 def check_quickstart(out: Path, metrics: dict) -> None:
     """What the README promises of the quickstart: every model, suite and report section."""
     for model in ("lenet", "mc_lenet", "gpdnn"):

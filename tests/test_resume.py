@@ -83,39 +83,40 @@ def small_config(tmp_path) -> Path:
 
 
 def test_a_crashed_run_resumes_without_recomputing_its_finished_units(tmp_path, small_config, monkeypatch):
-    """A run that crashes in its last suite resumes: the attack suite, finished before the crash, is read
-    back from its units (attacking again would raise here) and the numbers are an uninterrupted run's."""
+    """A run that crashes in its last suite (attack runs after evaluation) resumes: the evaluation suite,
+    finished before the crash, and the attack run that finished are read back from their units
+    (evaluating again would raise here) and the numbers are an uninterrupted run's."""
     import bayesrobust.suites.attack as attack_suite
     import bayesrobust.suites.evaluation as evaluation
     from bayesrobust.experiment import run_experiment
 
     config = load_config(small_config, ["run.seed=3", "evaluation.rotations=[90]", "evaluation.shift_limit=20"])
     run_experiment(config, tmp_path / "reference", progress=False, report=False)
-    shift_metrics = evaluation.shift_metrics
+    run_batched = attack_suite.run_batched
     calls = []
 
-    def crash_on_second_grid_point(*args, **kwargs):
+    def crash_on_third_attack(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == 3:
             raise RuntimeError("simulated crash")
-        return shift_metrics(*args, **kwargs)
+        return run_batched(*args, **kwargs)
 
-    monkeypatch.setattr(evaluation, "shift_metrics", crash_on_second_grid_point)
+    monkeypatch.setattr(attack_suite, "run_batched", crash_on_third_attack)
     out = tmp_path / "crashed"
     with pytest.raises(RuntimeError, match="simulated crash"):
         run_experiment(config, out, progress=False, report=False)
     assert "simulated crash" in (out / INCOMPLETE).read_text()
-    kept = {p.parent.name for p in out.glob("units/*/*.json")}
-    assert kept == {"models", "attack", "evaluation"}
+    assert {p.parent.name for p in out.glob("units/*/*.json")} == {"models", "evaluation", "attack"}
     with pytest.raises(RunError, match="--resume"):  # a plain re-run suggests resuming
         run_experiment(config, out, progress=False, report=False)
 
-    monkeypatch.setattr(evaluation, "shift_metrics", shift_metrics)
+    monkeypatch.setattr(attack_suite, "run_batched", run_batched)
 
-    def no_attacks(*args, **kwargs):
-        raise AssertionError("a finished attack unit was computed again")
+    def no_evaluation(*args, **kwargs):
+        raise AssertionError("a finished evaluation unit was computed again")
 
-    monkeypatch.setattr(attack_suite, "run_batched", no_attacks)
+    monkeypatch.setattr(evaluation, "predictive_metrics", no_evaluation)
+    monkeypatch.setattr(evaluation, "shift_metrics", no_evaluation)
     run_experiment(config, out, resume=True, progress=False, report=False)
     assert results(out) == results(tmp_path / "reference")
     assert not (out / "units").exists()
@@ -192,8 +193,8 @@ def test_a_unit_is_kept_once_and_read_back_exactly(tmp_path):
 
 
 def test_an_interrupted_sweep_trial_resumes(tmp_path, small_config, monkeypatch):
-    """The sweep runner resumes an interrupted trial whose config is unchanged (its finished attack units
-    are read back, not recomputed) and starts a trial whose config changed afresh."""
+    """The sweep runner resumes an interrupted trial whose config is unchanged (its finished evaluation
+    units are read back, not recomputed) and starts a trial whose config changed afresh."""
     import bayesrobust.suites.attack as attack_suite
     import bayesrobust.suites.evaluation as evaluation
     from bayesrobust.sweeps.execute import run_trial
@@ -204,19 +205,19 @@ def test_an_interrupted_sweep_trial_resumes(tmp_path, small_config, monkeypatch)
     def crash(*args, **kwargs):
         raise RuntimeError("worker lost")
 
-    monkeypatch.setattr(evaluation, "predictive_metrics", crash)
-    assert run_trial(text, ["run.seed=3"], str(out), None, False, threads=0)["status"] == "failed"
-    assert (out / INCOMPLETE).is_file() and list(out.glob("units/attack/*.json"))
-    monkeypatch.setattr(evaluation, "predictive_metrics", predictive_metrics)
     run_batched = attack_suite.run_batched
     monkeypatch.setattr(attack_suite, "run_batched", crash)
-    outcome = run_trial(text, ["run.seed=3"], str(out), None, False, threads=0)
-    assert outcome["status"] == "complete", outcome["error"]  # resumed: no attack ran again
+    assert run_trial(text, ["run.seed=3"], str(out), None, False, threads=0)["status"] == "failed"
+    assert (out / INCOMPLETE).is_file() and list(out.glob("units/evaluation/*.json"))
     monkeypatch.setattr(attack_suite, "run_batched", run_batched)
     monkeypatch.setattr(evaluation, "predictive_metrics", crash)
+    outcome = run_trial(text, ["run.seed=3"], str(out), None, False, threads=0)
+    assert outcome["status"] == "complete", outcome["error"]  # resumed: the evaluation did not run again
+    monkeypatch.setattr(attack_suite, "run_batched", crash)
     other = tmp_path / "changed"
     assert run_trial(text, ["run.seed=3"], str(other), None, False, threads=0)["status"] == "failed"
     monkeypatch.setattr(evaluation, "predictive_metrics", predictive_metrics)
+    monkeypatch.setattr(attack_suite, "run_batched", run_batched)
     outcome = run_trial(text, ["run.seed=4"], str(other), None, False, threads=0)
     assert outcome["status"] == "complete", outcome["error"]  # another seed: run afresh, not refused
     assert json.loads((other / "env.json").read_text()).get("resumes") is None

@@ -81,7 +81,7 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, section: LogisticSection, *, 
     return w.detach(), b.detach()
 
 
-def worst_case(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+def linear_fgsm(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
     """x − ε·y·sign(w), clipped to [0, 1]: the fast gradient sign step, exact for a linear model."""
     return (x - eps * y[:, None] * torch.sign(w)[None]).clamp(0.0, 1.0)
 
@@ -90,7 +90,7 @@ def logistic_metrics(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch
     """Clean error and NLL, error under the worst-case ε perturbation, and the mean confidence σ(|z|) of
     the adversarial examples it gets wrong (Goodfellow et al.'s 'confidently wrong')."""
     z = x @ w + b
-    z_adv = worst_case(x, y, w, eps) @ w + b
+    z_adv = linear_fgsm(x, y, w, eps) @ w + b
     wrong = y * z_adv <= 0
     confidence = torch.sigmoid(z_adv.abs())
     return {"clean_error": float((y * z <= 0).double().mean()), "nll": float(F.softplus(-y * z).mean()),
@@ -120,7 +120,7 @@ def run_logistic(train: Dataset, test: Dataset, section: LogisticSection, seed: 
         metrics.update({f"logistic/{name}/{k}": v for k, v in logistic_metrics(w, b, x_test, y_test, section.eps).items()})
         arrays[f"logistic/{name}/weights"] = w.reshape(28, 28).numpy()
     arrays["logistic/examples"] = x_test[:8].reshape(-1, 28, 28).numpy()
-    arrays["logistic/examples_adv"] = worst_case(x_test[:8], y_test[:8], torch.from_numpy(arrays["logistic/plain/weights"]).flatten(),
+    arrays["logistic/examples_adv"] = linear_fgsm(x_test[:8], y_test[:8], torch.from_numpy(arrays["logistic/plain/weights"]).flatten(),
                                                  section.eps).reshape(-1, 28, 28).numpy()
     metrics["logistic/test_digits"] = float(len(x_test))
     return metrics, arrays

@@ -93,6 +93,7 @@ class Attack(ABC):
     """
 
     name: ClassVar[str]
+    tiny_params: ClassVar[dict[str, Any]]  # settings for a tiny model in well under a second (contract tests)
     norm: ClassVar[str]
     supports_untargeted: ClassVar[bool] = True
     supports_targeted: ClassVar[bool] = True
@@ -118,8 +119,7 @@ class Attack(ABC):
         a kernel density; Carlini & Wagner 2017). The judge still looks at the classifier alone; C&W
         also keeps only iterates under the cap."""
         if not self.supports_penalty:
-            raise InputError(f"{self.name} cannot take a detector's penalty: use a gradient attack (fgsm, bim, "
-                             "targeted_l2, lbfgs) or cw_l2")
+            raise InputError(f"{self.name} cannot take a detector's penalty: use one of {', '.join(penalised_attacks())}")
         self.penalty = penalty
         return self
 
@@ -290,6 +290,11 @@ def check_positive(name: str, value: float, *, allow_zero: bool = True) -> float
     if value != value or value < 0 or (value == 0 and not allow_zero):
         raise InputError(f"{name} must be {'>=' if allow_zero else '>'} 0, got {value}")
     return float(value)
+
+
+def penalised_attacks() -> list[str]:
+    """The registered attacks whose objective can take a detector's score (``supports_penalty``)."""
+    return [name for name in ATTACKS.names() if ATTACKS.get(name).supports_penalty]
 
 
 def no_claims(x: torch.Tensor) -> torch.Tensor:

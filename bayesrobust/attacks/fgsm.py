@@ -18,6 +18,7 @@ class FGSM(Attack):
     """
 
     name = "fgsm"
+    tiny_params = {"eps": 0.2}  # runs in well under a second on a tiny model
     norm = "Linf"
 
     def __init__(self, eps: float = 0.25, **common) -> None:

@@ -43,6 +43,7 @@ class JSMA(Attack):
     """
 
     name = "jsma"
+    tiny_params = {"gamma": 0.05}  # runs in well under a second on a tiny model
     supports_penalty = False
     norm = "L0"
     kappa_unit = "nats"

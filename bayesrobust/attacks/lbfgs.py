@@ -26,6 +26,7 @@ class LBFGS(Attack):
     """
 
     name = "lbfgs"
+    tiny_params = {"search_steps": 2, "max_iterations": 10}  # runs in well under a second on a tiny model
     norm = "L2"
 
     def __init__(self, initial_const: float = 0.1, search_steps: int = 6, c_factor: float = 10.0,

@@ -13,6 +13,7 @@ class SignNoise(Attack):
     from the gradient's direction, not the perturbation's size. Draws from ``generator``."""
 
     name = "sign_noise"
+    tiny_params = {"eps": 0.2}  # runs in well under a second on a tiny model
     supports_penalty = False
     norm = "Linf"
     supports_targeted = False

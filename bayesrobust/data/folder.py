@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from bayesrobust.data.base import Dataset, DatasetInfo, to_dataset
-from bayesrobust.data.idx import parse_idx, read_bytes
+from bayesrobust.data.idx import check_idx_pair, parse_idx, read_bytes
 from bayesrobust.errors import DatasetError, DatasetMissing
 
 _IMAGES = re.compile(r"idx3[-_.]?ubyte(\.gz)?$")
@@ -56,19 +56,12 @@ def load_idx_folder(path: str | Path, name: str | None = None) -> Dataset:
     images_path, labels_path = _images_and_labels(Path(path).expanduser())
     raw = read_bytes(images_path)
     x = parse_idx(raw, source=str(images_path), expect_dims=3)
-    if x.shape[1:] != (28, 28):
-        raise DatasetError(f"{images_path}: images are {x.shape[1]}x{x.shape[2]}; transfer sets must be 28x28 "
-                           "(resize them first, e.g. as MNIST was: the digit's box into 20x20, centred on 28x28)")
-    if x.shape[0] == 0:
-        raise DatasetError(f"{images_path}: holds no images")
-    if labels_path is None:
-        y, labelled = np.zeros(x.shape[0], dtype=np.int64), False
-    else:
-        y, labelled = parse_idx(read_bytes(labels_path), source=str(labels_path), expect_dims=1), True
-        if y.shape[0] != x.shape[0]:
-            raise DatasetError(f"{images_path} has {x.shape[0]} images but {labels_path} has {y.shape[0]} labels")
-        if y.max() > 9:
-            raise DatasetError(f"{labels_path}: label {int(y.max())} out of range 0..9")
+    labelled = labels_path is not None
+    y = parse_idx(read_bytes(labels_path), source=str(labels_path), expect_dims=1) if labelled else None
+    check_idx_pair(x, y, images_path, labels_path, hint="; transfer sets must be 28x28 (resize them first, e.g. as "
+                   "MNIST was: the digit's box into 20x20, centred on 28x28)")
+    if y is None:
+        y = np.zeros(x.shape[0], dtype=np.int64)
     notes = f"labels: {labels_path.name}" if labelled else "unlabelled (no idx1-ubyte file beside the images)"
     info = DatasetInfo(name or set_name(path), "test", str(images_path), int(x.shape[0]),
                        hashlib.sha256(raw).hexdigest()[:16], verified=False, notes=notes)

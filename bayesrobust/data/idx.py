@@ -47,14 +47,25 @@ def parse_idx(data: bytes, *, source: str, expect_dims: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
+def check_idx_pair(x: np.ndarray, y: np.ndarray | None, images: object, labels: object = None,
+                   *, hint: str = "") -> None:
+    """The checks every IDX pair gets, in one place: (N, 28, 28) images, at least one, labels (when
+    given) one per image and in 0..9. Errors name the files; ``hint`` follows a wrong image size."""
+    if x.shape[1:] != (28, 28):
+        raise DatasetError(f"{images}: images are {x.shape[1]}x{x.shape[2]}, expected 28x28{hint}")
+    if x.shape[0] == 0:
+        raise DatasetError(f"{images}: holds no images")
+    if y is None:
+        return
+    if x.shape[0] != y.shape[0]:
+        raise DatasetError(f"{images} has {x.shape[0]} images but {labels} has {y.shape[0]} labels")
+    if y.max() > 9:
+        raise DatasetError(f"{labels}: label {int(y.max())} out of range 0..9")
+
+
 def read_idx_pair(images: Path, labels: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read an (images, labels) pair and check they agree: (N, 28, 28) uint8 and (N,) in 0..9."""
     x = parse_idx(read_bytes(images), source=str(images), expect_dims=3)
     y = parse_idx(read_bytes(labels), source=str(labels), expect_dims=1)
-    if x.shape[1:] != (28, 28):
-        raise DatasetError(f"{images}: images are {x.shape[1]}x{x.shape[2]}, expected 28x28")
-    if x.shape[0] != y.shape[0]:
-        raise DatasetError(f"{images} has {x.shape[0]} images but {labels} has {y.shape[0]} labels")
-    if y.size and y.max() > 9:
-        raise DatasetError(f"{labels}: label {int(y.max())} out of range 0..9")
+    check_idx_pair(x, y, images, labels)
     return x, y

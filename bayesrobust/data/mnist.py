@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from bayesrobust.data.base import DATASETS, Dataset, DatasetInfo, DatasetSpec, to_dataset
-from bayesrobust.data.download import RemoteFile, fetch
-from bayesrobust.data.idx import parse_idx
-from bayesrobust.errors import DatasetError
+from bayesrobust.data.base import DATASETS
+from bayesrobust.data.download import RemoteFile
+from bayesrobust.data.idx_sets import idx_spec, remote_idx_files
 
 _MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
 _FASHION_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
@@ -25,48 +24,15 @@ FASHION_FILES = {
 }
 
 
-def idx_files(digests: dict[str, str], mirrors: tuple[str, ...]) -> dict[str, RemoteFile]:
-    return {name: RemoteFile(name, digest, tuple(m + name + ".gz" for m in mirrors)) for name, digest in digests.items()}
+def mnist_layout(files: dict[str, RemoteFile]) -> dict[str, tuple[RemoteFile, RemoteFile]]:
+    """MNIST's file names per split (train-*, t10k-*), which Fashion-MNIST shares."""
+    return {split: (files[f"{prefix}-images-idx3-ubyte"], files[f"{prefix}-labels-idx1-ubyte"])
+            for split, prefix in (("train", "train"), ("test", "t10k"))}
 
 
-def load_idx_dataset(name: str, subdir: str, files: dict[str, RemoteFile], split: str, root, download: bool,
-                     extra_roots: tuple[str, ...] = ()) -> Dataset:
-    prefix = "train" if split == "train" else "t10k"
-    specs = [files[f"{prefix}-images-idx3-ubyte"], files[f"{prefix}-labels-idx1-ubyte"]]
-    roots = [root, *extra_roots] if root is None else [root]
-    last_error: DatasetError | None = None
-    for candidate in roots:
-        try:
-            (img_path, img_bytes), (lbl_path, lbl_bytes) = (fetch(s, subdir, candidate, download) for s in specs)
-            break
-        except DatasetError as exc:
-            last_error = exc
-    else:
-        raise last_error  # type: ignore[misc]
-    x = parse_idx(img_bytes, source=str(img_path), expect_dims=3)
-    y = parse_idx(lbl_bytes, source=str(lbl_path), expect_dims=1)
-    if x.shape[1:] != (28, 28) or x.shape[0] != y.shape[0]:
-        raise DatasetError(f"{img_path}: shape {x.shape} does not match labels {y.shape} / 28x28")
-    info = DatasetInfo(name, split, str(img_path.parent), int(x.shape[0]), specs[0].digest[:16], verified=True)
-    return to_dataset(x, y, info)
-
-
-MNIST_REMOTE = idx_files(MNIST_FILES, _MNIST_MIRRORS)
-FASHION_REMOTE = idx_files(FASHION_FILES, _FASHION_MIRRORS)
-
-
-def load_mnist(split: str, root=None, download: bool = False) -> Dataset:
-    return load_idx_dataset("mnist", "mnist", MNIST_REMOTE, split, root, download)
-
-
-def load_fashion_mnist(split: str, root=None, download: bool = False) -> Dataset:
-    # Debian's dataset-fashion-mnist package installs the same files here.
-    return load_idx_dataset("fashion-mnist", "fashion-mnist", FASHION_REMOTE, split, root, download,
-                            extra_roots=("/usr/share/datasets/fashion-mnist",))
-
-
-DATASETS.add("mnist", DatasetSpec("mnist", load_mnist, ("train", "test"),
-                                  "MNIST, 60,000 + 10,000 (IDX files)", remote_files=tuple(MNIST_REMOTE.values())))
-DATASETS.add("fashion-mnist", DatasetSpec("fashion-mnist", load_fashion_mnist, ("train", "test"),
-                                          "Fashion-MNIST, out-of-distribution set (IDX files)",
-                                          remote_files=tuple(FASHION_REMOTE.values()), classes="clothing"))
+DATASETS.add("mnist", idx_spec("mnist", "MNIST, 60,000 + 10,000 (IDX files)",
+                               mnist_layout(remote_idx_files(MNIST_FILES, _MNIST_MIRRORS))))
+# Debian's dataset-fashion-mnist package installs the same files in /usr/share/datasets.
+DATASETS.add("fashion-mnist", idx_spec("fashion-mnist", "Fashion-MNIST, out-of-distribution set (IDX files)",
+                                       mnist_layout(remote_idx_files(FASHION_FILES, _FASHION_MIRRORS)), classes="clothing",
+                                       extra_roots=("/usr/share/datasets/fashion-mnist",)))

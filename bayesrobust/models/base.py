@@ -15,7 +15,6 @@ margins C&W and JSMA work on (a net's dropout-off logits, a GP's posterior-mean 
 
 from __future__ import annotations
 
-import inspect
 import json
 from abc import ABCMeta, abstractmethod
 from enum import Enum
@@ -28,6 +27,7 @@ from torch import nn
 from bayesrobust.errors import CheckpointError, ConfigError, ForeignCheckpoint
 from bayesrobust.predictive import Predictive, log_mean_prob
 from bayesrobust.registry import Registry
+from bayesrobust.schema import refuse_unknown_keywords
 from bayesrobust.validation import check_images
 
 CHECKPOINT_FORMAT = "bayesrobust-model/1"
@@ -82,6 +82,17 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
     input_shape: tuple[int, ...] = DIGIT_SHAPE
     default_samples: int = 50
     supports_temperature: ClassVar[bool] = False  # softmax logits that post-hoc temperature scaling may divide
+    # constructor parameters of a tiny instance (seconds to train, for contract tests and examples); every
+    # registered family sets them, the wrapper of a user's network (built from that network) sets None
+    tiny_params: ClassVar[dict[str, Any] | None]
+
+    @classmethod
+    def tiny(cls, mode: str | None = None, **overrides: Any) -> BayesianClassifier:
+        """A tiny instance of this family in ``mode`` (default: the constructor's), ``overrides`` applied."""
+        if getattr(cls, "tiny_params", None) is None:
+            raise ConfigError(f"{cls.__name__} has no tiny instance of its own: wrap a small network instead")
+        params = {**cls.tiny_params, **overrides}
+        return cls(mode=mode, **params) if mode else cls(**params)
 
     def __init__(self, *, mode: str, **params: Any) -> None:
         super().__init__()
@@ -353,10 +364,7 @@ def build_model(arch: str, *, mode: str | None = None, **params: Any) -> Bayesia
     if is_import_path(arch):
         return MODELS.get("wrapped")(mode=mode or "deterministic", module=arch, module_params=params)
     cls = MODELS.get(arch)
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "mode"}
-    unknown = sorted(set(params) - accepted)
-    if unknown:
-        raise ConfigError(f"unknown parameter {unknown[0]!r} for model {arch!r}; allowed: {', '.join(sorted(accepted))}")
+    refuse_unknown_keywords(params, cls.__init__, what=f"model {arch!r}", ignore=("mode",))
     try:
         return cls(mode=mode, **params) if mode else cls(**params)
     except (TypeError, ValueError) as exc:

@@ -45,6 +45,7 @@ class DeepEnsemble(SoftmaxClassifier):
 
     arch = "ensemble"
     modes: ClassVar[tuple[str, ...]] = ("ensemble",)
+    tiny_params = {"members": 3, "member": {"arch": "lenet", "mode": "plain", "params": {"channels": [4, 8], "hidden": 16}}}
 
     def __init__(self, *, mode: str = "ensemble", members: int = 5,
                  member: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,

@@ -78,6 +78,7 @@ class GPDNN(BayesianClassifier):
 
     arch = "gpdnn"
     modes: ClassVar[tuple[str, ...]] = ("posterior",)
+    tiny_params = {"channels": (4, 8), "hidden": 16, "features": 8, "inducing": 8, "kmeans_images": 200}
 
     def __init__(self, *, mode: str = "posterior", channels: tuple[int, int] | list[int] = (32, 64), hidden: int = 1024,
                  features: int = 100, inducing: int = 100, kernel: str = "rbf", ard: bool = False,

@@ -44,6 +44,7 @@ class MLP(DropoutClassifier):
     (multinomial logistic regression) of Goodfellow et al.; ``activation='sigmoid'`` the FC nets of
     Szegedy et al.
     """
+    tiny_params = {"hidden": (32,)}
 
     arch = "mlp"
 
@@ -75,6 +76,7 @@ class LeNet(DropoutClassifier):
     conv 5×5 (32) → ReLU → max-pool → conv 5×5 (64) → ReLU → max-pool → dropout → dense 128 → ReLU →
     dropout → dense 10. Dropout follows the convolutions, so Monte-Carlo dropout reuses them.
     """
+    tiny_params = {"channels": (4, 8), "hidden": 16}
 
     arch = "lenet"
 
@@ -96,6 +98,7 @@ class FeinmanCNN(DropoutClassifier):
     conv 3×3 (64, valid) → ReLU → conv 3×3 (64, valid) → ReLU → max-pool → dropout → dense 128 → ReLU
     → dropout → dense 10. Dropout follows the convolutions, so Monte-Carlo dropout reuses them.
     """
+    tiny_params = {"channels": (4, 8), "hidden": 16}
 
     arch = "feinman_cnn"
 
@@ -119,6 +122,7 @@ class AutoencoderSoftmax(DropoutClassifier):
     ``fit`` runs ``pretrain_epochs`` of binary cross-entropy reconstruction first. ``dropout`` > 0 before
     the softmax layer makes an MC-dropout variant (the code is then the deterministic trunk).
     """
+    tiny_params = {"code": 16, "pretrain_epochs": 1, "dropout": 0.3}
 
     arch = "ae_softmax"
 

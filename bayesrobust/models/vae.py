@@ -99,6 +99,7 @@ class VAEClassifier(BayesianClassifier):
 
     arch = "vae"
     modes: ClassVar[tuple[str, ...]] = ("posterior", "feedback")
+    tiny_params = {"hidden": 32, "latent": 8, "classifier_hidden": 16, "classifier_epochs": 1}
 
     def __init__(self, *, mode: str = "posterior", encoder: str = "mlp", hidden: int = 512, latent: int = 50,
                  classifier_hidden: int = 128, classifier_epochs: int = 10, binarize: bool = False) -> None:

@@ -116,6 +116,7 @@ class WrappedClassifier(SoftmaxClassifier):
 
     arch = "wrapped"
     modes: ClassVar[tuple[str, ...]] = ("deterministic", "mc_dropout")
+    tiny_params = None  # built from the user's network (tests/user_nets.py holds small ones)
 
     def __init__(self, *, mode: str = "deterministic", module: str = "", module_params: Mapping[str, Any] | None = None,
                  input_shape: Sequence[int] = DIGIT_SHAPE, num_classes: int = 0, network: nn.Module | None = None) -> None:

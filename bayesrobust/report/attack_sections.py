@@ -39,7 +39,7 @@ def understated_runs(meta, metrics) -> list[tuple[str, str, str, float, float]]:
     return out
 
 
-@SECTIONS.register("20-attacks")
+@SECTIONS.register("attacks")
 def attack_runs_section(run) -> Section | None:
     loaded = _load(run)
     if loaded is None or not loaded[0]["runs"]:
@@ -127,7 +127,7 @@ def eps_families(meta) -> list[tuple[str, list[float], list[str]]]:
     return [(key[0], [e for e, _ in sorted(v)], [n for _, n in sorted(v)]) for key, v in groups.items() if len(v) >= 3]
 
 
-@SECTIONS.register("20b-uncertainty-aware")
+@SECTIONS.register("uncertainty-aware")
 def uncertainty_aware_section(run) -> Section | None:
     loaded = _load(run)
     if loaded is None or not loaded[0].get("uncertainty_aware"):
@@ -153,7 +153,7 @@ def uncertainty_aware_section(run) -> Section | None:
                            "L2 (successful)", "L∞ (successful)", "seconds"], rows)])
 
 
-@SECTIONS.register("21-lacok")
+@SECTIONS.register("lacok")
 def lacok_section(run) -> Section | None:
     loaded = _load(run)
     if loaded is None or "lacok/rows" not in loaded[1]:
@@ -173,7 +173,7 @@ def lacok_section(run) -> Section | None:
     return section
 
 
-@SECTIONS.register("22-papernot")
+@SECTIONS.register("papernot")
 def papernot_section(run) -> Section | None:
     loaded = _load(run)
     if loaded is None or "papernot/success" not in loaded[1]:
@@ -201,7 +201,7 @@ def papernot_section(run) -> Section | None:
     return section
 
 
-@SECTIONS.register("23-sweep")
+@SECTIONS.register("sweep")
 def sweep_section(run) -> Section | None:
     loaded = _load(run)
     if loaded is None or "sweep/logits" not in loaded[1]:
@@ -212,7 +212,7 @@ def sweep_section(run) -> Section | None:
                    figures=[("logit_sweep", fig, "Logits of all classes along x + ε·sign(∇ₓ CE); the inputs beside.")])
 
 
-@SECTIONS.register("24-transfer")
+@SECTIONS.register("transfer")
 def transfer_section(run) -> Section | None:
     loaded = _load(run)
     if loaded is None or "crossmodel/error" not in loaded[1]:
@@ -234,7 +234,7 @@ def transfer_section(run) -> Section | None:
                    tables, [("transfer_error", fig, "Transfer error matrix.")])
 
 
-@SECTIONS.register("25-choi")
+@SECTIONS.register("choi")
 def choi_section(run) -> Section | None:
     loaded = _load(run)
     if loaded is None or "choi/original" not in loaded[1]:
@@ -260,7 +260,7 @@ def choi_section(run) -> Section | None:
 KOS_PUBLISHED = {(1, 0): (0.9920, 0.7760), (8, 6): (1.0, 0.5795)}  # seed slides, MNIST classifier attack: (AS_ignore, AS_target)
 
 
-@SECTIONS.register("26-kos")
+@SECTIONS.register("kos")
 def kos_section(run) -> Section | None:
     loaded = _load(run)
     if loaded is None or not loaded[0].get("kos"):

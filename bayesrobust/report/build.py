@@ -26,7 +26,9 @@ def save_figure(run: RunDir, name: str, fig) -> bytes:
 
 def build_report(run: RunDir, *, assume_complete: bool = False) -> None:
     """Render every section whose files exist; write figures, report.md and report.html."""
-    sections: list[Section] = [s for s in (SECTIONS.get(n)(run) for n in SECTIONS.names()) if s is not None]
+    from bayesrobust.suites.registry import REPORT_ORDER
+
+    sections: list[Section] = [s for s in (SECTIONS.get(n)(run) for n in REPORT_ORDER) if s is not None]
     env = run.read_json("env.json") if run.file("env.json").exists() else {}
     complete = assume_complete or run.complete
     pngs = {name: save_figure(run, name, fig) for s in sections for name, fig, _ in s.figures}

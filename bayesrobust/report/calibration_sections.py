@@ -7,7 +7,7 @@ from bayesrobust.report import figures
 from bayesrobust.report.sections import SECTIONS, Section, Table, fmt
 
 
-@SECTIONS.register("15-calibration")
+@SECTIONS.register("calibration")
 def calibration_section(run) -> Section | None:
     if not run.file("arrays/calibration.npz").exists():
         return None

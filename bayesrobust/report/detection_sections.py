@@ -18,7 +18,7 @@ def _cell(metrics, key: str, interval: bool) -> str:
     return text + f" [{fmt(metrics.get(key + '_low'), 3)}, {fmt(metrics.get(key + '_high'), 3)}]" if interval else text
 
 
-@SECTIONS.register("30-detection")
+@SECTIONS.register("detection")
 def detection_section(run) -> Section | None:
     if not run.file("arrays/detection.npz").exists():
         return None

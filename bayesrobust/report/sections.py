@@ -40,7 +40,7 @@ SUMMARY_COLUMNS = (("test accuracy", "clean/{m}/acc"), ("mean log-lik.", "clean/
                    ("mean entropy", "clean/{m}/entropy"), ("robust accuracy (worst attack)", "adv/worst_case/{m}/robust_accuracy"))
 
 
-@SECTIONS.register("00-summary")
+@SECTIONS.register("summary")
 def summary_section(run) -> Section | None:
     """The headline numbers of every model in one table, before the suites' own sections."""
     metrics = run.metrics()
@@ -105,7 +105,7 @@ def forest_figure(run, stochastic: list[str], arrays, count: int = 3) -> tuple[s
             "and 94% highest-density interval of the predictive draws (ArviZ forest plots).")
 
 
-@SECTIONS.register("10-evaluation")
+@SECTIONS.register("evaluation")
 def evaluation_section(run) -> Section | None:
     if not run.file("arrays/evaluation.npz").exists():
         return None

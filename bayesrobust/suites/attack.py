@@ -203,8 +203,7 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
 
     run.save_arrays("arrays/attack.npz", **arrays)
     run.write_json("arrays/attack.json", {
-        "models": list(models), "runs": {n: {"attack": r.attack, "params": dict(r.params), "targets": r.targets}
-                                         for n, r in section.runs.items()},
+        "models": list(models), "runs": {n: r.describe() for n, r in section.runs.items()},
         "adaptive": adaptive_runs, "uncertainty_aware": hclu_meta,
         "examples": len(y), "eval_samples": section.eval_samples, "eot_samples": section.eot_samples,
         "modes": {n: m.mode for n, m in models.items()},

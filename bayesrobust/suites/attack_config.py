@@ -4,26 +4,22 @@ run names). Registered with the suite in ``suites/registry.py``."""
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from bayesrobust.attacks.spec import AttackSpec
 from bayesrobust.errors import ConfigError
 from bayesrobust.models.families import reconstructing_models
-from bayesrobust.schema import typed_params
 
 if TYPE_CHECKING:
     from bayesrobust.config import ExperimentConfig
 
 
 @dataclass(frozen=True)
-class AttackRunSection:
+class AttackRunSection(AttackSpec):
     """One attack applied to every model (or those listed)."""
 
-    attack: str = "fgsm"
-    params: Mapping[str, Any] = field(default_factory=dict)
-    targets: str = "none"  # none (untargeted) | next ((y + 1) mod 10) | random (seeded, ≠ y)
     models: tuple[str, ...] = ()  # default: every model
     limit: int = 0  # 0: the suite's limit
 
@@ -51,7 +47,7 @@ class PapernotSection:
 
 
 @dataclass(frozen=True)
-class SweepSection:
+class LogitSweepSection:
     """Goodfellow et al. Figure 4: logits along x + ε·sign(∇ₓ CE) for ε in [−eps_max, eps_max]."""
 
     model: str = ""
@@ -62,25 +58,22 @@ class SweepSection:
 
 
 @dataclass(frozen=True)
-class TransferSection:
+class TransferMatrixSection(AttackSpec):
     """Cross-model transfer (Szegedy Table 2 / Bradshaw): crafted on row model, error of column model."""
 
-    attack: str = "fgsm"
-    params: Mapping[str, Any] = field(default_factory=dict)
-    targets: str = "none"  # none | next | random, as for attack runs (targeted-only attacks need one)
     noise_std: tuple[float, ...] = (0.1, 0.3)  # Gaussian-noise control rows
 
 
 @dataclass(frozen=True)
-class TriptychSection:
-    """Choi: original / perturbation / adversarial for `count` digits of class `source` → `target`."""
+class TriptychSection(AttackSpec):
+    """Choi: original / perturbation / adversarial for `count` digits of class `source` → `target` (the
+    targets are those; ``targets`` stays "none")."""
 
+    attack: str = "targeted_l2"
     model: str = ""
     source: int = 2
     target: int = 6
     count: int = 10
-    attack: str = "targeted_l2"
-    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _kos_lams() -> Mapping[str, tuple[float, ...]]:
@@ -106,14 +99,12 @@ class KosSection:
 
 
 @dataclass(frozen=True)
-class UncertaintyAwareSection:
+class UncertaintyAwareSection(AttackSpec):
     """Grosse et al.'s question: is there, within the budget, an adversarial example that is
     misclassified, confident (≥ ``confidence``) and no more uncertain than ``quantile`` of the
     model's clean validation digits? Run on every model."""
 
     attack: str = "bim"
-    params: Mapping[str, Any] = field(default_factory=dict)
-    targets: str = "none"  # none | next | random
     confidence: float = 0.9  # τ on the MC-mean confidence of the adversarial class
     quantile: float = 0.95  # the uncertainty cap: this quantile of the model's clean validation values
     uncertainty: str = "mi"  # mi | entropy
@@ -138,8 +129,8 @@ class AttackSection:
     uncertainty_aware: UncertaintyAwareSection | None = None
     lacok: LacokSection | None = None
     papernot: PapernotSection | None = None
-    sweep: SweepSection | None = None
-    transfer: TransferSection | None = None
+    sweep: LogitSweepSection | None = None
+    transfer: TransferMatrixSection | None = None
     triptych: TriptychSection | None = None
     kos: KosSection | None = None
 
@@ -147,34 +138,7 @@ class AttackSection:
 RESERVED_RUN_NAMES = ("clean", "worst_case")
 
 
-def check_targets(where: str, attack: str, targets: str) -> None:
-    """``targets`` is none / next / random, and the attack supports that kind of goal."""
-    from bayesrobust.attacks import ATTACKS
-
-    if targets not in ("none", "next", "random"):
-        raise ConfigError(f"{where}.targets must be none, next or random, got {targets!r}")
-    if targets == "none" and not ATTACKS.get(attack).supports_untargeted:
-        raise ConfigError(f"{where}: {attack} is targeted only; set targets = 'next' or 'random'")
-    if targets != "none" and not ATTACKS.get(attack).supports_targeted:
-        raise ConfigError(f"{where}: {attack} is untargeted only; set targets = 'none'")
-
-
-def check_attack_spec(where: str, attack: str, params) -> None:
-    """A known attack whose parameters have the annotated types and build: errors name ``where``."""
-    from bayesrobust.attacks import ATTACKS, Attack, build_attack
-
-    if attack not in ATTACKS:
-        raise ConfigError(f"{where}.attack: unknown attack {attack!r}; known: {', '.join(ATTACKS.names())}")
-    checked = typed_params(ATTACKS.get(attack).__init__, params, f"{where}.params",
-                           extra_hints=typing.get_type_hints(Attack.__init__))
-    try:
-        build_attack(attack, **checked)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-
-
 def validate_attack(config: ExperimentConfig) -> None:
-    from bayesrobust.attacks import ATTACKS
 
     a = config.suites["attack"]
     for key in ("limit", "batch_size", "eval_samples", "eot_samples", "adaptive_eot_samples"):
@@ -187,7 +151,7 @@ def validate_attack(config: ExperimentConfig) -> None:
         if name in RESERVED_RUN_NAMES or "@" in name:
             raise ConfigError(f"attack.runs.{name}: the names {', '.join(RESERVED_RUN_NAMES)} and names with '@' are "
                               "reserved for the suite's own rows; rename the run")
-    named = [(f"attack.runs.{n}", r.attack, r.params) for n, r in a.runs.items()]
+    specs = {f"attack.runs.{n}": r for n, r in a.runs.items()}
     if a.uncertainty_aware is not None:
         u = a.uncertainty_aware
         if not 0.0 < u.confidence <= 1.0 or not 0.0 < u.quantile <= 1.0:
@@ -196,17 +160,15 @@ def validate_attack(config: ExperimentConfig) -> None:
             raise ConfigError(f"attack.uncertainty_aware.uncertainty must be mi or entropy, got {u.uncertainty!r}")
         if u.eot_samples < 1:
             raise ConfigError("attack.uncertainty_aware.eot_samples must be >= 1")
-        named.append(("attack.uncertainty_aware", u.attack, u.params))
+        specs["attack.uncertainty_aware"] = u
     if a.transfer is not None:
-        named.append(("attack.transfer", a.transfer.attack, a.transfer.params))
+        specs["attack.transfer"] = a.transfer
+    for where, spec in specs.items():
+        spec.check(where)
     if a.triptych is not None:
-        named.append(("attack.triptych", a.triptych.attack, a.triptych.params))
-    for where, attack, params in named:
-        check_attack_spec(where, attack, params)
-    targeted = [(f"attack.runs.{n}", r) for n, r in a.runs.items()] + ([("attack.transfer", a.transfer)] if a.transfer else []) \
-        + ([("attack.uncertainty_aware", a.uncertainty_aware)] if a.uncertainty_aware else [])
-    for where, r in targeted:
-        check_targets(where, r.attack, r.targets)
+        if a.triptych.targets != "none":
+            raise ConfigError("attack.triptych.targets: the triptych's target is its `target` class; remove targets")
+        a.triptych.check("attack.triptych", targeted=True)
     for name, r in a.runs.items():
         unknown = sorted(set(r.models) - set(config.models))
         if unknown:
@@ -219,9 +181,6 @@ def validate_attack(config: ExperimentConfig) -> None:
         check_kos(config, a.kos)
     if a.triptych is not None and a.triptych.source == a.triptych.target:
         raise ConfigError("attack.triptych: source and target must differ")
-    if a.triptych is not None and not ATTACKS.get(a.triptych.attack).supports_targeted:
-        raise ConfigError(f"attack.triptych.attack: {a.triptych.attack} is untargeted only; the triptych pushes "
-                          f"{a.triptych.source} towards {a.triptych.target}, so it needs a targeted attack")
 
 
 def check_kos(config: ExperimentConfig, kos: KosSection) -> None:

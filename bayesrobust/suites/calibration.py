@@ -27,26 +27,19 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
 
 import numpy as np
 
 from bayesrobust.analysis.logistic import LogisticSection, run_logistic, validate_logistic
 from bayesrobust.attacks import build_attack
-from bayesrobust.attacks.base import run_batched
+from bayesrobust.attacks.base import choose_targets, run_batched
+from bayesrobust.attacks.spec import AttackSpec
 from bayesrobust.errors import ConfigError
 from bayesrobust.metrics import calibration as cal
 from bayesrobust.metrics.bootstrap import batched_mean, bootstrap_all
 from bayesrobust.schema import to_plain
 from bayesrobust.seeding import derive_seed, make_generator
-from bayesrobust.suites.attack_config import check_attack_spec
 from bayesrobust.units import Units
-
-
-@dataclass(frozen=True)
-class CalibrationAttack:
-    attack: str = "fgsm"
-    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -57,7 +50,7 @@ class CalibrationSection:
     bins: int = 15
     scheme: str = "width"  # width | mass
     bootstrap: int = 1000  # resamples for the intervals (0: none)
-    attacks: Mapping[str, CalibrationAttack] = field(default_factory=dict)
+    attacks: Mapping[str, AttackSpec] = field(default_factory=dict)
     attack_limit: int = 1000  # test digits attacked (stratified, seeded)
     adaptive_eot_samples: int = 10  # EOT draws per gradient on stochastic models
     logistic: LogisticSection | None = None  # Goodfellow et al.'s logistic regression: plain, L1, adversarial objective
@@ -73,7 +66,7 @@ def validate_calibration(config) -> None:
     if section.bootstrap < 0:
         raise ConfigError(f"calibration.bootstrap must be >= 0 (0: no intervals), got {section.bootstrap}")
     for name, spec in section.attacks.items():
-        check_attack_spec(f"calibration.attacks.{name}", spec.attack, spec.params)
+        spec.check(f"calibration.attacks.{name}")
     if section.logistic is not None:
         validate_logistic(section.logistic)
 
@@ -109,14 +102,15 @@ def calibration_metrics(pred, labels, section: CalibrationSection, seed: int) ->
     return out, {"count": count[0], "confidence": confidence[0], "accuracy": accuracy[0], **per}
 
 
-def adversarial_confidence(model, test, spec: CalibrationAttack, section: CalibrationSection, seed: int,
+def adversarial_confidence(model, test, spec: AttackSpec, section: CalibrationSection, seed: int,
                            desc: str = "") -> dict[str, float]:
     """Accuracy and confidence on adversarial examples of one attack (adaptive on stochastic models)."""
     params = dict(spec.params)
     if model.draws.random:
         params["eot_samples"] = max(int(params.get("eot_samples", 1)), section.adaptive_eot_samples)
     attack = build_attack(spec.attack, {"eval_samples": section.samples}, **params)
-    result = run_batched(attack, model, test.images, test.labels, generator=make_generator(seed),
+    target = choose_targets(spec.targets, test.labels, derive_seed(seed, "targets"))
+    result = run_batched(attack, model, test.images, test.labels, target=target, generator=make_generator(seed),
                          progress=True, desc=f"calibration: {desc}")
     pred = result.predictive
     wrong = pred.predicted != test.labels
@@ -156,7 +150,7 @@ def run_calibration(run, models, data, section: CalibrationSection, seed: int) -
     run.save_arrays("arrays/calibration.npz", **arrays)
     run.write_json("arrays/calibration.json", {
         "models": list(models), "bins": section.bins, "scheme": section.scheme, "bootstrap": section.bootstrap,
-        "samples": section.samples, "attacks": {n: {"attack": a.attack, "params": dict(a.params)} for n, a in section.attacks.items()},
+        "samples": section.samples, "attacks": {n: a.describe() for n, a in section.attacks.items()},
         "attack_limit": len(attacked), "adaptive_eot_samples": section.adaptive_eot_samples,
         "test_labels_sha256": hashlib.sha256(data.test.labels.numpy().astype(np.int64).tobytes()).hexdigest(),
         "draws": {n: m.draws.value for n, m in models.items()},

@@ -34,7 +34,7 @@ digits); per-example scores in ``arrays/detection.npz``.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -43,7 +43,8 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from bayesrobust.attacks import ATTACKS, build_attack
-from bayesrobust.attacks.base import Penalty
+from bayesrobust.attacks.base import Penalty, penalised_attacks
+from bayesrobust.attacks.spec import AttackSpec
 from bayesrobust.detection import (
     GENERATIVE_SCORES,
     GenerativeDetector,
@@ -60,19 +61,15 @@ from bayesrobust.detection.uncertainty import SCORES
 from bayesrobust.errors import ConfigError
 from bayesrobust.models.base import Reconstructs
 from bayesrobust.models.families import reconstructing_models
+from bayesrobust.registry import Registry
 from bayesrobust.seeding import derive_seed, isolated_rng, make_generator
-from bayesrobust.suites.attack_config import check_attack_spec, check_targets
 from bayesrobust.units import Units
 
-DETECTORS = (*SCORES, "hybrid", "kd_bu", "ocsvm", *GENERATIVE_SCORES)
 PENALTIES = ("reconstruction", "kd")  # detectors a detector-aware attack adds to its objective as a penalty
 
 
 @dataclass(frozen=True)
-class DetectionAttack:
-    attack: str = "fgsm"
-    params: Mapping[str, Any] = field(default_factory=dict)
-    targets: str = "none"  # none | next | random (targeted-only attacks, e.g. JSMA, need one)
+class DetectionAttack(AttackSpec):
     aware_of: str = ""  # "mi" | "entropy" | "reconstruction" | "kd": a detector-aware attack that must also stay under that detector's threshold
     aware_weight: float = 1.0  # weight of the penalty's excess over its cap (reconstruction: squared pixels; kd: nats) in the objective
 
@@ -107,13 +104,13 @@ def validate_detection(config) -> None:
     if not section.attacks:
         raise ConfigError("detection.attacks: configure at least one attack, e.g. [detection.attacks.fgsm]")
     for name, spec in section.attacks.items():
-        check_attack_spec(f"detection.attacks.{name}", spec.attack, spec.params)
+        spec.check(f"detection.attacks.{name}")
         if spec.aware_of not in ("", "mi", "entropy", *PENALTIES):
             raise ConfigError(f"detection.attacks.{name}.aware_of must be '', 'mi', 'entropy', 'reconstruction' or 'kd', "
                               f"got {spec.aware_of!r}")
         if spec.aware_of in PENALTIES and not ATTACKS.get(spec.attack).supports_penalty:
             raise ConfigError(f"detection.attacks.{name}: {spec.attack} cannot take a detector's score in its objective "
-                              f"(aware_of = {spec.aware_of!r}); use fgsm, bim, targeted_l2, lbfgs or cw_l2")
+                              f"(aware_of = {spec.aware_of!r}); use one of {', '.join(penalised_attacks())}")
         if spec.aware_of == "reconstruction" and not reconstructing_models(config):
             raise ConfigError(f"detection.attacks.{name}.aware_of = 'reconstruction' attacks a VAE's reconstruction "
                               "error too: add a model with arch = 'vae'")
@@ -121,17 +118,16 @@ def validate_detection(config) -> None:
             raise ConfigError(f"detection.attacks.{name}.aware_weight must be > 0, got {spec.aware_weight}")
         if spec.aware_of and ("max_uncertainty" in spec.params or "uncertainty" in spec.params):
             raise ConfigError(f"detection.attacks.{name}: aware_of sets max_uncertainty and uncertainty itself")
-        check_targets(f"detection.attacks.{name}", spec.attack, spec.targets)
     for name in section.only:
         if name not in section.attacks:
             raise ConfigError(f"detection.only: no attack {name!r}; configured: {', '.join(section.attacks)}")
     for d in section.detectors:
         if d not in DETECTORS:
-            raise ConfigError(f"detection.detectors: unknown detector {d!r}; known: {', '.join(DETECTORS)}")
+            raise ConfigError(f"detection.detectors: unknown detector {d!r}; known: {', '.join(DETECTORS.names())}")
     vaes = reconstructing_models(config)
     if section.vae and section.vae not in vaes:
         raise ConfigError(f"detection.vae: {section.vae!r} is not a VAE of this config (VAEs: {', '.join(vaes) or 'none'})")
-    generative = [d for d in section.detectors if d in GENERATIVE_SCORES]
+    generative = [d for d in section.detectors if DETECTORS.get(d).needs_vae]
     if generative and not vaes:
         raise ConfigError(f"detection.detectors: {generative[0]!r} scores inputs with a VAE: add a model with arch = 'vae'")
     if section.crop_samples < 0:
@@ -146,19 +142,32 @@ def validate_detection(config) -> None:
                           "and detection.ocsvm_per_class >= 1")
 
 
+@dataclass(frozen=True)
+class DetectorKind:
+    """How the suite builds one kind of detector from its context, and whether it scores with a VAE."""
+
+    build: Callable[..., Any]  # (model, data, section, seed, vae, built) -> an unfitted detector
+    needs_vae: bool = False
+
+
+DETECTORS: Registry[DetectorKind] = Registry("detector")
+for _score in SCORES:  # the model's own predictive uncertainty (Feinman's BU; Smith & Gal's MI)
+    DETECTORS.add(_score, DetectorKind(lambda model, data, section, seed, vae, built, kind=_score:
+                                       UncertaintyDetector(model, kind, samples=section.samples, seed=seed)))
+for _score in GENERATIVE_SCORES:  # a VAE's surprise (MagNet)
+    DETECTORS.add(_score, DetectorKind(lambda model, data, section, seed, vae, built, kind=_score:
+                                       GenerativeDetector(vae, kind, seed=seed), needs_vae=True))
+DETECTORS.add("hybrid", DetectorKind(lambda model, data, section, seed, vae, built: HybridDetector(
+    model, samples=section.samples, crop=section.crop, seed=seed, crop_samples=section.crop_samples or None)))
+DETECTORS.add("kd_bu", DetectorKind(lambda model, data, section, seed, vae, built: kernel_density(model, data, section, seed, built)))
+DETECTORS.add("ocsvm", DetectorKind(lambda model, data, section, seed, vae, built: OneClassSVMDetector(
+    model, data.train.images, data.train.labels, per_class=section.ocsvm_per_class, samples=section.samples, seed=seed)))
+
+
 def make_detector(name: str, model, data, section, seed: int, vae=None, built: dict | None = None):
-    """An unfitted detector; ``built`` (one dict per defended model) shares KD's training features."""
-    if name in GENERATIVE_SCORES:
-        return GenerativeDetector(vae, name, seed=seed)
-    if name in SCORES:
-        return UncertaintyDetector(model, name, samples=section.samples, seed=seed)
-    if name == "hybrid":
-        return HybridDetector(model, samples=section.samples, crop=section.crop, seed=seed,
-                              crop_samples=section.crop_samples or None)
-    if name == "kd_bu":
-        return kernel_density(model, data, section, seed, built)
-    return OneClassSVMDetector(model, data.train.images, data.train.labels, per_class=section.ocsvm_per_class,
-                               samples=section.samples, seed=seed)
+    """An unfitted detector of a registered kind; ``built`` (one dict per defended model) shares KD's
+    training features."""
+    return DETECTORS.get(name).build(model, data, section, seed, vae, built)
 
 
 def kernel_density(model, data, section, seed: int, built: dict | None = None) -> KernelDensityUncertainty:
@@ -232,9 +241,8 @@ def run_detection(run, models, data, section: DetectionSection, seed: int) -> di
     for name in defended:
         DefendedModel(name, models[name], data, section, seed, units, vae).run(metrics, arrays)
     run.save_arrays("arrays/detection.npz", **arrays)
-    run.write_json("arrays/detection.json", {"models": defended, "attacks": {n: {"attack": a.attack, "params": dict(a.params), "targets": a.targets,
-                                                                                 "aware_of": a.aware_of}
-                                                                             for n, a in attacks.items()},
+    run.write_json("arrays/detection.json", {"models": defended,
+                                             "attacks": {n: {**a.describe(), "aware_of": a.aware_of} for n, a in attacks.items()},
                                              "detectors": list(section.detectors), "first_attack": next(iter(attacks)),
                                              "held_out": section.held_out, "noisy_negatives": section.noisy_negatives,
                                              "samples": section.samples,
