@@ -88,7 +88,30 @@ def prepare_models(config: ExperimentConfig, data: ExperimentData, run: RunDir, 
         values, _ = units(f"model/{name}", build)
         models[name] = BayesianClassifier.load(path, map_location=config.run.device).to(config.run.device)
         metrics.update(values)
+    cards: dict[str, dict] = {}
+    for name, spec in config.models.items():
+        cards[name] = model_card(models[name], spec, len(data.train), cards.get(spec.weights_of))
+    run.write_json("models.json", [{"name": name, **card} for name, card in cards.items()])  # in the config's order
     return models, metrics
+
+
+def model_card(model: BayesianClassifier, spec, training_digits: int, source_card: dict | None = None) -> dict:
+    """What a reader of the report needs to know of one model: what it is, where its weights come from,
+    how it was trained (for the weights of another section, that section's training) and calibrated, and
+    how its predictive is drawn."""
+    history = model.history_
+    if not history and source_card is not None:
+        return {**model_card(model, spec, training_digits), "epochs_run": source_card["epochs_run"],
+                "best_epoch": source_card["best_epoch"]}
+    val = [r["val_nll"] for r in history if "val_nll" in r]
+    source = (f"weights of {spec.weights_of}" if spec.weights_of else f"checkpoint {spec.checkpoint}" if spec.checkpoint
+              else f"trained here on {training_digits} digits")
+    arch, params = model.config_spec()
+    return {"arch": arch, "mode": model.mode, "params": params, "source": source,
+            "parameters": int(sum(p.numel() for p in model.parameters())),
+            "epochs_run": len(history), "best_epoch": (int(min(range(len(val)), key=val.__getitem__)) + 1) if val else None,
+            "temperature": model.temperature, "calibrate": spec.calibrate or "",
+            "draws": model.draws.value, "draws_per_prediction": model.draw_count(model.default_samples)}
 
 
 def make_model(config: ExperimentConfig, name: str, spec, data: ExperimentData, models: dict[str, BayesianClassifier], *,

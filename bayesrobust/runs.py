@@ -8,6 +8,7 @@ Layout::
       config.toml         the resolved configuration
       env.json            versions, seed, device, git revision, timings
       metrics.json        grouped keys: clean/acc, shift/digits/lenet/nll, ...
+      models.json         each model's card: architecture, mode, source, parameters, epochs, temperature, draws
       checkpoints/        model weights (+ JSON metadata)
       units/              finished units of work while the run is incomplete (``units.py``; what
                           ``--resume`` reads back), removed when the run finishes

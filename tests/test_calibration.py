@@ -141,3 +141,48 @@ def test_paired_shift_differences_cancel_what_both_models_share():
     assert diff["rotate/90/nll"].low == pytest.approx(0.1) and diff["rotate/90/nll"].high == pytest.approx(0.1)
     assert diff["rotate/90/brier"].estimate == pytest.approx(-0.2)
     assert diff["translate/4/nll"].estimate == 0.0
+
+
+def test_paired_differences_between_models_cancel_the_digits_they_share():
+    """Model B's NLL is A's plus 0.1 on every digit and its correctness the same: ΔNLL is exactly 0.1 with a
+    zero-width paired interval and Δaccuracy 0, however much the digits vary; the reference is skipped."""
+    import numpy as np
+
+    from bayesrobust.suites.calibration import paired_differences
+
+    rng = np.random.default_rng(0)
+    nll = rng.exponential(1.0, 500)
+    correct = rng.random(500) < 0.8
+    confidence = rng.uniform(0.5, 1.0, 500)
+    arrays = {}
+    for model, shift in (("a", 0.0), ("b", 0.1)):
+        arrays.update({f"calib/{model}/examples/nll": nll + shift, f"calib/{model}/examples/correct": correct,
+                       f"calib/{model}/examples/brier": nll / 10 + shift, f"calib/{model}/examples/confidence": confidence})
+    out = paired_differences(arrays, "calib", ["a", "b"], "a", CalibrationSection(bootstrap=300), seed=0)
+    assert not any(k.startswith("a/") for k in out)
+    assert out["b/nll"] == pytest.approx(0.1) and out["b/nll_low"] == pytest.approx(0.1) == out["b/nll_high"]
+    assert out["b/acc"] == 0.0 == out["b/acc_low"] == out["b/acc_high"] and out["b/ece"] == pytest.approx(0.0)
+
+
+def test_the_report_warns_where_post_hoc_calibration_makes_a_shifted_set_worse(tmp_path):
+    """A temperature-scaled model whose NLL on a shifted set is higher than its reference's, the paired
+    interval above 0: the calibration section says so above its tables; on the test split it does not."""
+    import numpy as np
+
+    from bayesrobust.report.calibration_sections import calibration_section
+    from bayesrobust.runs import RunDir
+
+    run = RunDir.create(tmp_path / "run")
+    bins = {f"{p}/{m}/{k}": np.ones(3) for p in ("calib", "calib_shift/semeion") for m in ("lenet", "lenet_ts")
+            for k in ("count", "confidence", "accuracy")}
+    run.save_arrays("arrays/calibration.npz", **bins)
+    run.write_json("arrays/calibration.json", {"models": ["lenet", "lenet_ts"], "bins": 3, "scheme": "width", "bootstrap": 100,
+                                               "samples": 1, "attacks": {}, "sets": ["test", "semeion"], "reference": "lenet",
+                                               "temperatures": {"lenet_ts": 0.75}, "logistic": None})
+    paired = {f"calib_paired/{s}/lenet_ts/{k}": v for s in ("test", "semeion") for k, v in
+              (("nll", 0.29), ("nll_low", 0.2), ("nll_high", 0.4), ("acc", 0.0), ("brier", 0.0), ("ece", 0.0))}
+    run.update_metrics(paired)
+    section = calibration_section(run)
+    assert len(section.warnings) == 1 and "made semeion worse" in section.warnings[0] and "0.750" in section.warnings[0]
+    table = next(t for t in section.tables if t.caption.startswith("Paired differences"))
+    assert table.rows[1][:3] == ["semeion", "lenet_ts − lenet", "+0.0000"] and table.rows[1][3].endswith("*")

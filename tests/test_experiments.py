@@ -101,9 +101,9 @@ def test_each_suite_declares_the_metric_keys_it_writes_and_the_report_sections_t
         owners = [n for n in SUITES.ordered() if any(fnmatch(key, p) for p in SUITES.get(n).metric_keys)]
         assert len(owners) == 1 or (not owners and key.startswith("train/")), (key, owners)
     assert sorted(REPORT_ORDER) == SECTIONS.names() and len(set(REPORT_ORDER)) == len(REPORT_ORDER)
-    assert REPORT_ORDER[:3] == ("summary", "evaluation", "calibration")
+    assert REPORT_ORDER[:4] == ("summary", "models", "evaluation", "calibration")
     report = (quickstart_run / "report.md").read_text()
-    assert report.index("## Calibration") < report.index("## Attacks") < report.index("## Lacok") < report.index("## Kos")
+    assert report.index("## Models") < report.index("## Calibration") < report.index("## Attacks") < report.index("## Lacok") < report.index("## Kos")
 
 
 def check_quickstart(out: Path, metrics: dict) -> None:
@@ -116,7 +116,8 @@ def check_quickstart(out: Path, metrics: dict) -> None:
     assert "data:image/png;base64," in html and "Predictive entropy" in html
     for heading in ("Attacks", "Lacok (2016) Table 1", "Papernot", "Figure 4", "Cross-model transfer", "Choi",
                     "High-confidence, low-uncertainty", "Worst case over every run", "Adaptive forms", "Calibration",
-                    "Reliability diagrams", "shift protocol", "Kos et al. (2017)"):
+                    "Reliability diagrams", "shift protocol", "Kos et al. (2017)", "Models of this run",
+                    "Calibration under transfer", "Paired differences with lenet"):
         assert heading in html, heading
     for key in ("adv/fgsm/mc_lenet/success_rate", "adv/clean/lenet/entropy", "lacok/lenet/fgsm eps=0.25/error",
                 "papernot/lenet/success_rate", "papernot/lenet/robustness", "crossmodel/lenet/mc_lenet/error", "choi/mc_lenet/adv_confidence",
@@ -124,7 +125,8 @@ def check_quickstart(out: Path, metrics: dict) -> None:
                 "adv/worst_case/lenet/robust_accuracy", "adv/worst_case/mc_lenet/success_rate",
                 "hclu/lenet/success_rate", "hclu/mc_lenet/cap", "hclu/mc_lenet/l2_success",
                 "adv/cw_l2@adaptive/gpdnn/success_rate", "hclu/gpdnn/cap", "crossmodel/gpdnn/lenet/error",
-                "calib/lenet_ts/ece_low", "calib/lenet_ts/ece_debiased_high", "calib/mc_lenet/fgsm/confidence_wrong", "rotate/90/gpdnn/ece",
+                "calib/lenet_ts/ece_low", "calib/lenet_ts/ece_debiased_high", "calib_shift/digits/lenet_ts/ece_high",
+                "calib_paired/digits/lenet_ts/nll_low", "calib_paired/test/mc_lenet/ece", "calib/mc_lenet/fgsm/confidence_wrong", "rotate/90/gpdnn/ece",
                 "translate/4/vae/acc", "kos/vae/latent/1/as_target", "kos/vae/clean_judge_accuracy", "shift/digits/vae/auroc_elbo"):
         assert key in metrics, key
     # adaptive forms run on the stochastic models only

@@ -44,9 +44,62 @@ def calibration_section(run) -> Section | None:
         section.figures.append(("reliability", figures.reliability_diagrams(bins, meta["scheme"]),
                                 "Reliability diagrams: accuracy per confidence bin (blue), its gap to the bin's mean "
                                 "confidence (red), the diagonal = perfect calibration; below, the share of test digits per bin."))
+    shifted = [s for s in meta.get("sets", ["test"]) if s != "test"]
+    if shifted and models:
+        transfer_part(section, meta, shifted, arrays, metrics)
+    if len(models) > 1 and meta.get("reference"):
+        paired_part(section, meta, metrics)
     if meta.get("logistic"):
         logistic_part(section, meta["logistic"], arrays, metrics)
     return section
+
+
+TRANSFER_COLUMNS = ("acc", "nll", "brier", "ece", "ece_debiased")
+
+
+def transfer_part(section: Section, meta: dict, shifted: list[str], arrays, metrics) -> None:
+    """Calibration on every labelled shifted set: the table (model × set) and one reliability figure per set."""
+    rows = [[s, m] + [with_interval(metrics, f"calib_shift/{s}/{m}/{c}", 4) for c in TRANSFER_COLUMNS]
+            + [fmt(metrics.get(f"calib_shift/{s}/{m}/{c}")) for c in ("mce", "classwise_ece")]
+            for s in shifted for m in meta["models"]]
+    section.tables.append(Table("Calibration under transfer: the same metrics on every labelled shifted set",
+                                ["set", "model", *TRANSFER_COLUMNS, "mce", "classwise_ece"], rows))
+    for s in shifted:
+        bins = {m: (arrays[f"calib_shift/{s}/{m}/count"], arrays[f"calib_shift/{s}/{m}/confidence"],
+                    arrays[f"calib_shift/{s}/{m}/accuracy"]) for m in meta["models"]}
+        section.figures.append((f"reliability_{s}", figures.reliability_diagrams(bins, meta["scheme"]),
+                                f"Reliability diagrams on {s} (a shifted set), as above."))
+
+
+def paired_part(section: Section, meta: dict, metrics) -> None:
+    """Each model minus the reference on the same digits, with paired intervals; * where the interval
+    excludes 0, and a warning wherever post-hoc calibration made a shifted set's NLL worse."""
+    reference, rows = meta["reference"], []
+    for s in meta.get("sets", ["test"]):
+        for m in meta["models"]:
+            if m == reference or f"calib_paired/{s}/{m}/nll" not in metrics:
+                continue
+            rows.append([s, f"{m} − {reference}"] + [_delta(metrics, f"calib_paired/{s}/{m}/{c}") for c in ("acc", "nll", "brier", "ece")])
+            low = metrics.get(f"calib_paired/{s}/{m}/nll_low")
+            if s != "test" and m in meta.get("temperatures", {}) and low is not None and low > 0:
+                section.warnings.append(
+                    f"Post-hoc calibration made {s} worse: {m} (temperature {meta['temperatures'][m]:.3f}) has a higher NLL "
+                    f"than {reference} on the same digits, Δ = {metrics[f'calib_paired/{s}/{m}/nll']:+.4f} "
+                    f"[{low:+.4f}, {metrics[f'calib_paired/{s}/{m}/nll_high']:+.4f}].")
+    if rows:
+        section.tables.append(Table(
+            f"Paired differences with {reference} on the same digits (model − {reference}; 95% paired bootstrap "
+            "intervals; * where the interval excludes 0): negative Δ NLL / Brier / ECE and positive Δ accuracy favour the model",
+            ["set", "difference", "Δ accuracy", "Δ NLL", "Δ Brier", "Δ ECE"], rows))
+
+
+def _delta(metrics, key: str) -> str:
+    value, low, high = metrics.get(key), metrics.get(f"{key}_low"), metrics.get(f"{key}_high")
+    if value is None:
+        return "–"
+    if low is None or high is None:
+        return f"{value:+.4f}"
+    return f"{value:+.4f} [{low:+.4f}, {high:+.4f}]" + (" *" if low > 0 or high < 0 else "")
 
 
 LOGISTIC_COLUMNS = ("clean_error", "nll", "adv_error", "adv_confidence_wrong", "w_l1", "w_zero_fraction")

@@ -105,6 +105,27 @@ def forest_figure(run, stochastic: list[str], arrays, count: int = 3) -> tuple[s
             "and 94% highest-density interval of the predictive draws (ArviZ forest plots).")
 
 
+@SECTIONS.register("models")
+def models_section(run) -> Section | None:
+    """The run's models, so a reader can tell what each name is: architecture, mode, where its weights
+    come from, size, training, post-hoc calibration and draws per prediction (``models.json``)."""
+    if not run.file("models.json").exists():
+        return None
+    rows = []
+    for c in run.read_json("models.json"):
+        name = c["name"]
+        calibration = f"temperature {c['temperature']:.3f}" if c.get("calibrate") == "temperature" else "none"
+        draws = {"sampled": f"{c['draws_per_prediction']} sampled", "fixed": f"{c['draws_per_prediction']} fixed",
+                 "none": "1 (deterministic)"}.get(c["draws"], str(c["draws_per_prediction"]))
+        rows.append([name, c["arch"], c["mode"], f"{c['parameters']:,}", c["source"], str(c["epochs_run"] or "–"),
+                     str(c["best_epoch"] or "–"), calibration, draws])
+    return Section("Models", "Every model of the run. A model with the weights of another is the same trained network in "
+                   "another mode or calibrated after training; best epoch: the epoch of the lowest validation NLL, whose "
+                   "weights early stopping kept.",
+                   [Table("Models of this run", ["model", "architecture", "mode", "parameters", "weights", "epochs run",
+                                               "best epoch", "post-hoc calibration", "draws per prediction"], rows)])
+
+
 @SECTIONS.register("evaluation")
 def evaluation_section(run) -> Section | None:
     if not run.file("arrays/evaluation.npz").exists():

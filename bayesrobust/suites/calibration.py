@@ -13,7 +13,11 @@ because its gradients are noisy.
 interval clipped at 0 (``Interval.bias_corrected``; why binned ECE needs it: ``metrics/calibration.py``).
 
 Metrics ``calib/<model>/{acc,nll,brier,ece,ece_debiased,mce,classwise_ece,aurc}`` (+ ``_low`` / ``_high``) and
-``calib/<model>/<attack>/{accuracy,confidence,confidence_wrong,entropy}``; arrays in
+``calib/<model>/<attack>/{accuracy,confidence,confidence_wrong,entropy}``; under transfer (``shifted``, on by
+default) the same calibration metrics on every labelled shifted set, ``calib_shift/<set>/<model>/…``; and
+the paired differences between each model and the ``reference`` (default: the first model) on the same
+digits, ``calib_paired/<set>/<model>/{acc,nll,brier,ece}`` (+ ``_low`` / ``_high``; ``<set>`` is ``test`` or a
+shifted set's name); arrays in
 ``arrays/calibration.npz`` (reliability bins per model, and the per-example correctness, NLL, Brier and
 confidence that ``bayesrobust compare`` pairs across runs). With ``[calibration.logistic]``, Goodfellow
 et al.'s logistic regression on two digit classes, trained plain, L1-regularised and on the exact
@@ -54,6 +58,8 @@ class CalibrationSection:
     attack_limit: int = 1000  # test digits attacked (stratified, seeded)
     adaptive_eot_samples: int = 10  # EOT draws per gradient on stochastic models
     logistic: LogisticSection | None = None  # Goodfellow et al.'s logistic regression: plain, L1, adversarial objective
+    shifted: bool = True  # also on every labelled shifted set the run evaluates (calibration under transfer)
+    reference: str = ""  # the model every other is compared with on the same digits (default: the first model)
 
 
 def validate_calibration(config) -> None:
@@ -69,6 +75,36 @@ def validate_calibration(config) -> None:
         spec.check(f"calibration.attacks.{name}")
     if section.logistic is not None:
         validate_logistic(section.logistic)
+    if section.reference and section.reference not in config.models:
+        raise ConfigError(f"calibration.reference: no model {section.reference!r}; models: {', '.join(config.models)}")
+
+
+PAIRED = ("acc", "nll", "brier", "ece")  # the measures compared between models, each on the same digits
+
+
+def paired_differences(arrays: dict[str, np.ndarray], prefix: str, models: list[str], reference: str,
+                       section: CalibrationSection, seed: int) -> dict[str, float]:
+    """``calib_paired/<set>/<model>/<measure>`` (+ ``_low`` / ``_high``): model minus ``reference`` on the
+    same digits, from the per-example arrays under ``prefix/<model>/examples/``, with a paired bootstrap
+    (the same resampled digits for both models, so the digits' own difficulty cancels)."""
+    from bayesrobust.metrics.bootstrap import paired_bootstrap
+
+    statistics = {"acc": (batched_mean, ("correct",)), "nll": (batched_mean, ("nll",)), "brier": (batched_mean, ("brier",)),
+                  "ece": (cal.ece_statistic(section.bins, section.scheme), ("confidence", "correct"))}
+    out: dict[str, float] = {}
+    for model in models:
+        if model == reference:
+            continue
+        for measure in PAIRED:
+            statistic, names = statistics[measure]
+            first = [np.asarray(arrays[f"{prefix}/{model}/examples/{n}"], np.float64) for n in names]
+            second = [np.asarray(arrays[f"{prefix}/{reference}/examples/{n}"], np.float64) for n in names]
+            key = f"{model}/{measure}"
+            if section.bootstrap:
+                out.update(paired_bootstrap(statistic, first, second, resamples=section.bootstrap, seed=seed).as_dict(key))
+            else:
+                out[key] = float(statistic(*(a[None] for a in first))[0] - statistic(*(a[None] for a in second))[0])
+    return out
 
 
 def per_example(probs_mean: np.ndarray, labels: np.ndarray, log_likelihood: np.ndarray) -> dict[str, np.ndarray]:
@@ -130,20 +166,33 @@ def run_calibration(run, models, data, section: CalibrationSection, seed: int) -
         metrics.update(m)
         arrays.update(a)
 
-    def clean(name: str, model) -> tuple[dict, dict]:
-        pred = model.predictive(data.test.images, section.samples, generator=make_generator(derive_seed(seed, "calibration", name)))
-        values, bins = calibration_metrics(pred, data.test.labels, section, derive_seed(seed, "calibration", "bootstrap"))
-        return {f"calib/{name}/{k}": v for k, v in values.items()}, {f"calib/{name}/{k}": v for k, v in bins.items()}
+    def scored(name: str, model, dataset, prefix: str, set_name: str) -> tuple[dict, dict]:
+        on = () if set_name == "test" else (set_name,)  # the test split keeps the seeds it always had
+        pred = model.predictive(dataset.images, section.samples, generator=make_generator(derive_seed(seed, "calibration", name, *on)))
+        values, bins = calibration_metrics(pred, dataset.labels, section, derive_seed(seed, "calibration", "bootstrap", *on))
+        return {f"{prefix}/{name}/{k}": v for k, v in values.items()}, {f"{prefix}/{name}/{k}": v for k, v in bins.items()}
 
     def attacked_with(name: str, model, attack_name: str, spec) -> tuple[dict, dict]:
         out = adversarial_confidence(model, attacked, spec, section, derive_seed(seed, "calibration", name, attack_name),
                                      desc=f"{attack_name} on {name}")
         return {f"calib/{name}/{attack_name}/{k}": v for k, v in out.items()}, {}
 
+    # the test split (calib/<model>/…) and, under transfer, every labelled shifted set (calib_shift/<set>/<model>/…)
+    sets = {"test": (data.test, "calib")}
+    if section.shifted:
+        sets.update({n: (d, f"calib_shift/{n}") for n, d in data.shifted.items() if d.labelled})
     for name, model in models.items():
-        keep(f"model/{name}", partial(clean, name, model))
+        for set_name, (dataset, prefix) in sets.items():
+            keep(f"model/{name}" if set_name == "test" else f"shift/{set_name}/{name}",
+                 partial(scored, name, model, dataset, prefix, set_name))
         for attack_name, spec in section.attacks.items():
             keep(f"attack/{name}/{attack_name}", partial(attacked_with, name, model, attack_name, spec))
+    reference = section.reference or next(iter(models))
+    for set_name, (_, prefix) in sets.items():
+        m, _ = units(f"paired/{set_name}", lambda prefix=prefix, set_name=set_name: (
+            {f"calib_paired/{set_name}/{k}": v for k, v in paired_differences(
+                arrays, prefix, list(models), reference, section, derive_seed(seed, "calibration", "paired", set_name)).items()}, {}))
+        metrics.update(m)
     if section.logistic is not None:
         keep("logistic", lambda: run_logistic(data.train, data.test, section.logistic,
                                               derive_seed(seed, "calibration", "logistic")))
@@ -154,5 +203,7 @@ def run_calibration(run, models, data, section: CalibrationSection, seed: int) -
         "attack_limit": len(attacked), "adaptive_eot_samples": section.adaptive_eot_samples,
         "test_labels_sha256": hashlib.sha256(data.test.labels.numpy().astype(np.int64).tobytes()).hexdigest(),
         "draws": {n: m.draws.value for n, m in models.items()},
+        "sets": list(sets), "reference": reference,
+        "temperatures": {n: m.temperature for n, m in models.items() if getattr(m, "temperature", 1.0) != 1.0},
         "logistic": None if section.logistic is None else to_plain(section.logistic)})
     return metrics

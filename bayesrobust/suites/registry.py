@@ -32,11 +32,12 @@ SUITES: Registry[Suite] = Registry("suite")
 SUITES.add("evaluation", Suite(EvaluationSection, run_evaluation, validate_evaluation, ("evaluation",),
                                ("clean/*", "shift/*", "rotate/*", "translate/*")))
 SUITES.add("calibration", Suite(CalibrationSection, run_calibration, validate_calibration, ("calibration",),
-                                ("calib/*", "logistic/*")))
+                                ("calib/*", "calib_shift/*", "calib_paired/*", "logistic/*")))
 SUITES.add("attack", Suite(AttackSection, run_attack_suite, validate_attack,
                            ("attacks", "uncertainty-aware", "lacok", "papernot", "sweep", "transfer", "choi", "kos"),
                            ("adv/*", "hclu/*", "lacok/*", "papernot/*", "sweep/*", "crossmodel/*", "choi/*", "kos/*")))
 SUITES.add("detection", Suite(DetectionSection, run_detection, validate_detection, ("detection",), ("detect/*",)))
 
-REPORT_ORDER = ("summary", *(s for name in SUITES.ordered() for s in SUITES.get(name).report_sections))
-"""Every report section in the report's order: the summary, then each suite's, suite by suite."""
+REPORT_ORDER = ("summary", "models", *(s for name in SUITES.ordered() for s in SUITES.get(name).report_sections))
+"""Every report section in the report's order: the summary and the models table, then each suite's, suite
+by suite."""
