@@ -186,3 +186,22 @@ def test_the_report_warns_where_post_hoc_calibration_makes_a_shifted_set_worse(t
     assert len(section.warnings) == 1 and "made semeion worse" in section.warnings[0] and "0.750" in section.warnings[0]
     table = next(t for t in section.tables if t.caption.startswith("Paired differences"))
     assert table.rows[1][:3] == ["semeion", "lenet_ts − lenet", "+0.0000"] and table.rows[1][3].endswith("*")
+
+
+def test_selective_prediction_by_hand():
+    """Four digits ordered by uncertainty, the third wrong: risk 0, 0, 1/3, 1/4 at coverages ¼ … 1, so
+    AURC = (1/3 + 1/4) / 4, accuracy 1 on the most certain half and 2/3 on the most certain three quarters;
+    a batch of rows (bootstrap resamples) is scored row by row."""
+    import numpy as np
+
+    from bayesrobust.metrics import calibration as cal
+
+    u, correct = np.array([0.1, 0.2, 0.3, 0.4]), np.array([1, 1, 0, 1], bool)
+    assert cal.area_under_risk_coverage(u, correct)[0] == pytest.approx((1 / 3 + 1 / 4) / 4)
+    assert cal.accuracy_at_coverage(0.5)(u, correct)[0] == 1.0
+    assert cal.accuracy_at_coverage(0.75)(u, correct)[0] == pytest.approx(2 / 3)
+    assert cal.accuracy_at_coverage(1.0)(u, correct)[0] == 0.75
+    rows = cal.accuracy_at_coverage(0.5)(np.stack([u, u[::-1]]), np.stack([correct, correct]))
+    assert rows.tolist() == [1.0, 0.5]  # reversed certainty keeps digits 3 and 4 (one wrong)
+    with pytest.raises(ValueError, match="coverage"):
+        cal.accuracy_at_coverage(0.0)

@@ -141,3 +141,17 @@ def area_under_risk_coverage(uncertainty, correct) -> np.ndarray:
     the minimum for the model's error rate)."""
     _, risk = risk_coverage(uncertainty, correct)
     return risk.mean(1)
+
+
+def accuracy_at_coverage(coverage: float):
+    """A statistic ``(uncertainty, correct) -> (B,)``: the accuracy on the ``coverage`` share of examples
+    the model is most certain of (selective prediction: abstain on the rest), row by row."""
+    if not 0.0 < coverage <= 1.0:
+        raise ValueError(f"coverage must be in (0, 1], got {coverage}")
+
+    def statistic(uncertainty, correct) -> np.ndarray:
+        _, risk = risk_coverage(uncertainty, correct)
+        kept = max(1, int(np.ceil(coverage * risk.shape[1])))
+        return 1.0 - risk[:, kept - 1]
+
+    return statistic

@@ -12,7 +12,10 @@ because its gradients are noisy.
 ``ece_debiased`` beside ``ece``: the estimate minus the bootstrap's bias estimate, with the basic bootstrap
 interval clipped at 0 (``Interval.bias_corrected``; why binned ECE needs it: ``metrics/calibration.py``).
 
-Metrics ``calib/<model>/{acc,nll,brier,ece,ece_debiased,mce,classwise_ece,aurc}`` (+ ``_low`` / ``_high``) and
+Metrics ``calib/<model>/{acc,nll,brier,ece,ece_debiased,mce,classwise_ece,aurc}`` (+ ``_low`` / ``_high``),
+selective prediction per uncertainty score (``confidence``: 1 − confidence, ``entropy``, ``mi``):
+``calib/<model>/aurc_<score>`` and ``calib/<model>/acc_at_{90,80}_<score>`` (accuracy on the most certain 90%
+/ 80%) with intervals and the risk–coverage curves in the arrays, and
 ``calib/<model>/<attack>/{accuracy,confidence,confidence_wrong,entropy}``; under transfer (``shifted``, on by
 default) the same calibration metrics on every labelled shifted set, ``calib_shift/<set>/<model>/…``; and
 the paired differences between each model and the ``reference`` (default: the first model) on the same
@@ -114,14 +117,34 @@ def per_example(probs_mean: np.ndarray, labels: np.ndarray, log_likelihood: np.n
             "brier": ((probs_mean - onehot) ** 2).sum(1), "confidence": probs_mean.max(1)}
 
 
+SELECTIVE_SCORES = ("confidence", "entropy", "mi")  # what a selective classifier abstains by (1 − confidence, …)
+COVERAGES = (0.9, 0.8)  # accuracy on the most certain 90% and 80% of the digits
+COVERAGE_GRID = np.linspace(0.01, 1.0, 100)  # where the saved risk–coverage curves are sampled
+
+
+def selective_statistics(uncertainty: dict[str, np.ndarray], correct: np.ndarray) -> dict[str, tuple]:
+    """Selective prediction per score: AURC and the accuracy at each of :data:`COVERAGES`, as bootstrap
+    statistics (``aurc_<score>``, ``acc_at_90_<score>``, …)."""
+    out = {}
+    for score, values in uncertainty.items():
+        out[f"aurc_{score}"] = (cal.area_under_risk_coverage, (values, correct))
+        for coverage in COVERAGES:
+            out[f"acc_at_{round(coverage * 100)}_{score}"] = (cal.accuracy_at_coverage(coverage), (values, correct))
+    return out
+
+
 def calibration_metrics(pred, labels, section: CalibrationSection, seed: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Headline metrics with intervals, and the reliability bins, of one model's predictive."""
+    """Headline metrics with intervals, selective prediction per uncertainty score with intervals, and the
+    reliability bins and risk–coverage curves, of one model's predictive."""
     y = labels.numpy()
     parts = per_example(pred.mean.double().numpy(), y, pred.log_likelihood(labels).double().numpy())
     entropy = pred.entropy.double().numpy()
+    uncertainty = {"confidence": 1.0 - parts["confidence"], "entropy": entropy,
+                   "mi": pred.mutual_information.double().numpy()}
     ece = cal.ece_statistic(section.bins, section.scheme)
     statistics = {"acc": (batched_mean, (parts["correct"],)), "nll": (batched_mean, (parts["nll"],)),
-                  "brier": (batched_mean, (parts["brier"],)), "ece": (ece, (parts["confidence"], parts["correct"]))}
+                  "brier": (batched_mean, (parts["brier"],)), "ece": (ece, (parts["confidence"], parts["correct"])),
+                  **selective_statistics(uncertainty, parts["correct"])}
     out: dict[str, float] = {}
     if section.bootstrap:
         intervals = bootstrap_all(statistics, resamples=section.bootstrap, seed=seed)
@@ -135,7 +158,11 @@ def calibration_metrics(pred, labels, section: CalibrationSection, seed: int) ->
     out["aurc"] = float(cal.area_under_risk_coverage(entropy, parts["correct"])[0])
     count, confidence, accuracy = cal.reliability(parts["confidence"], parts["correct"], section.bins, section.scheme)
     per = {f"examples/{k}": v for k, v in parts.items()}  # for paired comparisons between runs (``bayesrobust compare``)
-    return out, {"count": count[0], "confidence": confidence[0], "accuracy": accuracy[0], **per}
+    curves = {}
+    for score, values in uncertainty.items():
+        coverage, risk = cal.risk_coverage(values, parts["correct"])
+        curves[f"risk_coverage/{score}"] = np.interp(COVERAGE_GRID, coverage, risk[0])
+    return out, {"count": count[0], "confidence": confidence[0], "accuracy": accuracy[0], **per, **curves}
 
 
 def adversarial_confidence(model, test, spec: AttackSpec, section: CalibrationSection, seed: int,
