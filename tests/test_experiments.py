@@ -306,7 +306,9 @@ params = { eps = 0.05, alpha = 0.02, steps = 2 }
 def test_a_colour_network_runs_every_suite_on_colour_images(tmp_path, monkeypatch):
     """Suites on (C, H, W) images other than digits: a user's 3×32×32 network named by import path,
     trained and evaluated on SVHN in colour (synthetic files of the real format), with the evaluation
-    (and Ovadia's rotations / translations), calibration and attack suites and the report."""
+    (and Ovadia's rotations / translations), calibration (paired differences, selective prediction) and
+    attack suites and the report with its models table; killed in its attack suite and resumed, the
+    finished suites read back rather than run again."""
     import dataclasses
     import hashlib
 
@@ -332,12 +334,28 @@ def test_a_colour_network_runs_every_suite_on_colour_images(tmp_path, monkeypatc
     config_path = tmp_path / "colour.toml"
     config_path.write_text(COLOUR)
     out = tmp_path / "run"
-    run_experiment(load_config(config_path), out, data_dir=str(tmp_path / "data"), progress=False)
+    import bayesrobust.suites.attack as attack_suite
+    import bayesrobust.suites.evaluation as evaluation
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed in the attack suite")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(attack_suite, "run_batched", crash)
+        with pytest.raises(RuntimeError, match="killed"):
+            run_experiment(load_config(config_path), out, data_dir=str(tmp_path / "data"), progress=False)
+    with monkeypatch.context() as patch:
+        patch.setattr(evaluation, "predictive_metrics", crash)  # finished: must be read back, not recomputed
+        run_experiment(load_config(config_path), out, data_dir=str(tmp_path / "data"), progress=False, resume=True)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["clean/mine/acc"] > 0.5  # the colours are learnable: the run trained a real network
     for key in ("clean/plain/acc", "rotate/90/mine/nll_low", "translate/4/plain/brier", "calib/mine/ece",
-                "calib/plain/fgsm/accuracy", "adv/bim/mine/success_rate"):
+                "calib/plain/fgsm/accuracy", "adv/bim/mine/success_rate", "calib_paired/test/plain/nll_high",
+                "calib/mine/aurc_mi_low", "calib/plain/acc_at_90_confidence"):
         assert key in metrics, key
+    cards = {c["name"]: c for c in json.loads((out / "models.json").read_text())}
+    assert cards["mine"]["arch"] == "tests.user_nets:ColourCNN" and cards["plain"]["source"] == "weights of mine"
+    assert cards["mine"]["draws"] == "sampled" and cards["plain"]["draws_per_prediction"] == 1
     assert (out / "report.html").is_file() and not (out / "INCOMPLETE").exists()
     with pytest.raises(ConfigError, match=r"takes images \(1, 28, 28\), the training data are \(3, 32, 32\)"):
         load_config(config_path, ["models.digits.arch=lenet"])
