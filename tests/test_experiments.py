@@ -117,7 +117,8 @@ def check_quickstart(out: Path, metrics: dict) -> None:
     for heading in ("Attacks", "Lacok (2016) Table 1", "Papernot", "Figure 4", "Cross-model transfer", "Choi",
                     "High-confidence, low-uncertainty", "Worst case over every run", "Adaptive forms", "Calibration",
                     "Reliability diagrams", "shift protocol", "Kos et al. (2017)", "Models of this run",
-                    "Calibration under transfer", "Paired differences with lenet"):
+                    "Calibration under transfer", "Paired differences with lenet", "Conformal prediction sets",
+                    "Selective prediction"):
         assert heading in html, heading
     for key in ("adv/fgsm/mc_lenet/success_rate", "adv/clean/lenet/entropy", "lacok/lenet/fgsm eps=0.25/error",
                 "papernot/lenet/success_rate", "papernot/lenet/robustness", "crossmodel/lenet/mc_lenet/error", "choi/mc_lenet/adv_confidence",
@@ -126,7 +127,9 @@ def check_quickstart(out: Path, metrics: dict) -> None:
                 "hclu/lenet/success_rate", "hclu/mc_lenet/cap", "hclu/mc_lenet/l2_success",
                 "adv/cw_l2@adaptive/gpdnn/success_rate", "hclu/gpdnn/cap", "crossmodel/gpdnn/lenet/error",
                 "calib/lenet_ts/ece_low", "calib/lenet_ts/ece_debiased_high", "calib_shift/digits/lenet_ts/ece_high",
-                "calib_paired/digits/lenet_ts/nll_low", "calib_paired/test/mc_lenet/ece", "calib/mc_lenet/fgsm/confidence_wrong", "rotate/90/gpdnn/ece",
+                "calib_paired/digits/lenet_ts/nll_low", "calib_paired/test/mc_lenet/ece",
+                "conformal/test/lenet/lac/coverage_low", "conformal/digits/gpdnn/raps/size", "conformal/mc_lenet/aps/threshold",
+                "conformal_adv/fgsm/lenet_ts/lac/coverage", "calib/mc_lenet/fgsm/confidence_wrong", "rotate/90/gpdnn/ece",
                 "translate/4/vae/acc", "kos/vae/latent/1/as_target", "kos/vae/clean_judge_accuracy", "shift/digits/vae/auroc_elbo"):
         assert key in metrics, key
     # adaptive forms run on the stochastic models only
@@ -294,6 +297,8 @@ attack_limit = 20
 [calibration.attacks.fgsm]
 attack = "fgsm"
 params = { eps = 0.05 }
+[calibration.conformal]
+alpha = 0.2
 [attack]
 limit = 20
 eval_samples = 3
@@ -351,7 +356,8 @@ def test_a_colour_network_runs_every_suite_on_colour_images(tmp_path, monkeypatc
     assert metrics["clean/mine/acc"] > 0.5  # the colours are learnable: the run trained a real network
     for key in ("clean/plain/acc", "rotate/90/mine/nll_low", "translate/4/plain/brier", "calib/mine/ece",
                 "calib/plain/fgsm/accuracy", "adv/bim/mine/success_rate", "calib_paired/test/plain/nll_high",
-                "calib/mine/aurc_mi_low", "calib/plain/acc_at_90_confidence"):
+                "calib/mine/aurc_mi_low", "calib/plain/acc_at_90_confidence", "conformal/test/mine/aps/coverage",
+                "conformal_adv/fgsm/plain/lac/size"):
         assert key in metrics, key
     cards = {c["name"]: c for c in json.loads((out / "models.json").read_text())}
     assert cards["mine"]["arch"] == "tests.user_nets:ColourCNN" and cards["plain"]["source"] == "weights of mine"

@@ -182,6 +182,13 @@ def paired_bootstrap(statistic: Statistic, first, second, *, resamples: int = 10
     return bootstrap(difference, *(first + second), resamples=resamples, level=level, seed=seed, chunk=chunk)
 
 
+def mean_bounds(values: dict[str, np.ndarray], *, resamples: int, seed: int) -> dict[str, float]:
+    """``{name_low, name_high}``: the bootstrap interval of each per-example array's mean, all on the
+    same resamples."""
+    intervals = bootstrap_all({name: (batched_mean, (v,)) for name, v in values.items()}, resamples=resamples, seed=seed)
+    return {k: v for name, interval in intervals.items() for k, v in interval.as_dict(name).items() if k != name}
+
+
 def with_interval(metrics: dict, key: str, digits: int = 3) -> str:
     """A metric as text: ``value [low, high]`` when the run wrote its interval (:meth:`Interval.as_metrics`),
     else the value alone; "–" when absent or not a number (NaN is written as null)."""

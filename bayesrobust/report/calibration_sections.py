@@ -51,6 +51,8 @@ def calibration_section(run) -> Section | None:
         transfer_part(section, meta, shifted, arrays, metrics)
     if len(models) > 1 and meta.get("reference"):
         paired_part(section, meta, metrics)
+    if meta.get("conformal") and models:
+        conformal_part(section, meta, metrics)
     if meta.get("logistic"):
         logistic_part(section, meta["logistic"], arrays, metrics)
     return section
@@ -117,6 +119,23 @@ def paired_part(section: Section, meta: dict, metrics) -> None:
             f"Paired differences with {reference} on the same digits (model − {reference}; 95% paired bootstrap "
             "intervals; * where the interval excludes 0): negative Δ NLL / Brier / ECE and positive Δ accuracy favour the model",
             ["set", "difference", "Δ accuracy", "Δ NLL", "Δ Brier", "Δ ECE"], rows))
+
+
+def conformal_part(section: Section, meta: dict, metrics) -> None:
+    """Split conformal sets: coverage (interval) and mean size on every set and under each attack."""
+    c = meta["conformal"]
+    places = [(s, f"conformal/{s}") for s in meta.get("sets", ["test"])]
+    places += [(f"{a} (attacked, {meta['attack_limit']} test digits)", f"conformal_adv/{a}") for a in meta["attacks"]]
+    rows = [[where, m, method, with_interval(metrics, f"{prefix}/{m}/{method}/coverage", 4),
+             fmt(metrics.get(f"{prefix}/{m}/{method}/size"), 2), fmt(metrics.get(f"{prefix}/{m}/{method}/empty"), 3)]
+            for where, prefix in places for m in meta["models"] for method in c["methods"]
+            if f"{prefix}/{m}/{method}/coverage" in metrics]
+    section.tables.append(Table(
+        f"Conformal prediction sets (split conformal, α = {c['alpha']:g}, calibrated on the validation split; RAPS λ = "
+        f"{c['lam']:g}, k_reg = {c['k_reg']}): coverage is guaranteed ≥ {1 - c['alpha']:.2f} only where the digits are "
+        "exchangeable with the validation split (the test split); on shifted sets and under attack it is measured, "
+        "not promised. Size: mean number of classes per set; empty: share of empty sets (counted as misses)",
+        ["set", "model", "method", "coverage", "mean size", "empty"], rows))
 
 
 def _delta(metrics, key: str) -> str:

@@ -20,7 +20,9 @@ selective prediction per uncertainty score (``confidence``: 1 − confidence, ``
 default) the same calibration metrics on every labelled shifted set, ``calib_shift/<set>/<model>/…``; and
 the paired differences between each model and the ``reference`` (default: the first model) on the same
 digits, ``calib_paired/<set>/<model>/{acc,nll,brier,ece}`` (+ ``_low`` / ``_high``; ``<set>`` is ``test`` or a
-shifted set's name); arrays in
+shifted set's name); with ``[calibration.conformal]``, split conformal sets calibrated on the validation split
+(``metrics/conformal.py``): ``conformal/<model>/<method>/threshold``, ``conformal/<set>/<model>/<method>/{coverage,
+size,empty}`` and ``conformal_adv/<attack>/<model>/<method>/…`` on the attacked digits; arrays in
 ``arrays/calibration.npz`` (reliability bins per model, and the per-example correctness, NLL, Brier and
 confidence that ``bayesrobust compare`` pairs across runs). With ``[calibration.logistic]``, Goodfellow
 et al.'s logistic regression on two digit classes, trained plain, L1-regularised and on the exact
@@ -43,10 +45,21 @@ from bayesrobust.attacks.base import choose_targets, run_batched
 from bayesrobust.attacks.spec import AttackSpec
 from bayesrobust.errors import ConfigError
 from bayesrobust.metrics import calibration as cal
-from bayesrobust.metrics.bootstrap import batched_mean, bootstrap_all
+from bayesrobust.metrics import conformal
+from bayesrobust.metrics.bootstrap import batched_mean, bootstrap_all, mean_bounds
 from bayesrobust.schema import to_plain
 from bayesrobust.seeding import derive_seed, make_generator
 from bayesrobust.units import Units
+
+
+@dataclass(frozen=True)
+class ConformalSection:
+    """``[calibration.conformal]``: split conformal prediction sets, calibrated on the validation split."""
+
+    alpha: float = 0.1  # the sets hold the true class with probability >= 1 - alpha (exchangeable data)
+    methods: tuple[str, ...] = ("lac", "aps", "raps")
+    lam: float = 0.01  # RAPS's penalty per class beyond the k_reg-th
+    k_reg: int = 5
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,7 @@ class CalibrationSection:
     logistic: LogisticSection | None = None  # Goodfellow et al.'s logistic regression: plain, L1, adversarial objective
     shifted: bool = True  # also on every labelled shifted set the run evaluates (calibration under transfer)
     reference: str = ""  # the model every other is compared with on the same digits (default: the first model)
+    conformal: ConformalSection | None = None  # conformal sets: coverage and size on every set and under attack
 
 
 def validate_calibration(config) -> None:
@@ -78,6 +92,18 @@ def validate_calibration(config) -> None:
         spec.check(f"calibration.attacks.{name}")
     if section.logistic is not None:
         validate_logistic(section.logistic)
+    if section.conformal is not None:
+        c = section.conformal
+        if not 0.0 < c.alpha < 1.0:
+            raise ConfigError(f"calibration.conformal.alpha must be in (0, 1), got {c.alpha}")
+        unknown = [m for m in c.methods if m not in conformal.METHODS]
+        if unknown or not c.methods:
+            raise ConfigError(f"calibration.conformal.methods: unknown {unknown[0]!r}; known: {', '.join(conformal.METHODS)}"
+                              if unknown else "calibration.conformal.methods: give at least one method")
+        if c.lam < 0 or c.k_reg < 0:
+            raise ConfigError("calibration.conformal.lam and k_reg must be >= 0")
+        if config.data.val_fraction <= 0:
+            raise ConfigError("calibration.conformal calibrates on the validation split: set data.val_fraction > 0")
     if section.reference and section.reference not in config.models:
         raise ConfigError(f"calibration.reference: no model {section.reference!r}; models: {', '.join(config.models)}")
 
@@ -165,9 +191,28 @@ def calibration_metrics(pred, labels, section: CalibrationSection, seed: int) ->
     return out, {"count": count[0], "confidence": confidence[0], "accuracy": accuracy[0], **per, **curves}
 
 
+def conformal_metrics(probs: np.ndarray, labels: np.ndarray, thresholds: dict[str, float], section: CalibrationSection,
+                      seed: int) -> dict[str, float]:
+    """``<method>/{coverage,size,empty}`` of each method's sets on these examples (coverage with its
+    bootstrap interval): does the validation split's guarantee hold here?"""
+    c, out = section.conformal, {}
+    u = conformal.uniforms(len(probs), derive_seed(seed, "u"))
+    for method in c.methods:
+        sets = conformal.prediction_sets(probs, thresholds[method], method, lam=c.lam, k_reg=c.k_reg, u=u)
+        hit = conformal.covered(sets, labels).astype(np.float64)
+        out[f"{method}/coverage"] = float(hit.mean())
+        if section.bootstrap:
+            out.update({f"{method}/{k}": v for k, v in mean_bounds({"coverage": hit}, resamples=section.bootstrap,
+                                                                     seed=seed).items()})
+        out[f"{method}/size"] = float(sets.sum(1).mean())
+        out[f"{method}/empty"] = float((sets.sum(1) == 0).mean())
+    return out
+
+
 def adversarial_confidence(model, test, spec: AttackSpec, section: CalibrationSection, seed: int,
-                           desc: str = "") -> dict[str, float]:
-    """Accuracy and confidence on adversarial examples of one attack (adaptive on stochastic models)."""
+                           desc: str = "", thresholds: dict[str, float] | None = None) -> dict[str, float]:
+    """Accuracy and confidence on adversarial examples of one attack (adaptive on stochastic models), and
+    with ``thresholds`` the conformal sets' coverage on them (``conformal/<method>/…``)."""
     params = dict(spec.params)
     if model.draws.random:
         params["eot_samples"] = max(int(params.get("eot_samples", 1)), section.adaptive_eot_samples)
@@ -177,9 +222,13 @@ def adversarial_confidence(model, test, spec: AttackSpec, section: CalibrationSe
                          progress=True, desc=f"calibration: {desc}")
     pred = result.predictive
     wrong = pred.predicted != test.labels
-    return {"accuracy": float((~wrong).float().mean()), "confidence": float(pred.confidence.mean()),
-            "confidence_wrong": float(pred.confidence[wrong].mean()) if bool(wrong.any()) else float("nan"),
-            "entropy": float(pred.entropy.mean())}
+    out = {"accuracy": float((~wrong).float().mean()), "confidence": float(pred.confidence.mean()),
+           "confidence_wrong": float(pred.confidence[wrong].mean()) if bool(wrong.any()) else float("nan"),
+           "entropy": float(pred.entropy.mean())}
+    if thresholds:
+        out.update({f"conformal/{k}": v for k, v in conformal_metrics(
+            pred.mean.double().numpy(), test.labels.numpy(), thresholds, section, derive_seed(seed, "conformal")).items()})
+    return out
 
 
 def run_calibration(run, models, data, section: CalibrationSection, seed: int) -> dict[str, float]:
@@ -193,22 +242,43 @@ def run_calibration(run, models, data, section: CalibrationSection, seed: int) -
         metrics.update(m)
         arrays.update(a)
 
+    def thresholds(name: str, model) -> tuple[dict, dict]:
+        """Each conformal method's q̂ on the validation split (the calibration set of split conformal)."""
+        c = section.conformal
+        pred = model.predictive(data.val.images, section.samples, generator=make_generator(derive_seed(seed, "conformal", name)))
+        probs, labels = pred.mean.double().numpy(), data.val.labels.numpy()
+        u = conformal.uniforms(len(probs), derive_seed(seed, "conformal", name, "u"))
+        return {f"conformal/{name}/{m}/threshold": conformal.calibrate(probs, labels, m, c.alpha, lam=c.lam, k_reg=c.k_reg, u=u)
+                for m in c.methods}, {}
+
+    q: dict[str, dict[str, float]] = {}
+
     def scored(name: str, model, dataset, prefix: str, set_name: str) -> tuple[dict, dict]:
         on = () if set_name == "test" else (set_name,)  # the test split keeps the seeds it always had
         pred = model.predictive(dataset.images, section.samples, generator=make_generator(derive_seed(seed, "calibration", name, *on)))
         values, bins = calibration_metrics(pred, dataset.labels, section, derive_seed(seed, "calibration", "bootstrap", *on))
-        return {f"{prefix}/{name}/{k}": v for k, v in values.items()}, {f"{prefix}/{name}/{k}": v for k, v in bins.items()}
+        out = {f"{prefix}/{name}/{k}": v for k, v in values.items()}
+        if name in q:  # conformal coverage on this set, with the validation split's thresholds
+            out.update({f"conformal/{set_name}/{name}/{k}": v for k, v in conformal_metrics(
+                pred.mean.double().numpy(), dataset.labels.numpy(), q[name], section,
+                derive_seed(seed, "conformal", set_name)).items()})
+        return out, {f"{prefix}/{name}/{k}": v for k, v in bins.items()}
 
     def attacked_with(name: str, model, attack_name: str, spec) -> tuple[dict, dict]:
         out = adversarial_confidence(model, attacked, spec, section, derive_seed(seed, "calibration", name, attack_name),
-                                     desc=f"{attack_name} on {name}")
-        return {f"calib/{name}/{attack_name}/{k}": v for k, v in out.items()}, {}
+                                     desc=f"{attack_name} on {name}", thresholds=q.get(name))
+        return ({f"conformal_adv/{attack_name}/{name}/{k[len('conformal/'):]}" if k.startswith("conformal/")
+                 else f"calib/{name}/{attack_name}/{k}": v for k, v in out.items()}, {})
 
     # the test split (calib/<model>/…) and, under transfer, every labelled shifted set (calib_shift/<set>/<model>/…)
     sets = {"test": (data.test, "calib")}
     if section.shifted:
         sets.update({n: (d, f"calib_shift/{n}") for n, d in data.shifted.items() if d.labelled})
     for name, model in models.items():
+        if section.conformal is not None:
+            m, _ = units(f"conformal/{name}", partial(thresholds, name, model))
+            metrics.update(m)
+            q[name] = {method: m[f"conformal/{name}/{method}/threshold"] for method in section.conformal.methods}
         for set_name, (dataset, prefix) in sets.items():
             keep(f"model/{name}" if set_name == "test" else f"shift/{set_name}/{name}",
                  partial(scored, name, model, dataset, prefix, set_name))
@@ -232,5 +302,6 @@ def run_calibration(run, models, data, section: CalibrationSection, seed: int) -
         "draws": {n: m.draws.value for n, m in models.items()},
         "sets": list(sets), "reference": reference,
         "temperatures": {n: m.temperature for n, m in models.items() if getattr(m, "temperature", 1.0) != 1.0},
-        "logistic": None if section.logistic is None else to_plain(section.logistic)})
+        "logistic": None if section.logistic is None else to_plain(section.logistic),
+        "conformal": None if section.conformal is None else to_plain(section.conformal)})
     return metrics

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from bayesrobust.errors import ConfigError
+from bayesrobust.metrics.bootstrap import mean_bounds
 from bayesrobust.metrics.ood import auroc
 from bayesrobust.predictive import Predictive
 from bayesrobust.seeding import derive_seed, make_generator
@@ -75,15 +76,6 @@ def predictive_metrics(pred: Predictive, labels: torch.Tensor | None, *, resampl
     if resamples:
         out.update(mean_bounds({"acc": correct, "ll": ll}, resamples=resamples, seed=seed))
     return out
-
-
-def mean_bounds(values: dict[str, np.ndarray], *, resamples: int, seed: int) -> dict[str, float]:
-    """``{name_low, name_high}``: the bootstrap interval of each per-example array's mean, all on the
-    same resamples."""
-    from bayesrobust.metrics.bootstrap import batched_mean, bootstrap_all
-
-    intervals = bootstrap_all({name: (batched_mean, (v,)) for name, v in values.items()}, resamples=resamples, seed=seed)
-    return {k: v for name, interval in intervals.items() for k, v in interval.as_dict(name).items() if k != name}
 
 
 def ood_metrics(test: Predictive, shifted: Predictive) -> dict[str, float]:

@@ -32,7 +32,7 @@ SUITES: Registry[Suite] = Registry("suite")
 SUITES.add("evaluation", Suite(EvaluationSection, run_evaluation, validate_evaluation, ("evaluation",),
                                ("clean/*", "shift/*", "rotate/*", "translate/*")))
 SUITES.add("calibration", Suite(CalibrationSection, run_calibration, validate_calibration, ("calibration",),
-                                ("calib/*", "calib_shift/*", "calib_paired/*", "logistic/*")))
+                                ("calib/*", "calib_shift/*", "calib_paired/*", "conformal/*", "conformal_adv/*", "logistic/*")))
 SUITES.add("attack", Suite(AttackSection, run_attack_suite, validate_attack,
                            ("attacks", "uncertainty-aware", "lacok", "papernot", "sweep", "transfer", "choi", "kos"),
                            ("adv/*", "hclu/*", "lacok/*", "papernot/*", "sweep/*", "crossmodel/*", "choi/*", "kos/*")))
