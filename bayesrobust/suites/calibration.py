@@ -210,9 +210,9 @@ def conformal_metrics(probs: np.ndarray, labels: np.ndarray, thresholds: dict[st
 
 
 def adversarial_confidence(model, test, spec: AttackSpec, section: CalibrationSection, seed: int,
-                           desc: str = "", thresholds: dict[str, float] | None = None) -> dict[str, float]:
+                           desc: str = "", thresholds: dict[str, float] | None = None) -> tuple[dict[str, float], dict[str, float]]:
     """Accuracy and confidence on adversarial examples of one attack (adaptive on stochastic models), and
-    with ``thresholds`` the conformal sets' coverage on them (``conformal/<method>/…``)."""
+    with ``thresholds`` the conformal sets' coverage on them (``<method>/…``; else {})."""
     params = dict(spec.params)
     if model.draws.random:
         params["eot_samples"] = max(int(params.get("eot_samples", 1)), section.adaptive_eot_samples)
@@ -225,17 +225,18 @@ def adversarial_confidence(model, test, spec: AttackSpec, section: CalibrationSe
     out = {"accuracy": float((~wrong).float().mean()), "confidence": float(pred.confidence.mean()),
            "confidence_wrong": float(pred.confidence[wrong].mean()) if bool(wrong.any()) else float("nan"),
            "entropy": float(pred.entropy.mean())}
-    if thresholds:
-        out.update({f"conformal/{k}": v for k, v in conformal_metrics(
-            pred.mean.double().numpy(), test.labels.numpy(), thresholds, section, derive_seed(seed, "conformal")).items()})
-    return out
+    sets = conformal_metrics(pred.mean.double().numpy(), test.labels.numpy(), thresholds, section,
+                             derive_seed(seed, "conformal")) if thresholds else {}
+    return out, sets
 
 
 def run_calibration(run, models, data, section: CalibrationSection, seed: int) -> dict[str, float]:
     metrics: dict[str, float] = {}
     arrays: dict[str, np.ndarray] = {}
     attacked = data.test.head(section.attack_limit, seed=0)
-    units = Units(run, "calibration", seed)  # each model's clean pass, each attack on it and the logistic study
+    # units: each model's conformal thresholds, its pass on each set, each attack on it; the paired
+    # differences per set; the logistic study
+    units = Units(run, "calibration", seed)
 
     def keep(key: str, compute) -> None:
         m, a = units(key, compute)
@@ -265,10 +266,10 @@ def run_calibration(run, models, data, section: CalibrationSection, seed: int) -
         return out, {f"{prefix}/{name}/{k}": v for k, v in bins.items()}
 
     def attacked_with(name: str, model, attack_name: str, spec) -> tuple[dict, dict]:
-        out = adversarial_confidence(model, attacked, spec, section, derive_seed(seed, "calibration", name, attack_name),
-                                     desc=f"{attack_name} on {name}", thresholds=q.get(name))
-        return ({f"conformal_adv/{attack_name}/{name}/{k[len('conformal/'):]}" if k.startswith("conformal/")
-                 else f"calib/{name}/{attack_name}/{k}": v for k, v in out.items()}, {})
+        out, sets = adversarial_confidence(model, attacked, spec, section, derive_seed(seed, "calibration", name, attack_name),
+                                           desc=f"{attack_name} on {name}", thresholds=q.get(name))
+        return ({**{f"calib/{name}/{attack_name}/{k}": v for k, v in out.items()},
+                 **{f"conformal_adv/{attack_name}/{name}/{k}": v for k, v in sets.items()}}, {})
 
     # the test split (calib/<model>/…) and, under transfer, every labelled shifted set (calib_shift/<set>/<model>/…)
     sets = {"test": (data.test, "calib")}
@@ -301,7 +302,7 @@ def run_calibration(run, models, data, section: CalibrationSection, seed: int) -
         "test_labels_sha256": hashlib.sha256(data.test.labels.numpy().astype(np.int64).tobytes()).hexdigest(),
         "draws": {n: m.draws.value for n, m in models.items()},
         "sets": list(sets), "reference": reference,
-        "temperatures": {n: m.temperature for n, m in models.items() if getattr(m, "temperature", 1.0) != 1.0},
+        "temperatures": {n: m.temperature for n, m in models.items() if m.temperature != 1.0},
         "logistic": None if section.logistic is None else to_plain(section.logistic),
         "conformal": None if section.conformal is None else to_plain(section.conformal)})
     return metrics
