@@ -182,8 +182,10 @@ def test_the_report_warns_where_post_hoc_calibration_makes_a_shifted_set_worse(t
                                                "temperatures": {"lenet_ts": 0.75}, "logistic": None})
     paired = {f"calib_paired/{s}/lenet_ts/{k}": v for s in ("test", "semeion") for k, v in
               (("nll", 0.29), ("nll_low", 0.2), ("nll_high", 0.4), ("acc", 0.0), ("brier", 0.0), ("ece", 0.0))}
-    run.update_metrics(paired)
+    run.update_metrics({**paired, "calib/lenet_ts/ece": 0.02})
     section = calibration_section(run)
+    reliability = dict((name, fig) for name, fig, _ in section.figures)["reliability"]
+    assert [ax.get_title() for ax in reliability.axes[:2]] == ["lenet", "lenet_ts, ECE 2.00%, T = 0.750"]
     assert len(section.warnings) == 1 and "made semeion worse" in section.warnings[0] and "0.750" in section.warnings[0]
     table = next(t for t in section.tables if t.caption.startswith("Paired differences"))
     assert table.rows[1][:3] == ["semeion", "lenet_ts − lenet", "+0.0000"] and table.rows[1][3].endswith("*")

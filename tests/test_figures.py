@@ -54,3 +54,14 @@ def test_triptych_and_weight_maps_draw_every_panel():
     labels = {k: (np.array([2, 2, 2]), np.array([0.9, 0.8, 0.7])) for k in ("original", "delta", "adversarial")}
     assert len(panel_extents(figures.triptych_figure(original, original - 0.5, original, labels))) == 9
     assert len(panel_extents(figures.weight_maps({"plain": original[0], "l1": original[1]}))) == 4
+
+
+def test_uncertainty_histograms_share_both_axes():
+    """Models compare at a glance: every panel has the same x and y limits (a shared axis, not one
+    rescaled per model), and only the first panel labels the density."""
+    rng = np.random.default_rng(0)
+    fig = figures.uncertainty_histograms({"a": rng.random(200), "b": rng.random(200) * 0.1},
+                                         {"shifted": {"a": rng.random(100), "b": rng.random(100)}})
+    first, second = fig.axes
+    assert first.get_ylim() == second.get_ylim() and first.get_xlim() == second.get_xlim()
+    assert first.get_ylabel() == "density" and second.get_ylabel() == ""

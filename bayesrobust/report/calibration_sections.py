@@ -41,7 +41,7 @@ def calibration_section(run) -> Section | None:
             ["model", "attack", "accuracy", "confidence", "confidence (wrong)", "entropy"], attack_rows))
     bins = {m: (arrays[f"calib/{m}/count"], arrays[f"calib/{m}/confidence"], arrays[f"calib/{m}/accuracy"]) for m in models}
     if bins:  # a config may run only the logistic-regression part
-        section.figures.append(("reliability", figures.reliability_diagrams(bins, meta["scheme"]),
+        section.figures.append(("reliability", figures.reliability_diagrams(bins, meta["scheme"], panel_titles(meta, metrics, "calib")),
                                 "Reliability diagrams: accuracy per confidence bin (blue), its gap to the bin's mean "
                                 "confidence (red), the diagonal = perfect calibration; below, the share of test digits per bin."))
     if models and f"calib/{models[0]}/aurc_confidence" in metrics:
@@ -82,6 +82,18 @@ def selective_part(section: Section, meta: dict, arrays, metrics) -> None:
                             "abstains on the least certain ones, by each score."))
 
 
+def panel_titles(meta: dict, metrics, prefix: str) -> dict[str, str]:
+    """Each reliability panel's title: the model, its ECE on these digits and, if post-hoc calibrated, T."""
+    temperatures = meta.get("temperatures", {})
+    titles = {}
+    for m in meta["models"]:
+        ece = metrics.get(f"{prefix}/{m}/ece")
+        parts = [m] + ([f"ECE {100 * ece:.2f}%"] if ece is not None else []) + (
+            [f"T = {temperatures[m]:.3f}"] if m in temperatures else [])
+        titles[m] = ", ".join(parts)
+    return titles
+
+
 TRANSFER_COLUMNS = ("acc", "nll", "brier", "ece", "ece_debiased")
 
 
@@ -95,7 +107,8 @@ def transfer_part(section: Section, meta: dict, shifted: list[str], arrays, metr
     for s in shifted:
         bins = {m: (arrays[f"calib_shift/{s}/{m}/count"], arrays[f"calib_shift/{s}/{m}/confidence"],
                     arrays[f"calib_shift/{s}/{m}/accuracy"]) for m in meta["models"]}
-        section.figures.append((f"reliability_{s}", figures.reliability_diagrams(bins, meta["scheme"]),
+        section.figures.append((f"reliability_{s}", figures.reliability_diagrams(bins, meta["scheme"],
+                                                                                  panel_titles(meta, metrics, f"calib_shift/{s}")),
                                 f"Reliability diagrams on {s} (a shifted set), as above."))
 
 

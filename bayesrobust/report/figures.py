@@ -91,9 +91,9 @@ class PanelGrid:
 def uncertainty_histograms(in_dist: dict[str, np.ndarray], shifted: dict[str, dict[str, np.ndarray]],
                            quantity: str = "predictive entropy (nats)", test_name: str = "test"):
     """One panel per model: the distribution of an uncertainty measure on the test split and on
-    each shifted set (normalised histograms on a shared axis)."""
+    each shifted set (normalised histograms; the panels share both axes, so models compare at a glance)."""
     models = list(in_dist)
-    fig, axes = new_figure(1, len(models), width=3.4)
+    fig, axes = new_figure(1, len(models), width=3.4, sharex=True, sharey=True)
     upper = max([float(np.max(v)) for v in in_dist.values()] +
                 [float(np.max(v)) for per in shifted.values() for v in per.values()] + [1e-3])
     bins = np.linspace(0.0, upper * 1.02, 40)
@@ -104,7 +104,7 @@ def uncertainty_histograms(in_dist: dict[str, np.ndarray], shifted: dict[str, di
                     color=PALETTE[i % len(PALETTE)], label=set_name)
         ax.set_title(model)
         ax.set_xlabel(quantity)
-        ax.set_ylabel("density")
+    axes[0][0].set_ylabel("density")
     axes[0][0].legend(loc="upper right")
     fig.tight_layout()
     return fig
@@ -316,9 +316,11 @@ def distortion_curves(curves: dict[str, tuple[list[float], list[float], list[flo
     return fig
 
 
-def reliability_diagrams(bins: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], scheme: str = "width"):
+def reliability_diagrams(bins: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], scheme: str = "width",
+                         titles: dict[str, str] | None = None):
     """One panel per model: accuracy against mean confidence per bin (bars at the bins' mean confidence,
-    the diagonal is perfect calibration), with the share of examples per bin underneath."""
+    the diagonal is perfect calibration), with the share of examples per bin underneath; ``titles``
+    (by model) replace the model's name above its panel (the report puts its ECE and T there)."""
     names = list(bins)
     fig, axes = new_figure(2, len(names), width=2.6, height=1.6,
                            gridspec_kw={"height_ratios": [3, 1]}, sharex="col")
@@ -334,7 +336,7 @@ def reliability_diagrams(bins: dict[str, tuple[np.ndarray, np.ndarray, np.ndarra
         top.bar(centre[filled], high - low, bottom=low, width=width, facecolor="none", edgecolor=PALETTE[1],
                 hatch="///", lw=0.6, label="gap to mean confidence")
         top.plot([0, 1], [0, 1], color="black", lw=0.8, ls="--")
-        top.set(title=name, ylim=(0, 1), xlim=(0, 1), ylabel="accuracy" if j == 0 else "")
+        top.set(title=(titles or {}).get(name, name), ylim=(0, 1), xlim=(0, 1), ylabel="accuracy" if j == 0 else "")
         bottom.bar(centre[filled], count[filled] / max(count.sum(), 1), width=width, color="grey")
         bottom.set(xlabel="confidence", ylabel="share" if j == 0 else "", xlim=(0, 1))
     axes[0][0].legend(fontsize=6, loc="upper left")
