@@ -17,13 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from bayesrobust.errors import RunError
-from bayesrobust.metrics import calibration as cal
-from bayesrobust.metrics.bootstrap import Interval, batched_mean, paired_bootstrap, with_interval
+from bayesrobust.metrics.bootstrap import Interval, paired_bootstrap, with_interval
 from bayesrobust.runs import RunDir
 
 DEFAULT_PATTERNS = ("clean/*/acc", "clean/*/nll", "calib/*/acc", "calib/*/nll", "calib/*/brier", "calib/*/ece",
                     "shift/*/*/acc", "shift/*/*/auroc_entropy", "detect/*/*/*/roc_auc")
-PAIRED = {"acc": (batched_mean, ("correct",)), "nll": (batched_mean, ("nll",)), "brier": (batched_mean, ("brier",))}
 
 
 @dataclass(frozen=True)
@@ -60,12 +58,11 @@ def paired_difference(reference: dict, other: dict, model: str, measure: str, *,
         keys = [f"calib/{model}/examples/{n}" for n in names]
         return [source[k] for k in keys] if all(k in source for k in keys) else None
 
-    if measure == "ece":
-        statistic, names = cal.ece_statistic(bins, scheme), ("confidence", "correct")
-    elif measure in PAIRED:
-        statistic, names = PAIRED[measure]
-    else:
+    from bayesrobust.suites.calibration import PAIRED, paired_statistic
+
+    if measure not in PAIRED:
         return None
+    statistic, names = paired_statistic(measure, bins, scheme)
     ref, oth = arrays(reference, names), arrays(other, names)
     if ref is None or oth is None or len(ref[0]) != len(oth[0]):
         return None

@@ -111,6 +111,14 @@ def validate_calibration(config) -> None:
 PAIRED = ("acc", "nll", "brier", "ece")  # the measures compared between models, each on the same digits
 
 
+def paired_statistic(measure: str, bins: int, scheme: str) -> tuple:
+    """(bootstrap statistic, names of the per-example arrays it takes) of one :data:`PAIRED` measure: what
+    paired differences between two models (this suite) or two runs (``bayesrobust compare``) resample."""
+    if measure == "ece":
+        return cal.ece_statistic(bins, scheme), ("confidence", "correct")
+    return batched_mean, ({"acc": "correct"}.get(measure, measure),)
+
+
 def paired_differences(arrays: dict[str, np.ndarray], prefix: str, models: list[str], reference: str,
                        section: CalibrationSection, seed: int) -> dict[str, float]:
     """``calib_paired/<set>/<model>/<measure>`` (+ ``_low`` / ``_high``): model minus ``reference`` on the
@@ -118,14 +126,12 @@ def paired_differences(arrays: dict[str, np.ndarray], prefix: str, models: list[
     (the same resampled digits for both models, so the digits' own difficulty cancels)."""
     from bayesrobust.metrics.bootstrap import paired_bootstrap
 
-    statistics = {"acc": (batched_mean, ("correct",)), "nll": (batched_mean, ("nll",)), "brier": (batched_mean, ("brier",)),
-                  "ece": (cal.ece_statistic(section.bins, section.scheme), ("confidence", "correct"))}
     out: dict[str, float] = {}
     for model in models:
         if model == reference:
             continue
         for measure in PAIRED:
-            statistic, names = statistics[measure]
+            statistic, names = paired_statistic(measure, section.bins, section.scheme)
             first = [np.asarray(arrays[f"{prefix}/{model}/examples/{n}"], np.float64) for n in names]
             second = [np.asarray(arrays[f"{prefix}/{reference}/examples/{n}"], np.float64) for n in names]
             key = f"{model}/{measure}"
