@@ -262,11 +262,11 @@ class DefendedModel:
         self.first = next(iter(self.attacks))
         self.built: dict[str, Any] = {}  # KD's training features, shared by the attacks
         self.fitted: dict[str, Any] = {}  # the first attack's detectors, for the held-out scores
+        self.sets: dict[str, tuple[MixedSet, MixedSet]] = {}  # each attack's mixed sets, read from its unit once
 
     def run(self, metrics: dict, arrays: dict) -> None:
         for attack_name in self.attacks:
-            m, _ = self.units(f"{self.name}/{attack_name}/mixed", partial(self.mixed, attack_name))
-            metrics.update(m)
+            metrics.update(self.mixed_unit(attack_name))
             m, a = self.units(f"{self.name}/{attack_name}/scores", partial(self.scores, attack_name))
             metrics.update(m)
             arrays.update(a)
@@ -274,10 +274,18 @@ class DefendedModel:
     def attack_seed(self, attack_name: str) -> int:
         return derive_seed(self.seed, "detection", self.name, attack_name)
 
-    def mixed_sets(self, attack_name: str):
-        """(validation, evaluation) mixed sets of one attack, read from its unit."""
-        _, a = self.units(f"{self.name}/{attack_name}/mixed", partial(self.mixed, attack_name))
-        return MixedSet.from_arrays(a, "val"), MixedSet.from_arrays(a, "test")
+    def mixed_unit(self, attack_name: str) -> dict[str, float]:
+        """The attack's mixed-set unit (computed when the folder does not hold it): its metrics; its sets
+        are kept for :meth:`mixed_sets`."""
+        m, a = self.units(f"{self.name}/{attack_name}/mixed", partial(self.mixed, attack_name))
+        self.sets[attack_name] = MixedSet.from_arrays(a, "val"), MixedSet.from_arrays(a, "test")
+        return m
+
+    def mixed_sets(self, attack_name: str) -> tuple[MixedSet, MixedSet]:
+        """(validation, evaluation) mixed sets of one attack, as its unit holds them."""
+        if attack_name not in self.sets:
+            self.mixed_unit(attack_name)
+        return self.sets[attack_name]
 
     def mixed(self, attack_name: str) -> tuple[dict, dict]:
         """Attack the validation and the test split into their mixed sets (adaptive attacks first get
