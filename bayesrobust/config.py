@@ -89,7 +89,8 @@ class ModelSection:
     train: TrainSection = field(default_factory=TrainSection)
     checkpoint: str = ""  # a saved model to load instead of training; for a user network also its own state_dict
     weights_of: str = ""  # an earlier model of this config whose trained weights this one uses, in its own mode
-    calibrate: str = ""  # "temperature": post-hoc temperature scaling fitted on the validation split
+    calibrate: str = ""  # post-hoc, fitted on the validation split: temperature | vector | histogram | isotonic
+    calibrate_bins: int = 15  # histogram binning's equal-width bins
 
 
 CORE_KEYS = ("run", "data", "models", "transfer", "sweep")
@@ -237,13 +238,17 @@ def check_weights_of(config: ExperimentConfig, name: str, earlier: list[str]) ->
 
 
 def check_calibrate(config: ExperimentConfig, name: str) -> None:
+    from bayesrobust.models.calibrators import NAMES
+
     spec, where = config.models[name], f"models.{name}.calibrate"
-    if spec.calibrate != "temperature":
-        raise ConfigError(f"{where} must be '' or 'temperature', got {spec.calibrate!r}")
+    if spec.calibrate not in NAMES:
+        raise ConfigError(f"{where} must be '' or one of {', '.join(NAMES)}, got {spec.calibrate!r}")
     if not model_family(spec.arch).supports_temperature:
-        raise ConfigError(f"{where}: a {spec.arch!r} model has no softmax logits to temper")
+        raise ConfigError(f"{where}: a {spec.arch!r} model has no softmax logits to calibrate")
     if config.data.val_fraction <= 0:
-        raise ConfigError(f"{where}: the temperature is fitted on the validation split; set data.val_fraction > 0")
+        raise ConfigError(f"{where}: {NAMES[spec.calibrate]} is fitted on the validation split; set data.val_fraction > 0")
+    if spec.calibrate_bins < 1:
+        raise ConfigError(f"models.{name}.calibrate_bins must be >= 1, got {spec.calibrate_bins}")
 
 
 def training_shape(config: ExperimentConfig) -> tuple[int, ...]:

@@ -13,6 +13,7 @@ from bayesrobust.data.folder import load_idx_folder
 from bayesrobust.errors import ConfigError, DatasetMissing, ForeignCheckpoint
 from bayesrobust.models import BayesianClassifier
 from bayesrobust.models.base import build_for_images, check_shape, is_import_path
+from bayesrobust.models.calibrators import calibration_label, fit_calibrator
 from bayesrobust.models.temperature import fit_temperature
 from bayesrobust.progress import quiet_unless
 from bayesrobust.runs import RunDir, environment
@@ -110,7 +111,7 @@ def model_card(model: BayesianClassifier, spec, training_digits: int, source_car
     return {"arch": arch, "mode": model.mode, "params": params, "source": source,
             "parameters": int(sum(p.numel() for p in model.parameters())),
             "epochs_run": len(history), "best_epoch": (int(min(range(len(val)), key=val.__getitem__)) + 1) if val else None,
-            "temperature": model.temperature, "calibrate": spec.calibrate or "",
+            "temperature": model.temperature, "calibrate": spec.calibrate or "", "calibration": calibration_label(model),
             "draws": model.draws.value, "draws_per_prediction": model.draw_count(model.default_samples)}
 
 
@@ -134,9 +135,11 @@ def make_model(config: ExperimentConfig, name: str, spec, data: ExperimentData, 
         metrics[f"train/{name}/epochs"] = model.epochs_run()
     model = model.to(config.run.device)
     check_shape(model, data.train.shape, f"models.{name}")
+    calibration_seed = derive_seed(config.run.seed, "temperature", name)
     if spec.calibrate == "temperature":  # Guo et al. (2017), on the validation split only
-        metrics[f"train/{name}/temperature"] = fit_temperature(
-            model, data.val.images, data.val.labels, seed=derive_seed(config.run.seed, "temperature", name))
+        metrics[f"train/{name}/temperature"] = fit_temperature(model, data.val.images, data.val.labels, seed=calibration_seed)
+    elif spec.calibrate:  # models/calibrators.py, on the validation split only
+        fit_calibrator(model, spec.calibrate, data.val.images, data.val.labels, seed=calibration_seed, bins=spec.calibrate_bins)
     metrics[f"train/{name}/seconds"] = time.perf_counter() - start
     return model, metrics
 
@@ -175,9 +178,12 @@ def _plain(value):
 
 
 def with_checkpoints(config: ExperimentConfig, run_dir: str | Path) -> ExperimentConfig:
-    """The same config with every model loaded from ``run_dir/checkpoints/<name>.pt``."""
+    """The same config with every trained model loaded from ``run_dir/checkpoints/<name>.pt``; a model with
+    the weights of another (``weights_of``) takes them from that one, as in the run, so a config may add
+    such twins (another mode, another calibrator) to a finished run's networks."""
     folder = Path(run_dir) / "checkpoints"
-    models = {name: replace(spec, checkpoint=str(folder / f"{name}.pt")) for name, spec in config.models.items()}
+    models = {name: spec if spec.weights_of else replace(spec, checkpoint=str(folder / f"{name}.pt"))
+              for name, spec in config.models.items()}
     return replace(config, models=models)
 
 

@@ -180,6 +180,8 @@ def tiny_overrides(path: Path) -> list[str]:
     calibration = raw.get("calibration")
     if calibration is not None:
         sets += ["calibration.samples=3", "calibration.bootstrap=50", "calibration.attack_limit=10"]
+        if calibration.get("rotations") or calibration.get("translations"):
+            sets += ["calibration.rotations=[90]", "calibration.translations=[4]", "calibration.shift_limit=30"]
         if "logistic" in calibration:
             sets.append("calibration.logistic.epochs=2")
         for name, spec in calibration.get("attacks", {}).items():

@@ -29,6 +29,7 @@ def tiny_run_folder(tmp_path):
 
 TINY = {
     "bootstrap": lambda tmp: ["--predictions", "200", "--resamples", "20", "--peer-resamples", "2"],
+    "conformal": lambda tmp: ["--predictions", "300", "--resamples", "20", "--peer-resamples", "5", "--repeats", "1"],
     "detection": lambda tmp: ["--checkpoint", str(tiny_run_folder(tmp) / "checkpoints" / "mc.pt"), "--images", "20",
                               "--train-images", "200", "--ocsvm-per-class", "10", "--samples", "3"],
     "gpdnn": lambda tmp: ["--images", "300", "--test-images", "20", "--epochs", "1", "--inducing", "8",
@@ -65,3 +66,14 @@ def test_stochastic_attack_benchmark_skips_eot_only_rows_on_plain_models(tmp_pat
     assert "bim_a eot10 k1" in report["models"]["plain"]  # a margin changes a plain model's attack too
     row = report["models"]["mc"]["bim_a"]
     assert 0.0 <= row["claimed_rate"] <= row["success_rate"] <= 1.0 and row["seconds"] > 0
+
+
+def test_conformal_benchmark_agrees_with_its_peers(capsys):
+    """LAC's sets are MAPIE's set for set, and the AURC interval is the plain loop's on the same resamples."""
+    pytest.importorskip("mapie")
+    report = load("conformal").main(["--predictions", "400", "--resamples", "30", "--peer-resamples", "30", "--repeats", "1"])
+    assert report["conformal"]["lac"]["lac_sets_equal"]
+    for method in ("aps", "raps"):
+        assert report["conformal"][method]["peer_coverage"] >= 0.85
+    aurc = report["aurc_bootstrap"]
+    assert aurc["loop_interval"] == pytest.approx(aurc["interval"], abs=1e-12)

@@ -53,6 +53,9 @@ def test_confidence_under_attack(small_lenet, digits5k):
     ({"bootstrap": -1}, "calibration.bootstrap"),
     ({"attacks": {"f": {"attack": "fgsm", "params": {"eps": "big"}}}}, "calibration.attacks.f.params.eps"),
     ({"resamples": 5}, "resamples"),
+    ({"rotations": [400]}, "calibration.rotations"),
+    ({"translations": [30]}, "calibration.translations"),
+    ({"shift_limit": -1}, "calibration.shift_limit"),
 ])
 def test_calibration_config_errors_name_their_key(change, message):
     with pytest.raises(ConfigError, match=message):
@@ -208,3 +211,38 @@ def test_selective_prediction_by_hand():
     assert rows.tolist() == [1.0, 0.5]  # reversed certainty keeps digits 3 and 4 (one wrong)
     with pytest.raises(ValueError, match="coverage"):
         cal.accuracy_at_coverage(0.0)
+
+
+def test_selective_statistics_from_resampling_counts_equal_the_resampled_rows():
+    """The bootstrap's weighted AURC and accuracy at coverage (one sort, counts per resample) give what
+    scoring every resampled row does, on examples without ties; a hand-built resample too: digits
+    (a right, b wrong) drawn as a, b, b: risk 0, 1/2, 2/3 → AURC 7/18."""
+    import numpy as np
+
+    from bayesrobust.metrics import calibration as cal
+    from bayesrobust.metrics.bootstrap import resample_counts, resample_indices
+
+    assert cal.area_under_risk_coverage.weighted(np.array([[1.0, 2.0]]), np.array([0.1, 0.2]),
+                                                 np.array([1, 0]))[0] == pytest.approx(7 / 18)
+    rng = np.random.default_rng(3)
+    u, correct = rng.random(300), rng.random(300) < 0.7
+    rows = resample_indices(300, 40, seed=5)
+    counts = resample_counts(rows)
+    statistics = [cal.area_under_risk_coverage, *(cal.accuracy_at_coverage(c) for c in (0.9, 0.5, 0.01, 1.0))]
+    for statistic in statistics:
+        np.testing.assert_allclose(statistic.weighted(counts, u, correct), statistic(u[rows], correct[rows]), atol=1e-12)
+
+
+def test_rotated_and_translated_copies_are_labelled_sets_of_the_same_digits(digits5k):
+    """Each grid point is the same ``shift_limit`` test digits, shifted: labels kept, images moved."""
+    from bayesrobust.data.shift import rotate
+    from bayesrobust.suites.calibration import shifted_copies
+
+    test = digits5k[1]
+    copies = shifted_copies(test, CalibrationSection(rotations=(90.0,), translations=(4,), shift_limit=50))
+    assert list(copies) == ["rotate_90", "translate_4"]
+    base = test.head(50, seed=0)
+    for copy in copies.values():
+        assert copy.labelled and torch.equal(copy.labels, base.labels) and not torch.equal(copy.images, base.images)
+    assert torch.equal(copies["rotate_90"].images, rotate(base.images, 90.0))
+    assert (copies["translate_4"].images[..., :4] == 0).all()

@@ -159,3 +159,40 @@ def test_datasets_listing_finds_variants_in_their_sources_folder_and_keeps_colum
     assert "found in" in rows["semeion-resized"] and "found in" in rows["semeion"]
     assert rows["semeion-resized"].split()[1] == "all/test"  # separate columns
     assert "missing" in rows["svhn"] and "offline" in rows["mnist-5k"]
+
+
+def test_evaluate_from_a_finished_run_takes_its_networks_and_adds_calibrated_twins(tmp_path, capsys):
+    """``evaluate --from RUN``: every trained model's weights come from RUN's checkpoints (no training);
+    a twin with the weights of one of them — here vector scaling, absent from RUN — is made from it."""
+    import json
+
+    base = """
+[run]
+seed = 0
+[data]
+train = "mnist-5k"
+val_fraction = 0.2
+train_limit = 300
+test_limit = 60
+[models.net]
+arch = "lenet"
+mode = "plain"
+params = { channels = [4, 8], hidden = 16 }
+[models.net.train]
+epochs = 1
+[evaluation]
+samples = 2
+bootstrap = 0
+"""
+    config = tmp_path / "c.toml"
+    config.write_text(base)
+    assert main(["train", str(config), "--out", str(tmp_path / "trained"), "--quiet"]) == 0
+    config.write_text(base + '[models.net_vs]\narch = "lenet"\nmode = "plain"\nparams = { channels = [4, 8], hidden = 16 }\n'
+                             'weights_of = "net"\ncalibrate = "vector"\n')
+    assert main(["evaluate", str(config), "--from", str(tmp_path / "trained"), "--out", str(tmp_path / "eval"), "--quiet"]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    trained = json.loads((tmp_path / "trained" / "metrics.json").read_text())
+    assert "train/net/epochs" in trained and "train/net/epochs" not in metrics  # loaded, not trained again
+    assert metrics["clean/net_vs/acc"] >= 0 and metrics["clean/net_vs/nll"] != metrics["clean/net/nll"]
+    cards = {c["name"]: c for c in json.loads((tmp_path / "eval" / "models.json").read_text())}
+    assert cards["net_vs"]["calibration"] == "vector scaling" and cards["net"]["source"].startswith("checkpoint")

@@ -10,8 +10,9 @@ from tests.conftest import REPO
 
 def test_quickstart_parses():
     config = load_config(REPO / "experiments" / "quickstart.toml")
-    assert set(config.models) == {"lenet", "lenet_ts", "mc_lenet", "gpdnn", "vae"}
+    assert set(config.models) == {"lenet", "lenet_ts", "lenet_iso", "mc_lenet", "gpdnn", "vae"}
     assert config.models["lenet_ts"].weights_of == "lenet" and config.models["lenet_ts"].calibrate == "temperature"
+    assert config.models["lenet_iso"].calibrate == "isotonic" and config.suites["calibration"].rotations == (45.0, 90.0)
     assert config.models["vae"].arch == "vae" and "calibration" in config.suites
     assert config.models["lenet"].mode == "plain" and config.models["mc_lenet"].mode == "mc_dropout"
     assert config.models["gpdnn"].arch == "gpdnn" and config.models["gpdnn"].mode == ""  # the family's default
@@ -52,6 +53,8 @@ def test_wrong_types_are_named(raw, key):
     ({"models": {"a": {"calibrate": "platt"}}}, "models.a.calibrate must be"),
     ({"data": {"val_fraction": 0.0}, "models": {"a": {"calibrate": "temperature"}}}, "set data.val_fraction > 0"),
     ({"data": {"val_fraction": 0.1}, "models": {"a": {"arch": "gpdnn", "calibrate": "temperature"}}}, "no softmax logits"),
+    ({"data": {"val_fraction": 0.1}, "models": {"a": {"calibrate": "histogram", "calibrate_bins": 0}}}, "calibrate_bins must be >= 1"),
+    ({"data": {"val_fraction": 0.0}, "models": {"a": {"calibrate": "isotonic"}}}, "isotonic regression is fitted on the validation"),
 ])
 def test_invalid_values(raw, text):
     with pytest.raises(ConfigError, match=text):

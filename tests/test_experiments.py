@@ -167,6 +167,12 @@ mode = "plain"
 params = { channels = [4, 8], hidden = 16 }
 weights_of = "mc"
 calibrate = "temperature"
+[models.plain_iso]
+arch = "lenet"
+mode = "plain"
+params = { channels = [4, 8], hidden = 16 }
+weights_of = "mc"
+calibrate = "isotonic"
 [models.gp]
 arch = "gpdnn"
 params = { channels = [4, 8], hidden = 16, features = 8, inducing = 8, kmeans_images = 200 }
@@ -224,6 +230,10 @@ def test_same_seed_same_numbers(tmp_path, small_config, monkeypatch, capsys):
     assert results[0]["train/plain_ts/temperature"] != 1.0 and "train/plain/temperature" not in results[0]
     assert results[0]["clean/plain_ts/acc"] == results[0]["clean/plain/acc"]
     assert BayesianClassifier.load(tmp_path / "r0" / "checkpoints" / "plain_ts.pt").temperature == results[0]["train/plain_ts/temperature"]
+    iso = BayesianClassifier.load(tmp_path / "r0" / "checkpoints" / "plain_iso.pt")  # another calibrator, kept by the checkpoint
+    assert iso.calibrator.kind == "isotonic" and iso.temperature == 1.0 and results[0]["clean/plain_iso/nll"] != results[0]["clean/plain/nll"]
+    cards = {c["name"]: c for c in json.loads((tmp_path / "r0" / "models.json").read_text())}
+    assert cards["plain_iso"]["calibration"] == "isotonic regression" and cards["plain_ts"]["calibration"].startswith("T = ")
 
 
 def test_crashed_run_stays_incomplete(tmp_path, monkeypatch, small_config):

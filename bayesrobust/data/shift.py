@@ -8,6 +8,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from bayesrobust.errors import ConfigError
+
 
 def rotate(images: torch.Tensor, degrees: float) -> torch.Tensor:
     """Rotate every image counter-clockwise by ``degrees`` about its centre (bilinear; corners that
@@ -28,3 +30,19 @@ def translate(images: torch.Tensor, pixels: int) -> torch.Tensor:
     if pixels < images.shape[-1]:
         out[..., pixels:] = images[..., : images.shape[-1] - pixels]
     return out
+
+
+SHIFTS = {"rotate": rotate, "translate": translate}
+
+
+def check_shift_grid(rotations, translations, where: str) -> None:
+    """A config's rotation (degrees) and translation (pixels) grid, or a ConfigError naming ``where``."""
+    if any(not 0 < abs(r) <= 360 for r in rotations):
+        raise ConfigError(f"{where}.rotations are degrees in (0, 360], got {list(rotations)}")
+    if any(not 0 < t < 28 for t in translations):
+        raise ConfigError(f"{where}.translations are pixels in 1..27, got {list(translations)}")
+
+
+def shift_points(rotations, translations) -> list[tuple[str, float]]:
+    """``(kind, strength)`` of every grid point, rotations first."""
+    return [("rotate", r) for r in rotations] + [("translate", t) for t in translations]

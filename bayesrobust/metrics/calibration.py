@@ -136,11 +136,40 @@ def risk_coverage(uncertainty, correct) -> tuple[np.ndarray, np.ndarray]:
     return kept / u.shape[1], errors / kept
 
 
+def _wrong_positions(counts, uncertainty, correct) -> tuple[np.ndarray, np.ndarray]:
+    """Per resample (a row of ``counts``) sorted by increasing uncertainty (ties by the examples' order):
+    the positions ``(start, end]`` that each misclassified example's copies take, ``(B, wrong)`` each —
+    all that risk–coverage depends on, without sorting every resample."""
+    u, hit = (np.asarray(a, dtype=np.float64).ravel() for a in (uncertainty, correct))
+    order = np.argsort(u, kind="stable")
+    end = np.cumsum(counts[:, order], axis=1)
+    wrong = np.flatnonzero(hit[order] == 0)
+    end = end[:, wrong]
+    return end - counts[:, order[wrong]], end
+
+
+def _weighted_aurc(counts, uncertainty, correct) -> np.ndarray:
+    """AURC of every resample from its counts ``(B, N)``. With n examples, a wrong example at position p
+    adds 1/j to the risk at every position j ≥ p, H_n − H_{p−1} in all; summed over its copies'
+    positions (a, b], c·H_n − Σ_{a ≤ k < b} H_k (c = b − a copies)."""
+    start, end = _wrong_positions(counts, uncertainty, correct)
+    n = int(round(counts[0].sum()))
+    harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, n + 1))])  # H_0 … H_n
+    below = np.concatenate([[0.0], np.cumsum(harmonic)])  # below[k] = Σ_{i < k} H_i
+    total = ((end - start) * harmonic[n] - (below[end.astype(np.int64)] - below[start.astype(np.int64)])).sum(1)
+    return total / n
+
+
 def area_under_risk_coverage(uncertainty, correct) -> np.ndarray:
     """AURC per row: the mean of the risk over all coverages (lower is better; an oracle ordering gets
-    the minimum for the model's error rate)."""
+    the minimum for the model's error rate). As a bootstrap statistic it takes resampling counts
+    (``weighted``: one sort instead of one per resample; ties in uncertainty are then broken by the
+    examples' order rather than the resample's, the only difference)."""
     _, risk = risk_coverage(uncertainty, correct)
     return risk.mean(1)
+
+
+area_under_risk_coverage.weighted = _weighted_aurc
 
 
 def accuracy_at_coverage(coverage: float):
@@ -154,4 +183,11 @@ def accuracy_at_coverage(coverage: float):
         kept = max(1, int(np.ceil(coverage * risk.shape[1])))
         return 1.0 - risk[:, kept - 1]
 
+    def weighted(counts, uncertainty, correct) -> np.ndarray:
+        start, end = _wrong_positions(counts, uncertainty, correct)
+        kept = max(1, int(np.ceil(coverage * round(counts[0].sum()))))
+        errors = np.clip(kept - start, 0.0, end - start).sum(1)  # wrong copies among the first `kept`
+        return 1.0 - errors / kept
+
+    statistic.weighted = weighted
     return statistic

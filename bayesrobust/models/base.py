@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from bayesrobust.errors import CheckpointError, ConfigError, ForeignCheckpoint
+from bayesrobust.models.calibrators import calibrator_from_dict
 from bayesrobust.predictive import Predictive, log_mean_prob
 from bayesrobust.registry import Registry
 from bayesrobust.schema import refuse_unknown_keywords
@@ -81,7 +82,7 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
     num_classes: int = 10
     input_shape: tuple[int, ...] = DIGIT_SHAPE
     default_samples: int = 50
-    supports_temperature: ClassVar[bool] = False  # softmax logits that post-hoc temperature scaling may divide
+    supports_temperature: ClassVar[bool] = False  # softmax logits that temperature scaling and the calibrators may map
     # constructor parameters of a tiny instance (seconds to train, for contract tests and examples); every
     # registered family sets them, the wrapper of a user's network (built from that network) sets None
     tiny_params: ClassVar[dict[str, Any] | None]
@@ -102,6 +103,7 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
         self.params = dict(params)
         self.history_: list[dict[str, float]] = []
         self.temperature = 1.0  # post-hoc calibration (models/temperature.py); part of the checkpoint's metadata
+        self.calibrator = None  # or another post-hoc calibrator (models/calibrators.py), applied after T; likewise
 
     # --- what a family implements --------------------------------------------------------------
     @property
@@ -249,7 +251,7 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
             return self
         twin = build_model(self.arch, mode=mode, **self.params).to(self.device)
         twin.load_state_dict(self.state_dict())
-        twin.temperature = self.temperature
+        twin.temperature, twin.calibrator = self.temperature, self.calibrator
         return twin
 
     def epochs_run(self) -> float:
@@ -264,7 +266,11 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
 
     def describe(self) -> dict[str, Any]:
         out = {"arch": self.arch, "mode": self.mode, "params": self.params}
-        return {**out, "temperature": self.temperature} if self.temperature != 1.0 else out
+        if self.temperature != 1.0:
+            out["temperature"] = self.temperature
+        if self.calibrator is not None:
+            out["calibrator"] = self.calibrator.to_dict()
+        return out
 
     def save(self, path: str | Path) -> Path:
         """Write weights + JSON metadata to ``path`` (a ``.pt`` file) and a readable ``.json`` beside it."""
@@ -304,17 +310,20 @@ class BayesianClassifier(nn.Module, metaclass=ABCMeta):
             raise CheckpointError(f"{path}: weights do not fit architecture {meta['arch']!r} {meta['params']}: {exc}") from None
         model.history_ = meta.get("history", [])
         model.temperature = float(meta.get("temperature", 1.0))
+        model.calibrator = calibrator_from_dict(meta.get("calibrator"))
         return model.train(False)  # as ``fit`` leaves it: GPyTorch caches K_ZZ factors only when not training
 
 
 class SoftmaxClassifier(BayesianClassifier):
     """A family whose draws are softmax logits (dropout nets, wrapped networks, ensembles): post-hoc
-    temperature scaling divides every draw by T (``models/temperature.py``)."""
+    temperature scaling divides every draw by T (``models/temperature.py``), and a calibrator
+    (``models/calibrators.py``) maps it after that."""
 
     supports_temperature: ClassVar[bool] = True
 
-    def _tempered(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits if self.temperature == 1.0 else logits / self.temperature
+    def _calibrated(self, logits: torch.Tensor) -> torch.Tensor:
+        logits = logits if self.temperature == 1.0 else logits / self.temperature
+        return logits if self.calibrator is None else self.calibrator.apply(logits)
 
 
 def read_weights(path: Path, map_location: str, what: str) -> Any:

@@ -90,7 +90,7 @@ class DropoutClassifier(SoftmaxClassifier):
     def raw_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Dropout off (the weight-averaging approximation), divided by the temperature."""
         with self.dropout_sampling(False):
-            return self._tempered(self(x))
+            return self._calibrated(self(x))
 
     def raw_features(self, x: torch.Tensor) -> torch.Tensor:
         """Everything before the last linear layer, dropout off: the last hidden layer's activations
@@ -131,7 +131,7 @@ class DropoutClassifier(SoftmaxClassifier):
                     m.draws = s  # one stream call per sample (see MCDropout.sample_keep)
                 rep = self.head[0].replicate(h, s)  # the head starts with its first dropout
                 outs.append(self.head[1:](rep).view(s, h.shape[0], -1))
-        return self._tempered(torch.cat(outs, 0))
+        return self._calibrated(torch.cat(outs, 0))
 
     def raw_predictive_rows(self, x: torch.Tensor, rows: torch.Tensor, samples: int,
                             generator: torch.Generator | None) -> Predictive:

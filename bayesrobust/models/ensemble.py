@@ -93,7 +93,7 @@ class DeepEnsemble(SoftmaxClassifier):
 
     def raw_sample_logits(self, x: torch.Tensor, samples: int, generator: torch.Generator | None) -> torch.Tensor:
         """``(K, N, C)``: each member's deterministic logits, divided by the ensemble's temperature."""
-        return self._tempered(torch.stack([m.raw_logits(x) for m in self.members]))
+        return self._calibrated(torch.stack([m.raw_logits(x) for m in self.members]))
 
     def raw_features(self, x: torch.Tensor) -> torch.Tensor:
         """The members' last hidden layers side by side ``(N, ΣD)``."""

@@ -185,7 +185,7 @@ class WrappedClassifier(SoftmaxClassifier):
     def raw_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Dropout off, BatchNorm on its running statistics, divided by the temperature."""
         with evaluation_state(self.network, dropout=False):
-            return self._tempered(self._forward(x))
+            return self._calibrated(self._forward(x))
 
     def raw_features(self, x: torch.Tensor) -> torch.Tensor:
         """The input of the network's last linear layer, dropout off (what Feinman et al.'s kernel
@@ -216,7 +216,7 @@ class WrappedClassifier(SoftmaxClassifier):
                 s = min(chunk, samples - start)
                 replicated = x.unsqueeze(0).expand(s, *x.shape).reshape(s * n, *x.shape[1:])
                 outs.append(self._forward(replicated).view(s, n, -1))
-        return self._tempered(torch.cat(outs, 0))
+        return self._calibrated(torch.cat(outs, 0))
 
     def config_spec(self) -> tuple[str, dict[str, Any]]:
         return self.params["module"], self.params["module_params"]
@@ -233,7 +233,7 @@ class WrappedClassifier(SoftmaxClassifier):
         twin = WrappedClassifier(mode=mode, module=self.params["module"], module_params=self.params["module_params"],
                                  input_shape=self.input_shape, num_classes=self.num_classes,
                                  network=copy.deepcopy(self.network))
-        twin.temperature, twin.default_samples = self.temperature, self.default_samples
+        twin.temperature, twin.calibrator, twin.default_samples = self.temperature, self.calibrator, self.default_samples
         return twin
 
     # --- training and weights -------------------------------------------------------------------

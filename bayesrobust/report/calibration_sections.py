@@ -49,6 +49,8 @@ def calibration_section(run) -> Section | None:
     shifted = [s for s in meta.get("sets", ["test"]) if s != "test"]
     if shifted and models:
         transfer_part(section, meta, shifted, arrays, metrics)
+    if models and any(meta.get("shift_grid", {}).values()):
+        shift_grid_part(section, meta, metrics)
     if len(models) > 1 and meta.get("reference"):
         paired_part(section, meta, metrics)
     if meta.get("conformal") and models:
@@ -64,7 +66,7 @@ def selective_part(section: Section, meta: dict, arrays, metrics) -> None:
     from bayesrobust.suites.calibration import COVERAGE_GRID, COVERAGES, SELECTIVE_SCORES
 
     rows = []
-    for s in meta.get("sets", ["test"]):
+    for s in [s for s in meta.get("sets", ["test"]) if s not in grid_sets(meta)]:  # the grid's: in its own figure
         prefix = "calib" if s == "test" else f"calib_shift/{s}"
         for m in meta["models"]:
             for score in SELECTIVE_SCORES:
@@ -82,14 +84,20 @@ def selective_part(section: Section, meta: dict, arrays, metrics) -> None:
                             "abstains on the least certain ones, by each score."))
 
 
+def post_hoc(meta: dict) -> dict[str, str]:
+    """How each post-hoc calibrated model was calibrated ("T = 1.316", "isotonic regression"); a run from
+    before calibrators names its temperatures only."""
+    return meta.get("calibrations") or {m: f"T = {t:.3f}" for m, t in meta.get("temperatures", {}).items()}
+
+
 def panel_titles(meta: dict, metrics, prefix: str) -> dict[str, str]:
-    """Each reliability panel's title: the model, its ECE on these digits and, if post-hoc calibrated, T."""
-    temperatures = meta.get("temperatures", {})
+    """Each reliability panel's title: the model, its ECE on these digits and, if post-hoc calibrated, how
+    (T, or the calibrator)."""
+    calibrations = post_hoc(meta)
     titles = {}
     for m in meta["models"]:
         ece = metrics.get(f"{prefix}/{m}/ece")
-        parts = [m] + ([f"ECE {100 * ece:.2f}%"] if ece is not None else []) + (
-            [f"T = {temperatures[m]:.3f}"] if m in temperatures else [])
+        parts = [m] + ([f"ECE {100 * ece:.2f}%"] if ece is not None else []) + ([calibrations[m]] if m in calibrations else [])
         titles[m] = ", ".join(parts)
     return titles
 
@@ -104,12 +112,38 @@ def transfer_part(section: Section, meta: dict, shifted: list[str], arrays, metr
             for s in shifted for m in meta["models"]]
     section.tables.append(Table("Calibration under transfer: the same metrics on every labelled shifted set",
                                 ["set", "model", *TRANSFER_COLUMNS, "mce", "classwise_ece"], rows))
-    for s in shifted:
+    for s in [s for s in shifted if s not in grid_sets(meta)]:  # the rotation / translation grid: a figure of its own
         bins = {m: (arrays[f"calib_shift/{s}/{m}/count"], arrays[f"calib_shift/{s}/{m}/confidence"],
                     arrays[f"calib_shift/{s}/{m}/accuracy"]) for m in meta["models"]}
         section.figures.append((f"reliability_{s}", figures.reliability_diagrams(bins, meta["scheme"],
                                                                                   panel_titles(meta, metrics, f"calib_shift/{s}")),
                                 f"Reliability diagrams on {s} (a shifted set), as above."))
+
+
+def grid_sets(meta: dict) -> list[str]:
+    """The sets that are rotated or translated copies of the test digits (``rotate_<deg>``, …)."""
+    return [f"{kind}_{v:g}" for kind, values in meta.get("shift_grid", {}).items() for v in values]
+
+
+GRID_QUANTITIES = (("acc", "accuracy"), ("nll", "NLL (nats)"), ("brier", "Brier"), ("ece", "ECE"))
+
+
+def shift_grid_part(section: Section, meta: dict, metrics) -> None:
+    """Accuracy, NLL, Brier and ECE against the rotation / translation (0: the whole test split), with
+    their intervals as bands, one figure per kind."""
+    for kind, unit in (("rotate", "rotation (degrees)"), ("translate", "translation (pixels)")):
+        strengths = meta["shift_grid"].get(kind, [])
+        if not strengths:
+            continue
+        prefixes = ["calib", *(f"calib_shift/{kind}_{v:g}" for v in strengths)]
+        curves, bands = {}, {}
+        for m in meta["models"]:
+            curves[m] = {q: [metrics.get(f"{p}/{m}/{q}") for p in prefixes] for q, _ in GRID_QUANTITIES}
+            bands[m] = {q: ([metrics.get(f"{p}/{m}/{q}_low") for p in prefixes], [metrics.get(f"{p}/{m}/{q}_high") for p in prefixes])
+                        for q, _ in GRID_QUANTITIES}
+        section.figures.append((f"calibration_{kind}", figures.shift_curves([0.0, *strengths], curves, unit, GRID_QUANTITIES, bands),
+                                f"Calibration against {unit.split(' ')[0]} of {meta['shift_examples']} test digits (0: the whole "
+                                "test split), with 95% bootstrap bands; the rows of the transfer table above."))
 
 
 def paired_part(section: Section, meta: dict, metrics) -> None:
@@ -122,9 +156,9 @@ def paired_part(section: Section, meta: dict, metrics) -> None:
                 continue
             rows.append([s, f"{m} − {reference}"] + [_delta(metrics, f"calib_paired/{s}/{m}/{c}") for c in ("acc", "nll", "brier", "ece")])
             low = metrics.get(f"calib_paired/{s}/{m}/nll_low")
-            if s != "test" and m in meta.get("temperatures", {}) and low is not None and low > 0:
+            if s != "test" and m in post_hoc(meta) and low is not None and low > 0:
                 section.warnings.append(
-                    f"Post-hoc calibration made {s} worse: {m} (temperature {meta['temperatures'][m]:.3f}) has a higher NLL "
+                    f"Post-hoc calibration made {s} worse: {m} ({post_hoc(meta)[m]}) has a higher NLL "
                     f"than {reference} on the same digits, Δ = {metrics[f'calib_paired/{s}/{m}/nll']:+.4f} "
                     f"[{low:+.4f}, {metrics[f'calib_paired/{s}/{m}/nll_high']:+.4f}].")
     if rows:

@@ -361,19 +361,27 @@ def risk_coverage_curves(curves: dict[str, dict[str, np.ndarray]], coverage: np.
     return fig
 
 
-def shift_curves(strengths: list[float], curves: dict[str, dict[str, list[float]]], unit: str):
-    """Ovadia et al.'s layout: accuracy, NLL, ECE and mean entropy against the shift's strength, one line
-    per model (strength 0 = the unshifted test digits)."""
-    quantities = [("acc", "accuracy"), ("nll", "NLL (nats)"), ("ece", "ECE"), ("entropy", "mean entropy (nats)")]
+SHIFT_QUANTITIES = (("acc", "accuracy"), ("nll", "NLL (nats)"), ("ece", "ECE"), ("entropy", "mean entropy (nats)"))
+
+
+def shift_curves(strengths: list[float], curves: dict[str, dict[str, list[float]]], unit: str,
+                 quantities=SHIFT_QUANTITIES, bands: dict[str, dict[str, tuple[list, list]]] | None = None):
+    """Ovadia et al.'s layout: each quantity (default: accuracy, NLL, ECE and mean entropy) against the
+    shift's strength, one line per model (strength 0 = the unshifted test digits), with its interval as a
+    band where ``bands[model][quantity]`` gives (low, high)."""
     fig, axes = new_figure(1, len(quantities), width=2.7, height=2.4)
     for i, (model, values) in enumerate(curves.items()):
         style = {"color": PALETTE[i % len(PALETTE)], "marker": "o", "markersize": 2.5, "label": model}
         for ax, (key, _) in zip(axes[0], quantities):
             ax.plot(strengths, values[key], **style)
+            band = (bands or {}).get(model, {}).get(key)
+            if band is not None and all(v is not None for v in (*band[0], *band[1])):
+                ax.fill_between(strengths, band[0], band[1], color=style["color"], alpha=0.15, linewidth=0)
     for ax, (_, label) in zip(axes[0], quantities):
         ax.set(xlabel=unit, ylabel=label)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylim(-0.02, 1.02)
+    if quantities[0][0] == "acc":
+        axes[0][0].set_ylim(-0.02, 1.02)
     axes[0][-1].legend(fontsize=6)
     fig.tight_layout()
     return fig

@@ -114,7 +114,7 @@ def models_section(run) -> Section | None:
     rows = []
     for c in run.read_json("models.json"):
         name = c["name"]
-        calibration = f"temperature {c['temperature']:.3f}" if c.get("calibrate") == "temperature" else "none"
+        calibration = c.get("calibration") or (f"T = {c['temperature']:.3f}" if c.get("calibrate") == "temperature" else "none")
         draws = {"sampled": f"{c['draws_per_prediction']} sampled", "fixed": f"{c['draws_per_prediction']} fixed",
                  "none": "1 (deterministic)"}.get(c["draws"], str(c["draws_per_prediction"]))
         rows.append([name, c["arch"], c["mode"], f"{c['parameters']:,}", c["source"], str(c["epochs_run"] or "–"),

@@ -17,7 +17,9 @@ selective prediction per uncertainty score (``confidence``: 1 − confidence, ``
 ``calib/<model>/aurc_<score>`` and ``calib/<model>/acc_at_{90,80}_<score>`` (accuracy on the most certain 90%
 / 80%) with intervals and the risk–coverage curves in the arrays, and
 ``calib/<model>/<attack>/{accuracy,confidence,confidence_wrong,entropy}``; under transfer (``shifted``, on by
-default) the same calibration metrics on every labelled shifted set, ``calib_shift/<set>/<model>/…``; and
+default) the same calibration metrics on every labelled shifted set, ``calib_shift/<set>/<model>/…``, and with
+``rotations`` / ``translations`` on rotated and translated copies of ``shift_limit`` test digits as more sets
+(``<set>`` = ``rotate_<deg>``, ``translate_<px>``: Ovadia et al.'s protocol with intervals); and
 the paired differences between each model and the ``reference`` (default: the first model) on the same
 digits, ``calib_paired/<set>/<model>/{acc,nll,brier,ece}`` (+ ``_low`` / ``_high``; ``<set>`` is ``test`` or a
 shifted set's name); with ``[calibration.conformal]``, split conformal sets calibrated on the validation split
@@ -47,6 +49,7 @@ from bayesrobust.errors import ConfigError
 from bayesrobust.metrics import calibration as cal
 from bayesrobust.metrics import conformal
 from bayesrobust.metrics.bootstrap import batched_mean, bootstrap_all, mean_bounds
+from bayesrobust.models.calibrators import calibration_label
 from bayesrobust.schema import to_plain
 from bayesrobust.seeding import derive_seed, make_generator
 from bayesrobust.units import Units
@@ -77,6 +80,9 @@ class CalibrationSection:
     shifted: bool = True  # also on every labelled shifted set the run evaluates (calibration under transfer)
     reference: str = ""  # the model every other is compared with on the same digits (default: the first model)
     conformal: ConformalSection | None = None  # conformal sets: coverage and size on every set and under attack
+    rotations: tuple[float, ...] = ()  # Ovadia et al.'s shifts as more sets: test digits rotated by these degrees,
+    translations: tuple[int, ...] = ()  # … and moved right by these pixels (sets rotate_<deg>, translate_<px>)
+    shift_limit: int = 2000  # test digits per rotated / translated copy (stratified, seeded; 0: all)
 
 
 def validate_calibration(config) -> None:
@@ -104,6 +110,11 @@ def validate_calibration(config) -> None:
             raise ConfigError("calibration.conformal.lam and k_reg must be >= 0")
         if config.data.val_fraction <= 0:
             raise ConfigError("calibration.conformal calibrates on the validation split: set data.val_fraction > 0")
+    from bayesrobust.data.shift import check_shift_grid
+
+    check_shift_grid(section.rotations, section.translations, "calibration")
+    if section.shift_limit < 0:
+        raise ConfigError("calibration.shift_limit must be >= 0 (0: all test digits)")
     if section.reference and section.reference not in config.models:
         raise ConfigError(f"calibration.reference: no model {section.reference!r}; models: {', '.join(config.models)}")
 
@@ -236,6 +247,18 @@ def adversarial_confidence(model, test, spec: AttackSpec, section: CalibrationSe
     return out, sets
 
 
+def shifted_copies(test, section: CalibrationSection) -> dict:
+    """``{rotate_<deg> | translate_<px>: dataset}``: the configured rotations and translations of
+    ``shift_limit`` test digits (the same digits in every copy), each a labelled set like any other."""
+    from dataclasses import replace
+
+    from bayesrobust.data.shift import SHIFTS, shift_points
+
+    points = shift_points(section.rotations, section.translations)
+    base = test.head(section.shift_limit, seed=0) if section.shift_limit else test
+    return {f"{kind}_{strength:g}": replace(base, images=SHIFTS[kind](base.images, strength)) for kind, strength in points}
+
+
 def run_calibration(run, models, data, section: CalibrationSection, seed: int) -> dict[str, float]:
     metrics: dict[str, float] = {}
     arrays: dict[str, np.ndarray] = {}
@@ -281,6 +304,8 @@ def run_calibration(run, models, data, section: CalibrationSection, seed: int) -
     sets = {"test": (data.test, "calib")}
     if section.shifted:
         sets.update({n: (d, f"calib_shift/{n}") for n, d in data.shifted.items() if d.labelled})
+    grid = shifted_copies(data.test, section)
+    sets.update({n: (d, f"calib_shift/{n}") for n, d in grid.items()})
     for name, model in models.items():
         if section.conformal is not None:
             m, _ = units(f"conformal/{name}", partial(thresholds, name, model))
@@ -307,8 +332,11 @@ def run_calibration(run, models, data, section: CalibrationSection, seed: int) -
         "attack_limit": len(attacked), "adaptive_eot_samples": section.adaptive_eot_samples,
         "test_labels_sha256": hashlib.sha256(data.test.labels.numpy().astype(np.int64).tobytes()).hexdigest(),
         "draws": {n: m.draws.value for n, m in models.items()},
-        "sets": list(sets), "reference": reference,
+        "sets": list(sets), "reference": reference, "shift_grid": {"rotate": list(section.rotations),
+                                                                    "translate": list(section.translations)},
+        "shift_examples": len(next(iter(grid.values()))) if grid else 0,
         "temperatures": {n: m.temperature for n, m in models.items() if m.temperature != 1.0},
+        "calibrations": {n: calibration_label(m) for n, m in models.items() if calibration_label(m)},
         "logistic": None if section.logistic is None else to_plain(section.logistic),
         "conformal": None if section.conformal is None else to_plain(section.conformal)})
     return metrics

@@ -48,10 +48,9 @@ def validate_evaluation(config) -> None:
     section = config.suites["evaluation"]
     if section.samples < 1:
         raise ConfigError("evaluation.samples must be >= 1")
-    if any(not 0 < abs(r) <= 360 for r in section.rotations):
-        raise ConfigError(f"evaluation.rotations are degrees in (0, 360], got {list(section.rotations)}")
-    if any(not 0 < t < 28 for t in section.translations):
-        raise ConfigError(f"evaluation.translations are pixels in 1..27, got {list(section.translations)}")
+    from bayesrobust.data.shift import check_shift_grid
+
+    check_shift_grid(section.rotations, section.translations, "evaluation")
     if section.bootstrap < 0:
         raise ConfigError(f"evaluation.bootstrap must be >= 0 (0: no intervals), got {section.bootstrap}")
     if section.shift_limit < 0:
@@ -126,19 +125,18 @@ def run_shift_protocol(models, test, config, seed: int, units) -> tuple[dict[str
     ``translate/<px>/<model>/…``), the per-example NLL and Brier as arrays under the same keys. Every
     model sees the same copies and the bootstrap the same resamples (one seed per copy), so intervals
     of paired differences can be read from the arrays. Each copy (a grid point, every model) is a unit."""
-    from bayesrobust.data.shift import rotate, translate
+    from bayesrobust.data.shift import SHIFTS
     from bayesrobust.progress import progress_bar
 
     subset = test.head(config.shift_limit, seed=0) if config.shift_limit else test
     metrics: dict[str, float] = {}
     arrays: dict[str, np.ndarray] = {}
-    shifts = {"rotate": rotate, "translate": translate}
     # strength 0 (the same digits unshifted) starts each curve, computed the same way
     points = [("rotate", r) for r in ([0.0, *config.rotations] if config.rotations else [])]
     points += [("translate", t) for t in ([0, *config.translations] if config.translations else [])]
 
     def grid_point(kind: str, strength) -> tuple[dict, dict]:
-        images = shifts[kind](subset.images, strength)
+        images = SHIFTS[kind](subset.images, strength)
         point_metrics, point_arrays = {}, {}
         for name, model in models.items():
             pred = model.predictive(images, config.samples, generator=make_generator(derive_seed(seed, kind, name)),
