@@ -124,7 +124,8 @@ class Attack(ABC):
         return self
 
     def hyperparameters(self) -> dict[str, Any]:
-        out = {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in ("goal", "penalty")}
+        out = {k: v for k, v in vars(self).items()
+               if not k.startswith("_") and not k.endswith("_") and k not in ("goal", "penalty")}  # x_: diagnostics
         if self.penalty is not None:
             out.update(penalty=self.penalty.name, penalty_cap=self.penalty.cap, penalty_weight=self.penalty.weight)
         out.update(min_confidence=self.goal.min_confidence, max_uncertainty=self.goal.max_uncertainty,

@@ -101,20 +101,30 @@ class Judge:
         the attack has just computed them; one with several draws (sampled or fixed) on those rows under
         the draws they get in the whole batch (``predictive_rows``: the same judgement, without the other
         rows' work)."""
-        y, target = self.y, self.target
+        if rows is None and self.model.draws.several:
+            return self.goal.reached(self.predictive(x), self.y, self.target).to(x.device)
+        rows = torch.arange(x.shape[0], device=x.device) if rows is None else rows
+        if logits is not None and not self.model.draws.several:
+            self.evaluations += 1
+            pred = Predictive.from_logits(logits.detach()[None])
+        else:
+            pred = self.rows_predictive(x, rows)
+        return self.reached(pred, rows).to(x.device)
+
+    def rows_predictive(self, x: torch.Tensor, rows: torch.Tensor) -> Predictive:
+        """The predictive of the examples ``rows`` of the whole batch ``x`` under this judge's draws (on
+        the CPU): what a score-based attack ranks its queries by, so that what it accepts and what it
+        reports are judged alike."""
         if self.model.draws.several:
-            if rows is None:
-                return self.goal.reached(self.predictive(x), y, target).to(x.device)
             self._count_whole(x)
-            pred = self.model.predictive_rows(x.detach(), rows, self.samples, generator=make_generator(self.seed))
-            rows = rows.cpu()
-            return self.goal.reached(pred, y.cpu()[rows], None if target is None else target.cpu()[rows]).to(x.device)
-        if rows is not None:
-            x, y, target = x[rows], y[rows], None if target is None else target[rows]
+            return self.model.predictive_rows(x.detach(), rows, self.samples, generator=make_generator(self.seed))
         self.evaluations += 1
-        pred = (Predictive.from_logits(logits.detach()[None]) if logits is not None
-                else self.model.predictive(x.detach(), 1))
-        return self.goal.reached(pred, y, target).to(x.device)
+        return self.model.predictive(x.detach()[rows], 1)
+
+    def reached(self, pred: Predictive, rows: torch.Tensor) -> torch.Tensor:
+        """The goal on the predictive ``pred`` of the examples ``rows`` (on the CPU)."""
+        rows = rows.cpu()
+        return self.goal.reached(pred, self.y.cpu()[rows], None if self.target is None else self.target.cpu()[rows])
 
 
 def draw_seed(generator: torch.Generator | None) -> int:
