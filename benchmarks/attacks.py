@@ -1,7 +1,10 @@
 """Attack throughput and quality: bayesrobust beside torchattacks and ART, same model, same images.
 
-Prints JSON: for each attack and library, images/s, success rate, mean L0 / L2 / L∞, the cost in
-forward + backward passes per image next to the method's minimum, and ours/peer ratios. Our speed is
+Prints JSON: for each attack and library, images/s, success rate (and robust accuracy), mean L0 / L2 /
+L∞, the cost in forward + backward passes per image next to the method's minimum, and ours/peer ratios.
+For APGD and Square, ours stops each example at its first success while torchattacks spends the whole
+budget, so images/s mostly measures that; ``ms_per_image_step`` (ours: per step taken; torchattacks: per
+step of the budget, a lower bound of its cost per step taken) compares the cost of a step. Our speed is
 timed on ``Attack.generate`` (adversarial images only, what the peers return); the full call, which
 also evaluates the model's predictive on the adversarial batch, is reported beside it.
 
@@ -61,8 +64,9 @@ def ours(model, attack_name, params, x, y, target=None):
     """Time ``generate`` (adversarial images only, like the peers) and the full call that also
     evaluates the predictive (success, uncertainty) on the adversarial batch."""
     attack = build_attack(attack_name, **params)
-    (x_adv, iterations), seconds = timed(lambda: attack.generate(model, x, y, target=target))
-    result, full_seconds = timed(lambda: attack(model, x, y, target=target))
+    seeded = lambda: torch.Generator().manual_seed(0)  # noqa: E731  (random starts and windows: the same in both calls)
+    (x_adv, iterations), seconds = timed(lambda: attack.generate(model, x, y, target=target, generator=seeded()))
+    result, full_seconds = timed(lambda: attack(model, x, y, target=target, generator=seeded()))
     assert torch.equal(result.x_adv, x_adv.cpu())
     return result, seconds, full_seconds
 
@@ -80,6 +84,12 @@ def peer_torchattacks(name, net, x, y, target, params):
         atk = torchattacks.JSMA(net, theta=params["theta"], gamma=params["gamma"])
     elif name == "cw_l2":
         atk = torchattacks.CW(net, c=1.0, kappa=0.0, steps=params["steps"], lr=0.01)
+    elif name == "apgd" and params.get("target_classes"):  # APGD-T: torchattacks' DLR-targeted run over 9 classes
+        atk = torchattacks.APGDT(net, norm="Linf", eps=params["eps"], steps=params["steps"], n_classes=10)
+    elif name == "apgd":
+        atk = torchattacks.APGD(net, norm="Linf", eps=params["eps"], steps=params["steps"], loss=params["loss"])
+    elif name == "square":
+        atk = torchattacks.Square(net, norm="Linf", eps=params["eps"], n_queries=params["queries"], p_init=0.8)
     else:
         return None, "no torchattacks counterpart"
     if target is not None:
@@ -118,7 +128,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--slow-peer-images", type=int, default=100, help="images for torchattacks JSMA (≈4 img/s)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", nargs="*", default=["fgsm", "bim", "jsma", "jsma_f", "cw_l2"])
+    parser.add_argument("--square-queries", type=int, default=5000)
+    parser.add_argument("--eps", type=float, default=0.3, help="L∞ ε of APGD-CE, APGD-T and Square (AutoAttack's MNIST 0.3)")
+    parser.add_argument("--only", nargs="*", default=["fgsm", "bim", "jsma", "jsma_f", "cw_l2", "apgd_ce", "apgd_t", "square"])
     args = parser.parse_args(argv)
     seed_everything(args.seed)
     try:
@@ -144,6 +156,11 @@ def main(argv=None) -> dict:
         # JSMA-F: the same two-pixel search on the softmax outputs; peers run their own JSMA
         "jsma_f": ({"theta": 1.0, "gamma": 0.145}, "next", args.images, "per iteration: 1 forward + 1 backward (β = −α)"),
         "cw_l2": ({"steps": 100}, None, args.cw_images, "per step: 1 forward + 1 backward"),
+        # AutoAttack's components at its MNIST setting (L∞ ε 0.3): every example stops once broken
+        "apgd_ce": ({"eps": args.eps, "steps": 100, "loss": "ce"}, None, args.images, "≤ 100 × (1 forward + 1 backward)"),
+        "apgd_t": ({"eps": args.eps, "steps": 100, "loss": "dlr", "target_classes": 9}, None, args.images,
+                   "≤ 9 targets × 100 × (1 forward + 1 backward)"),
+        "square": ({"eps": args.eps, "queries": args.square_queries}, None, args.images, f"≤ {args.square_queries} forwards"),
     }
     report = {"benchmark": "attacks", "model": args.checkpoint or f"lenet trained {args.epochs} epochs on {train_name}",
               "data": test.info.name, "threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -154,7 +171,7 @@ def main(argv=None) -> dict:
         target = (ys + 1) % 10 if target_mode == "next" else None
         entry = {"params": params, "images": n, "targeted": target is not None, "minimum_passes": minimum}
         our_params = dict(params)
-        attack_name = "jsma" if name == "jsma_f" else name
+        attack_name = {"jsma_f": "jsma", "apgd_ce": "apgd", "apgd_t": "apgd"}.get(name, name)
         if name == "jsma_f":
             our_params["space"] = "probs"
         if name == "bim":
@@ -168,10 +185,13 @@ def main(argv=None) -> dict:
         if attack_name == "jsma":
             backward = 1 if name == "jsma_f" else 2
             mine["passes_per_image"] = {"forward": mine["mean_iterations"], "backward": backward * mine["mean_iterations"]}
+        if attack_name in ("apgd", "square"):  # ours stops each example once broken, torchattacks runs the budget:
+            mine["ms_per_image_step"] = 1000 * seconds / float(result.iterations.sum().clamp_min(1))  # compare per step
         if name == "cw_l2":
             steps = float(result.iterations.max())
             mine["binary_search"] = our_params
             mine["ms_per_image_step"] = 1000 * seconds / (n * steps)
+        mine["robust_accuracy"] = 1.0 - mine["success_rate"]
         entry["bayesrobust"] = mine
         for peer, fn in (("torchattacks", peer_torchattacks), ("art", peer_art)):
             m = min(n, args.slow_peer_images) if (peer == "torchattacks" and attack_name == "jsma") else n
@@ -182,8 +202,12 @@ def main(argv=None) -> dict:
             x_adv, peer_seconds = out
             entry[peer] = {"seconds": peer_seconds, "images": m, "img_per_s": m / peer_seconds,
                            **quality(model, xs[:m], ys[:m], x_adv, None if target is None else target[:m])}
+            entry[peer]["robust_accuracy"] = 1.0 - entry[peer]["success_rate"]
             if name == "cw_l2":
                 entry[peer]["ms_per_image_step"] = 1000 * peer_seconds / (m * params["steps"])
+            if peer == "torchattacks" and attack_name in ("apgd", "square"):  # per step of its full budget: a lower bound of its cost per step
+                budget = params.get("queries") or params["steps"] * max(1, params.get("target_classes", 0))
+                entry[peer]["ms_per_image_step_lower_bound"] = 1000 * peer_seconds / (m * budget)
             entry[f"speed_ratio_vs_{peer}"] = mine["img_per_s"] / entry[peer]["img_per_s"]
         report["attacks"][name] = entry
         print(json.dumps({name: entry}), flush=True)

@@ -229,7 +229,7 @@ def _colour_batch(n: int = 12):
     return torch.rand(n, 3, 32, 32, generator=g), torch.randint(0, 7, (n,), generator=g)
 
 
-@pytest.mark.parametrize("attack", ["fgsm", "sign_noise", "bim", "jsma", "cw_l2", "lbfgs", "targeted_l2", "apgd", "pgd", "square"])
+@pytest.mark.parametrize("attack", ["fgsm", "sign_noise", "bim", "jsma", "cw_l2", "lbfgs", "targeted_l2", "apgd", "pgd", "square", "autoattack"])
 def test_every_attack_runs_on_a_colour_network_of_seven_classes(attack, colour_model):
     from tests.test_attacks import FAST
 

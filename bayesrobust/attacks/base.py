@@ -44,6 +44,7 @@ class AttackResult:
     params: dict[str, Any] = field(default_factory=dict)
     claimed: torch.Tensor | None = None        # (N,) bool: examples the attack itself judged successful
     success_fresh: torch.Tensor | None = None  # (N,) bool: the goal on independent draws (= success if deterministic)
+    broken_by: torch.Tensor | None = None  # (N,) int: a composite attack's stage that broke each example (−1: none)
 
     def summary(self) -> dict[str, float]:
         """Aggregates: success rate, distortions over all and over successful examples, and the
@@ -67,6 +68,9 @@ class AttackResult:
             out[f"{name}_success"] = float(values[ok].float().mean()) if ok.any() else float("nan")
         out["l0_fraction"] = out["l0"] / pixels
         out["l0_fraction_success"] = out["l0_success"] / pixels
+        if self.broken_by is not None:  # a composite attack: the robust accuracy left after each stage
+            for i, stage in enumerate(self.params.get("stages", [])):
+                out[f"robust_accuracy_after_{stage}"] = float(((self.broken_by < 0) | (self.broken_by > i)).float().mean())
         return out
 
 
@@ -324,4 +328,4 @@ def run_batched(attack: Attack, model, x: torch.Tensor, y: torch.Tensor, *, targ
     params = {k: v for k, v in parts[0].params.items() if k != "judge_seed"}
     return AttackResult(cat("x_adv"), cat("success"), cat("l0"), cat("l2"), cat("linf"), cat("iterations"),
                         Predictive.concat([p.predictive for p in parts]), cat("labels"), cat("target"), params,
-                        cat("claimed"), cat("success_fresh"))
+                        cat("claimed"), cat("success_fresh"), cat("broken_by"))

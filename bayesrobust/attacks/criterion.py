@@ -121,10 +121,44 @@ class Judge:
         self.evaluations += 1
         return self.model.predictive(x.detach()[rows], 1)
 
+    def restricted(self, rows: torch.Tensor, batch: torch.Tensor) -> RowsJudge:
+        """This judge for an attack on the rows ``rows`` of ``batch`` alone."""
+        return RowsJudge(self, rows, batch)
+
     def reached(self, pred: Predictive, rows: torch.Tensor) -> torch.Tensor:
         """The goal on the predictive ``pred`` of the examples ``rows`` (on the CPU)."""
         rows = rows.cpu()
         return self.goal.reached(pred, self.y.cpu()[rows], None if self.target is None else self.target.cpu()[rows])
+
+
+class RowsJudge:
+    """The judge of some rows of a batch, for an attack run on those rows alone (a stage of AutoAttack):
+    its row ``i`` is the parent's row ``rows[i]``, judged in the parent's whole batch with the draws that
+    row gets there, so a stage's decisions are the final report's."""
+
+    def __init__(self, parent: Judge, rows: torch.Tensor, batch: torch.Tensor) -> None:
+        self.parent, self.rows, self.batch = parent, rows, batch
+        self.model, self.goal, self.samples, self.seed = parent.model, parent.goal, parent.samples, parent.seed
+        self.y = parent.y[rows]
+        self.target = None if parent.target is None else parent.target[rows]
+
+    def _whole(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] != len(self.rows):
+            raise InputError(f"the judge needs the whole batch of {len(self.rows)} rows, got {x.shape[0]}")
+        return self.batch.index_put((self.rows,), x.detach())
+
+    def predictive(self, x: torch.Tensor) -> Predictive:
+        return self.parent.rows_predictive(self._whole(x), self.rows)
+
+    def success(self, x: torch.Tensor, rows: torch.Tensor | None = None, logits: torch.Tensor | None = None) -> torch.Tensor:
+        rows = torch.arange(x.shape[0], device=x.device) if rows is None else rows
+        return self.parent.success(self._whole(x), rows=self.rows[rows], logits=logits)
+
+    def rows_predictive(self, x: torch.Tensor, rows: torch.Tensor) -> Predictive:
+        return self.parent.rows_predictive(self._whole(x), self.rows[rows])
+
+    def reached(self, pred: Predictive, rows: torch.Tensor) -> torch.Tensor:
+        return self.parent.reached(pred, self.rows[rows])
 
 
 def draw_seed(generator: torch.Generator | None) -> int:
