@@ -206,6 +206,9 @@ def tiny_overrides(path: Path) -> list[str]:
         for name, spec in attack.get("runs", {}).items():
             sets += [f"attack.runs.{name}.limit=10"]
             params = spec.get("params", {})
+            budgets = {"autoattack": {"steps": 3, "queries": 10, "target_classes": 2, "eot": 2}, "apgd": {"steps": 3},
+                       "pgd": {"steps": 3}, "square": {"queries": 10}}.get(spec.get("attack"), {})
+            sets += [f"attack.runs.{name}.params.{key}={small}" for key, small in budgets.items()]
             for key, small in (("steps", 5), ("binary_search_steps", 2), ("search_steps", 2), ("max_iterations", 5)):
                 if key in params:
                     sets.append(f"attack.runs.{name}.params.{key}={small}")
@@ -226,6 +229,9 @@ def tiny_overrides(path: Path) -> list[str]:
         if "kos" in attack:
             sets += ["attack.kos.per_class=1", "attack.kos.steps=5",
                      "attack.kos.lams={ classifier = [0.1], latent = [1.0, 3.0], vae = [1.0] }"]
+        if "masking" in attack:
+            sets += ["attack.masking.limit=8", "attack.masking.steps=[2, 3]", "attack.masking.queries=10",
+                     "attack.masking.eot_samples=2"]
         if "triptych" in attack:
             sets += ["attack.triptych.count=2"]
             if "steps" in attack["triptych"].get("params", {}):

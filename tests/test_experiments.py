@@ -189,6 +189,11 @@ params = { eps = 0.2 }
 [attack.runs.cw]
 attack = "cw_l2"
 params = { steps = 5, binary_search_steps = 2 }
+[attack.masking]
+limit = 8
+steps = [2, 3]
+queries = 10
+eot_samples = 2
 """
 
 
@@ -217,6 +222,7 @@ def test_same_seed_same_numbers(tmp_path, small_config, monkeypatch, capsys):
     assert "%|" not in printed and "it/s" not in printed, printed[-500:]
     assert progress._QUIET["value"] is False  # and the setting is restored afterwards
     assert "adv/cw@adaptive/mc/success_rate" in results[0] and "clean/gp/acc" in results[0]
+    assert {f"masking/{m}/suspected" for m in ("mc", "plain", "gp")} <= set(results[0])  # the checks on every model
     # weights_of: the plain twin is the MC model's network, not a second training
     import torch
 

@@ -127,6 +127,42 @@ def eps_families(meta) -> list[tuple[str, list[float], list[str]]]:
     return [(key[0], [e for e, _ in sorted(v)], [n for _, n in sorted(v)]) for key, v in groups.items() if len(v) >= 3]
 
 
+@SECTIONS.register("masking")
+def masking_section(run) -> Section | None:
+    """The gradient-masking checks per model: each attack's success, each check passed or failed, and
+    a flag where any failed."""
+    from bayesrobust.analysis.masking import CHECKS
+
+    loaded = _load(run)
+    if loaded is None or not loaded[0].get("masking"):
+        return None
+    meta, _, metrics = loaded
+    m = meta["masking"]
+    steps = sorted(m["steps"])
+    columns = ["fgsm", *(f"apgd_{s}" for s in steps), "square", "unbounded", "transfer"]
+    rows, flagged = [], []
+    for name in meta["models"]:
+        prefix = f"masking/{name}"
+        checks = ["–" if c == "d" and name == m["reference"] else "✓" if metrics[f"{prefix}/check_{c}"] else "✗" for c in CHECKS]
+        suspected = bool(metrics.get(f"{prefix}/suspected"))
+        if suspected:
+            flagged.append(name)
+        applies = [c for c in columns if not (c == "transfer" and name == m["reference"])]  # (d) is not the reference's
+        rows.append([name] + [fmt(metrics.get(f"{prefix}/{c}_success"), 3) if c in applies else "–" for c in columns] + checks
+                    + ["masking suspected" if suspected else "no"])
+    text = (f"Carlini et al. (2019)'s sanity checks at L∞ ε {m['eps']:g} on {m['examples']} test digits (success rates): "
+            f"(a) APGD-CE at {steps[-1]} steps at least FGSM's, (b) Square ({m['queries']} queries, gradient-free) not above "
+            f"APGD by more than {m['square_margin']:g}, (c) ε = 1 breaks every digit, (d) APGD at least the transfer of "
+            f"{m['reference']}'s APGD examples, (e) APGD never weaker with more steps ({', '.join(map(str, steps))}); "
+            f"(a), (d), (e) within {m['tolerance']:g}. Stochastic models are attacked with EOT over {m['eot_samples']} draws.")
+    section = Section("Gradient-masking checks", text, [Table(
+        "Success per attack and checks per model", ["model", "FGSM", *(f"APGD {s}" for s in steps), "Square", "ε = 1",
+                                                    "transfer", *(f"({c}) {d}" for c, d in CHECKS.items()), "flag"], rows)])
+    section.warnings.extend(f"Masking suspected for {n}: its robustness to gradient attacks is not evidence of robustness."
+                            for n in flagged)
+    return section
+
+
 @SECTIONS.register("uncertainty-aware")
 def uncertainty_aware_section(run) -> Section | None:
     loaded = _load(run)

@@ -7,7 +7,8 @@ confidence margin); ``adv/worst_case/<model>/{success_rate,robust_accuracy}`` (a
 broken when any run broke it, as AutoAttack reports robust accuracy); ``hclu/<model>/…`` (the
 uncertainty-aware goal of Grosse et al.); and the analyses' own groups, each carrying the model
 (``lacok/<model>/``, ``papernot/<model>/``, ``sweep/``, ``crossmodel/<crafted on>/<evaluated by>/``,
-``choi/<model>/``, ``kos/<vae>/``). Arrays go to ``arrays/attack.npz``; the report draws every
+``choi/<model>/``, ``kos/<vae>/``, ``masking/<model>/``: the gradient-masking checks of ``analysis/masking.py``).
+Arrays go to ``arrays/attack.npz``; the report draws every
 figure from them.
 """
 
@@ -21,6 +22,7 @@ import torch
 from bayesrobust.analysis import one_per_class
 from bayesrobust.analysis.kos import kos_analysis
 from bayesrobust.analysis.lacok import lacok_table
+from bayesrobust.analysis.masking import masking_checks, masking_reference
 from bayesrobust.analysis.papernot import papernot_analysis
 from bayesrobust.analysis.sweep import logit_sweep
 from bayesrobust.analysis.transfer import transfer_matrix
@@ -28,6 +30,7 @@ from bayesrobust.analysis.triptych import triptych
 from bayesrobust.attacks import ATTACKS, build_attack
 from bayesrobust.attacks.base import choose_targets, run_batched
 from bayesrobust.models.base import Reconstructs
+from bayesrobust.schema import to_plain
 from bayesrobust.seeding import derive_seed, make_generator
 from bayesrobust.units import Units
 
@@ -201,6 +204,14 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
         keep("kos", lambda: kos_analysis(models[kos_model], x, y, section.kos, name=kos_model, judge=judge, generator=gen("kos"),
                                          **common))
 
+    masking_meta = None
+    if section.masking is not None:
+        m = section.masking
+        sub = test.head(m.limit, seed=0) if m.limit else test
+        keep("masking", lambda: masking_checks(models, sub.images, sub.labels, m, eval_samples=section.eval_samples,
+                                               batch_size=section.batch_size, generator=gen("masking")))
+        masking_meta = {**to_plain(m), "reference": masking_reference(models, m), "examples": len(sub)}
+
     run.save_arrays("arrays/attack.npz", **arrays)
     run.write_json("arrays/attack.json", {
         "models": list(models), "runs": {n: r.describe() for n, r in section.runs.items()},
@@ -214,5 +225,6 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
         "triptych_model": (section.triptych.model or first) if section.triptych else None,
         "kos": None if section.kos is None else {"model": kos_model, "judge": section.kos.judge, "losses": list(section.kos.losses),
                                                  "lams": {k: list(section.kos.lams_of(k)) for k in section.kos.losses}},
+        "masking": masking_meta,
     })
     return metrics

@@ -114,6 +114,21 @@ class UncertaintyAwareSection(AttackSpec):
 
 
 @dataclass(frozen=True)
+class MaskingSection:
+    """``[attack.masking]``: the five gradient-masking checks (analysis/masking.py) on ``limit`` test
+    digits at L∞ ``eps``."""
+
+    eps: float = 0.3
+    limit: int = 200  # test digits (stratified, seeded; 0: the suite's limit)
+    steps: tuple[int, ...] = (10, 100)  # APGD-CE's steps, check (e); the most is the white-box attack of (a), (b), (d)
+    queries: int = 1000  # Square's budget, check (b)
+    square_margin: float = 0.05
+    tolerance: float = 0.01
+    eot_samples: int = 10  # draws per gradient on stochastic models
+    reference: str = ""  # whose APGD examples are transferred, check (d) (default: the first deterministic model)
+
+
+@dataclass(frozen=True)
 class AttackSection:
     """The attack suite: named attack runs plus the paper analyses that are configured."""
 
@@ -133,6 +148,7 @@ class AttackSection:
     transfer: TransferMatrixSection | None = None
     triptych: TriptychSection | None = None
     kos: KosSection | None = None
+    masking: MaskingSection | None = None  # gradient-masking checks per model (analysis/masking.py)
 
 
 RESERVED_RUN_NAMES = ("clean", "worst_case")
@@ -179,6 +195,14 @@ def validate_attack(config: ExperimentConfig) -> None:
             raise ConfigError(f"attack.{section}.model: unknown model {sub.model!r}")
     if a.kos is not None:
         check_kos(config, a.kos)
+    if a.masking is not None:
+        m = a.masking
+        if not m.steps or any(int(s) < 1 for s in m.steps) or m.queries < 1 or m.eot_samples < 1 or m.limit < 0:
+            raise ConfigError("attack.masking: steps (one or more), queries and eot_samples must be >= 1, limit >= 0")
+        if not 0 < m.eps <= 1 or m.square_margin < 0 or m.tolerance < 0:
+            raise ConfigError("attack.masking: eps must be in (0, 1], square_margin and tolerance >= 0")
+        if m.reference and m.reference not in config.models:
+            raise ConfigError(f"attack.masking.reference: unknown model {m.reference!r}")
     if a.triptych is not None and a.triptych.source == a.triptych.target:
         raise ConfigError("attack.triptych: source and target must differ")
 

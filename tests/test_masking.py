@@ -1,0 +1,40 @@
+"""The gradient-masking checks: a hand-built masked network (logits through a quantiser: zero gradients
+everywhere, AutoAttack issues #41/#43) is flagged, a plain LeNet is not."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bayesrobust import wrap
+from bayesrobust.analysis.masking import masking_checks
+from bayesrobust.suites.attack_config import MaskingSection
+from tests.conftest import gen
+
+
+class Quantised(nn.Module):
+    """A network's logits rounded to quarters: the same predictions, no gradient."""
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, x):
+        return torch.round(self.network(x) * 4) / 4
+
+
+def test_a_masked_network_is_flagged_and_a_plain_lenet_passes(small_lenet, digits5k):
+    import copy
+
+    test = digits5k[1].head(40, seed=0)
+    plain = small_lenet.with_mode("plain")
+    masked = wrap(Quantised(copy.deepcopy(plain)), input_shape=(1, 28, 28))
+    models = {"lenet": plain, "masked": masked}
+    section = MaskingSection(eps=0.3, limit=40, steps=(3, 10), queries=150, eot_samples=2)
+    metrics, _ = masking_checks(models, test.images, test.labels, section, eval_samples=2, batch_size=40, generator=gen(0))
+    assert metrics["masking/lenet/suspected"] == 0.0, {k: v for k, v in metrics.items() if k.startswith("masking/lenet")}
+    assert "masking/lenet/check_d" not in metrics  # the reference transfers to the others, not to itself
+    assert metrics["masking/masked/suspected"] == 1.0
+    assert metrics["masking/masked/check_b"] == 0.0  # Square breaks what the zero gradients cannot
+    assert metrics["masking/masked/check_d"] == 0.0  # the LeNet's examples transfer better than the white-box attack
+    assert metrics["masking/masked/square_success"] > metrics["masking/masked/apgd_10_success"] + 0.05
