@@ -150,20 +150,22 @@ class APGD(Attack):
         for k in self.steps_bar(self.steps + 1):
             loss, grad, logp = self.loss_and_grad(model, current, y0, t0, generator)
             higher = loss > best_loss[active]  # the highest-loss iterate of all runs, for examples never broken
-            x_adv[active] = torch.where(_per_row(higher, current), current, x_adv[active])
             best_loss[active] = torch.maximum(best_loss[active], loss)
-            # the judge, on this iterate (a plain model reuses the pass's own outputs)
-            done = judge.success(x_adv.index_put((active,), current), rows=active,
-                                 logits=None if model.draws.several else logp)
-            x_adv[active] = torch.where(_per_row(done, current), current, x_adv[active])
+            # the judge, on this iterate (a plain model reuses the pass's own outputs and needs no batch)
+            several = model.draws.several
+            done = judge.success(x_adv.index_put((active,), current) if several else x_adv, rows=active,
+                                 logits=None if several else logp)
+            kept = higher | done
+            if bool(kept.any()):
+                x_adv[active[kept]] = current[kept]
             finished[active] |= done
             if k == self.steps or bool(done.all()):
                 break
             if k > 0:
                 raised += (loss > last_loss).float()
             improved = loss > run_best
-            run_best_x = torch.where(_per_row(improved, current), current, run_best_x)
-            run_best_grad = torch.where(_per_row(improved, current), grad, run_best_grad)
+            if bool(improved.any()):
+                run_best_x[improved], run_best_grad[improved] = current[improved], grad[improved]
             run_best, last_loss = torch.maximum(run_best, loss), loss
             if k in marks:  # halve η and go back to the best point where progress stalled
                 stalled = (raised < self.rho * (k - last_mark)) | ((eta_at_mark == eta) & (best_at_mark == run_best))
@@ -172,11 +174,12 @@ class APGD(Attack):
                     state.copy_(torch.where(_per_row(stalled, state), best, state))
                 raised.zero_()
                 last_mark, eta_at_mark, best_at_mark = k, eta.clone(), run_best.clone()
-            keep = ~done
-            active, x0, y0, t0 = active[keep], x0[keep], y0[keep], None if t0 is None else t0[keep]
-            current, previous, grad, eta, raised = current[keep], previous[keep], grad[keep], eta[keep], raised[keep]
-            run_best, run_best_x, run_best_grad, last_loss = run_best[keep], run_best_x[keep], run_best_grad[keep], last_loss[keep]
-            eta_at_mark, best_at_mark = eta_at_mark[keep], best_at_mark[keep]
+            if bool(done.any()):  # broken rows leave the run
+                keep = ~done
+                active, x0, y0, t0 = active[keep], x0[keep], y0[keep], None if t0 is None else t0[keep]
+                current, previous, grad, eta, raised = current[keep], previous[keep], grad[keep], eta[keep], raised[keep]
+                run_best, run_best_x, run_best_grad = run_best[keep], run_best_x[keep], run_best_grad[keep]
+                last_loss, eta_at_mark, best_at_mark = last_loss[keep], eta_at_mark[keep], best_at_mark[keep]
             sizes.append(eta.clone())
             z = project(current + _per_row(eta, current) * steepest(grad, self.norm), x0, self.eps, self.norm)
             alpha = 1.0 if k == 0 else self.momentum
