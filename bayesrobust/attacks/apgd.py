@@ -18,7 +18,7 @@ import math
 import torch
 
 from bayesrobust.attacks.ball import check_norm, project, random_start, steepest
-from bayesrobust.attacks.base import ATTACKS, Attack, check_positive
+from bayesrobust.attacks.base import ATTACKS, Attack, check_positive, judge_iterate
 from bayesrobust.errors import InputError
 
 LOSSES = ("ce", "dlr")
@@ -149,16 +149,7 @@ class APGD(Attack):
         self.step_sizes_.append(sizes)
         for k in self.steps_bar(self.steps + 1):
             loss, grad, logp = self.loss_and_grad(model, current, y0, t0, generator)
-            higher = loss > best_loss[active]  # the highest-loss iterate of all runs, for examples never broken
-            best_loss[active] = torch.maximum(best_loss[active], loss)
-            # the judge, on this iterate (a plain model reuses the pass's own outputs and needs no batch)
-            several = model.draws.several
-            done = judge.success(x_adv.index_put((active,), current) if several else x_adv, rows=active,
-                                 logits=None if several else logp)
-            kept = higher | done
-            if bool(kept.any()):
-                x_adv[active[kept]] = current[kept]
-            finished[active] |= done
+            done = judge_iterate(model, judge, x_adv, best_loss, finished, active, current, loss, logp)
             if k == self.steps or bool(done.all()):
                 break
             if k > 0:

@@ -236,6 +236,24 @@ class Attack(ABC):
         return model.margin_logits(x, self.eot_samples, generator=generator)
 
 
+def judge_iterate(model, judge, x_adv: torch.Tensor, best_loss: torch.Tensor, finished: torch.Tensor,
+                  active: torch.Tensor, current: torch.Tensor, loss: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
+    """One iterate of a norm-bounded attack (PGD, APGD) on the rows ``active``: keep it as the row's
+    answer where the judge accepts it or where its loss is the row's highest so far (the answer of a row
+    never broken), mark the accepted rows finished, and return them. A plain model is judged on the
+    gradient pass's own outputs ``logp`` and needs no batch; one with several draws sees its whole batch."""
+    higher = loss > best_loss[active]
+    best_loss[active] = torch.maximum(best_loss[active], loss)
+    several = model.draws.several
+    done = judge.success(x_adv.index_put((active,), current) if several else x_adv, rows=active,
+                         logits=None if several else logp)
+    kept = higher | done
+    if bool(kept.any()):
+        x_adv[active[kept]] = current[kept]
+    finished[active] |= done
+    return done
+
+
 def aimed_class(scores: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
     """The class an attack steers towards: the target, else the highest-scoring wrong class."""
     return target if target is not None else scores.scatter(1, y[:, None], float("-inf")).argmax(1)

@@ -14,7 +14,7 @@ import math
 import torch
 
 from bayesrobust.attacks.ball import check_norm, project, random_start, steepest
-from bayesrobust.attacks.base import ATTACKS, Attack, check_positive
+from bayesrobust.attacks.base import ATTACKS, Attack, check_positive, judge_iterate
 from bayesrobust.errors import InputError
 
 
@@ -57,20 +57,12 @@ class PGD(Attack):
             for k in self.steps_bar(self.steps + 1):
                 aim = None if target is None else target[active]
                 objective, grad, logp = self.objective_and_grad(model, current, y[active], aim, generator)
-                loss = -objective
-                higher = (loss > best_loss[active]).view(-1, *[1] * (x.dim() - 1))
-                x_adv[active] = torch.where(higher, current, x_adv[active])
-                best_loss[active] = torch.maximum(best_loss[active], loss)
-                done = judge.success(x_adv.index_put((active,), current), rows=active,
-                                     logits=None if model.draws.several else logp)
-                x_adv[active[done]] = current[done]
-                finished[active] |= done
-                if k == self.steps:
+                done = judge_iterate(model, judge, x_adv, best_loss, finished, active, current, -objective, logp)
+                if k == self.steps or bool(done.all()):
                     break
-                keep = ~done
-                active, x0, current, grad = active[keep], x0[keep], current[keep], grad[keep]
-                if active.numel() == 0:
-                    break
+                if bool(done.any()):  # broken rows leave the run
+                    keep = ~done
+                    active, x0, current, grad = active[keep], x0[keep], current[keep], grad[keep]
                 current = project(current - self.alpha * steepest(grad, self.norm), x0, self.eps, self.norm)
                 iterations[active] += 1
         return x_adv, iterations, finished
