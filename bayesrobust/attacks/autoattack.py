@@ -18,6 +18,8 @@ after each stage.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from bayesrobust.attacks.apgd import APGD
@@ -73,8 +75,6 @@ class AutoAttack(Attack):
 
     def __call__(self, model, x, y, *, target=None, generator=None, progress=True):
         result = super().__call__(model, x, y, target=target, generator=generator, progress=progress)
-        from dataclasses import replace
-
         return replace(result, broken_by=self.broken_by_.cpu(), params={**result.params, "stages": self.stage_names_})
 
     def perturb(self, model, x, y, target, generator, judge):
