@@ -141,6 +141,16 @@ class Predictive:
             raise InputError(f"labels must have shape ({self.num_examples},), got {tuple(y.shape)}")
         return y.to(self.probs.device).long()
 
+    @cached_property
+    def log_mean(self) -> torch.Tensor:
+        """Log of the predictive class probabilities ``(N, C)``: the exact ones when held, else a
+        log-sum-exp over the held log-probability samples, else floored at log 1e-30."""
+        if self.mean_log_probs is not None:
+            return self.mean_log_probs
+        if self.log_probs is not None:
+            return log_mean_prob(self.log_probs)
+        return self.mean.clamp_min(1e-30).log()
+
     def log_likelihood(self, y: torch.Tensor) -> torch.Tensor:
         """Per-example log of the MC-mean probability of the true class ``(N,)``: exact (a log-sum-exp
         over samples) when log-probabilities are held, else floored at log 1e-12."""

@@ -89,11 +89,31 @@ def peer_torchattacks(name, net, x, y, target, params):
     elif name == "apgd":
         atk = torchattacks.APGD(net, norm="Linf", eps=params["eps"], steps=params["steps"], loss=params["loss"])
     elif name == "square":
-        atk = torchattacks.Square(net, norm="Linf", eps=params["eps"], n_queries=params["queries"], p_init=0.8)
+        atk = torchattacks.Square(net, norm=params.get("norm", "Linf"), eps=params["eps"], n_queries=params["queries"], p_init=0.8)
+    elif name == "autoattack":  # as torchattacks ships it: APGD-CE, APGD-T, FAB-T, Square, with its 10-step APGD default
+        atk = torchattacks.AutoAttack(net, norm="Linf", eps=params["eps"], version="standard", n_classes=10, seed=0)
     else:
         return None, "no torchattacks counterpart"
     if target is not None:
         atk.set_mode_targeted_by_function(lambda images, labels: target)
+    out, seconds = timed(lambda: atk(x, y))
+    return (out.detach(), seconds), None
+
+
+def peer_torchattacks_stages(name, net, x, y, target, params):
+    """torchattacks' components chained as our AutoAttack chains them: APGD-CE and APGD-T with our step
+    budget, then Square, each on the images still robust (``MultiAttack``), no FAB-T."""
+    if name != "autoattack":
+        return None, "only for autoattack"
+    try:
+        import torchattacks
+    except ImportError:
+        return None, "torchattacks not installed (pip install --no-deps torchattacks)"
+    eps, steps = params["eps"], params["steps"]
+    atk = torchattacks.MultiAttack([
+        torchattacks.APGD(net, norm="Linf", eps=eps, steps=steps, loss="ce", seed=0),
+        torchattacks.APGDT(net, norm="Linf", eps=eps, steps=steps, n_classes=params["target_classes"] + 1, seed=0),
+        torchattacks.Square(net, norm="Linf", eps=eps, n_queries=params["queries"], p_init=0.8, seed=0)])
     out, seconds = timed(lambda: atk(x, y))
     return (out.detach(), seconds), None
 
@@ -129,8 +149,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--square-queries", type=int, default=5000)
+    parser.add_argument("--apgd-steps", type=int, default=100, help="APGD's steps per run (AutoAttack's 100)")
     parser.add_argument("--eps", type=float, default=0.3, help="L∞ ε of APGD-CE, APGD-T and Square (AutoAttack's MNIST 0.3)")
-    parser.add_argument("--only", nargs="*", default=["fgsm", "bim", "jsma", "jsma_f", "cw_l2", "apgd_ce", "apgd_t", "square"])
+    parser.add_argument("--l2-eps", type=float, default=2.0, help="L2 ε of square_l2")
+    parser.add_argument("--only", nargs="*", default=["fgsm", "bim", "jsma", "jsma_f", "cw_l2", "apgd_ce", "apgd_t", "square",
+                                                      "square_l2", "autoattack"])
     args = parser.parse_args(argv)
     seed_everything(args.seed)
     try:
@@ -157,10 +180,14 @@ def main(argv=None) -> dict:
         "jsma_f": ({"theta": 1.0, "gamma": 0.145}, "next", args.images, "per iteration: 1 forward + 1 backward (β = −α)"),
         "cw_l2": ({"steps": 100}, None, args.cw_images, "per step: 1 forward + 1 backward"),
         # AutoAttack's components at its MNIST setting (L∞ ε 0.3): every example stops once broken
-        "apgd_ce": ({"eps": args.eps, "steps": 100, "loss": "ce"}, None, args.images, "≤ 100 × (1 forward + 1 backward)"),
-        "apgd_t": ({"eps": args.eps, "steps": 100, "loss": "dlr", "target_classes": 9}, None, args.images,
-                   "≤ 9 targets × 100 × (1 forward + 1 backward)"),
+        "apgd_ce": ({"eps": args.eps, "steps": args.apgd_steps, "loss": "ce"}, None, args.images, f"≤ {args.apgd_steps} × (1 forward + 1 backward)"),
+        "apgd_t": ({"eps": args.eps, "steps": args.apgd_steps, "loss": "dlr", "target_classes": 9}, None, args.images,
+                   f"≤ 9 targets × {args.apgd_steps} × (1 forward + 1 backward)"),
         "square": ({"eps": args.eps, "queries": args.square_queries}, None, args.images, f"≤ {args.square_queries} forwards"),
+        "square_l2": ({"eps": args.l2_eps, "norm": "L2", "queries": args.square_queries}, None, args.images,
+                      f"≤ {args.square_queries} forwards"),
+        "autoattack": ({"eps": args.eps, "version": "standard", "steps": args.apgd_steps, "target_classes": 9, "queries": args.square_queries},
+                       None, args.images, "each stage only on the images still robust"),
     }
     report = {"benchmark": "attacks", "model": args.checkpoint or f"lenet trained {args.epochs} epochs on {train_name}",
               "data": test.info.name, "threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -171,7 +198,7 @@ def main(argv=None) -> dict:
         target = (ys + 1) % 10 if target_mode == "next" else None
         entry = {"params": params, "images": n, "targeted": target is not None, "minimum_passes": minimum}
         our_params = dict(params)
-        attack_name = {"jsma_f": "jsma", "apgd_ce": "apgd", "apgd_t": "apgd"}.get(name, name)
+        attack_name = {"jsma_f": "jsma", "apgd_ce": "apgd", "apgd_t": "apgd", "square_l2": "square"}.get(name, name)
         if name == "jsma_f":
             our_params["space"] = "probs"
         if name == "bim":
@@ -193,11 +220,16 @@ def main(argv=None) -> dict:
             mine["ms_per_image_step"] = 1000 * seconds / (n * steps)
         mine["robust_accuracy"] = 1.0 - mine["success_rate"]
         entry["bayesrobust"] = mine
-        for peer, fn in (("torchattacks", peer_torchattacks), ("art", peer_art)):
+        if name == "autoattack":
+            mine["robust_accuracy_after_stage"] = {k.removeprefix("robust_accuracy_after_"): v for k, v in result.summary().items()
+                                                   if k.startswith("robust_accuracy_after_")}
+        peers = (("torchattacks", peer_torchattacks), ("torchattacks_same_stages", peer_torchattacks_stages), ("art", peer_art))
+        for peer, fn in peers:
             m = min(n, args.slow_peer_images) if (peer == "torchattacks" and attack_name == "jsma") else n
             out, why = fn(attack_name, net, xs[:m], ys[:m], None if target is None else target[:m], params)
             if out is None:
-                entry[peer] = {"skipped": why}
+                if peer != "torchattacks_same_stages":
+                    entry[peer] = {"skipped": why}
                 continue
             x_adv, peer_seconds = out
             entry[peer] = {"seconds": peer_seconds, "images": m, "img_per_s": m / peer_seconds,

@@ -232,6 +232,10 @@ def tiny_overrides(path: Path) -> list[str]:
         if "masking" in attack:
             sets += ["attack.masking.limit=8", "attack.masking.steps=[2, 3]", "attack.masking.queries=10",
                      "attack.masking.eot_samples=2"]
+        if "robustness_curve" in attack:
+            sets += ["attack.robustness_curve.limit=8", "attack.robustness_curve.linf=[0.0, 0.1, 0.3]",
+                     "attack.robustness_curve.l2=[1.0]", "attack.robustness_curve.eot_samples=2",
+                     "attack.robustness_curve.resamples=50", "attack.robustness_curve.params={ steps = 3 }"]
         if "triptych" in attack:
             sets += ["attack.triptych.count=2"]
             if "steps" in attack["triptych"].get("params", {}):

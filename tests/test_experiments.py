@@ -57,6 +57,10 @@ def test_experiment_runs_with_tiny_settings(path, tmp_path, request):
     assert not missing, f"the report reads metric keys this run does not write: {sorted(missing)[:10]}"
     if path.stem == "quickstart":
         check_quickstart(out, metrics)
+    if path.stem == "bradshaw2017":  # robust accuracy against ε, both norms, every model
+        report = (out / "report.md").read_text()
+        assert "Robust accuracy against ε" in report and "L2: robust accuracy" in report and "Linf: robust accuracy" in report
+        assert (out / "figures" / "robustness_curve.png").exists()
     if path.stem == "feinman2017":  # a detector-aware attack's table says which detector it attacked, and under what cap
         assert "detector-aware: kd under its clean-validation threshold" in (out / "report.md").read_text()
 

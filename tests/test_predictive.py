@@ -141,3 +141,13 @@ def test_summary_aggregates_like_an_attack_result_and_per_example_keeps_the_rows
     assert summary["mutual_information"] == pytest.approx(math.log(2)) and summary["examples"] == 1.0
     assert summary["samples"] == 2.0 and summary["accuracy"] == 1.0 and summary["nll"] == pytest.approx(math.log(2))
     assert "accuracy" not in p.summary()
+
+
+def test_log_mean_is_the_log_of_the_mean_and_stays_exact_far_in_the_tail():
+    logits = torch.tensor([[[0.0, 1.0, -200.0]], [[2.0, -1.0, -300.0]]])  # (S=2, N=1, C=3)
+    pred = Predictive.from_logits(logits)
+    assert torch.allclose(pred.log_mean[:, :2], pred.mean[:, :2].log(), atol=1e-6)
+    # by hand: the second sample's class-2 probability (≈ e^-302) is negligible beside the first's
+    assert float(pred.log_mean[0, 2]) == pytest.approx(-200.0 - math.log(1 + math.e) - math.log(2), abs=1e-4)  # not floored at log 1e-30
+    one = Predictive.from_logits(logits[:1])
+    assert torch.allclose(one.log_mean, torch.log_softmax(logits[0], -1))

@@ -9,7 +9,7 @@ from torch import nn
 
 from bayesrobust import wrap
 from bayesrobust.attacks import build_attack
-from bayesrobust.attacks.square import square_fraction
+from bayesrobust.attacks.square import Square, pseudo_gaussian, square_fraction
 from tests.conftest import gen
 
 
@@ -44,6 +44,33 @@ def test_square_cannot_break_what_the_ball_forbids():
     x = torch.full((3, 1, 28, 28), 0.5)
     result = build_attack("square", eps=0.1, queries=50)(model, x, torch.zeros(3, dtype=torch.long), generator=gen(0))
     assert not result.success.any() and result.iterations.tolist() == [50, 50, 50]
+
+
+def test_the_pseudo_gaussian_bump_by_hand():
+    """Nested squares around the centre, the k-th adding 1/(k + 1)²: a 3 × 3 window holds 1 + 1/4 at
+    the centre and 1/4 on its ring; a 5 × 5 one 1 + 1/4 + 1/9, 1/4 + 1/9 and 1/9."""
+    three = pseudo_gaussian(3, 3, torch.zeros(1))
+    assert three[1, 1] == pytest.approx(1.25) and three[0, 0] == pytest.approx(0.25) and three[0, 1] == pytest.approx(0.25)
+    five = pseudo_gaussian(5, 5, torch.zeros(1))
+    assert five[2, 2] == pytest.approx(1 + 1 / 4 + 1 / 9) and five[1, 2] == pytest.approx(1 / 4 + 1 / 9)
+    assert five[0, 4] == pytest.approx(1 / 9)
+
+
+def test_an_l2_square_query_moves_mass_between_windows_and_stays_on_the_sphere():
+    """The paper's L2 update: the perturbation keeps norm ε (mid-grey images, so the box never bites), a
+    window's pixels change only inside the two windows, and each channel's norm over the two windows
+    plus the unused budget ends up in the first."""
+    attack = Square(eps=1.0, norm="L2")
+    x = torch.full((8, 3, 12, 12), 0.5)
+    start = attack._initial(x, gen(0))
+    assert torch.allclose((start - x).flatten(1).norm(dim=1), torch.ones(8), atol=1e-5)
+    side = attack._side(0.1, 12, 12)
+    assert side % 2 == 1 and side >= 3
+    proposal = attack._proposal(x, start, side, gen(1))
+    assert torch.allclose((proposal - x).flatten(1).norm(dim=1), torch.ones(8), atol=1e-5)
+    changed = ((proposal - start).abs() > 1e-7).any(1).flatten(1).sum(1)
+    assert int(changed.max()) <= 2 * side * side  # only the two windows move
+    assert not torch.equal(proposal, start)
 
 
 def test_the_window_share_halves_on_the_papers_schedule():

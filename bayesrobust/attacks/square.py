@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from bayesrobust.attacks.ball import check_norm, l2_norms, project
+from bayesrobust.attacks.ball import check_norm, l2_norms
 from bayesrobust.attacks.base import ATTACKS, Attack, check_positive
 from bayesrobust.errors import InputError
 
@@ -33,10 +33,11 @@ def square_fraction(p_init: float, query: int, queries: int) -> float:
 @ATTACKS.register("square")
 class Square(Attack):
     """Random search over square windows. L∞: start from vertical stripes of ±ε; each query sets one
-    random window of side s = round(√(p·H·W)) to ±ε per channel. L2: start from a grid of ε-scaled
-    bumps; each query clears two random windows and puts the norm they free (up to ε in all) into a
-    pseudo-Gaussian bump of random sign in the first — a simplified form of the paper's update, which
-    also keeps the perturbation on the ε-sphere. The loss is the margin log p̄(y) − max_{k≠y} log p̄(k)
+    random window of side s = round(√(p·H·W)) to ±ε per channel. L2 (the paper's Algorithm 3): start from
+    a grid of split pseudo-Gaussian bumps (one half positive, one negative) of random signs scaled to
+    norm ε; each query picks two random windows and, per channel, puts their norm plus the budget still
+    unused into the first — a split bump of random sign added to the window's normalised old content —
+    empties the second, and rescales the whole perturbation to norm ε (then the [0, 1] box). The loss is the margin log p̄(y) − max_{k≠y} log p̄(k)
     untargeted, the cross-entropy of the target targeted, from the judge's predictive. ``queries``
     scored queries per example at most (the initialisation is the first), the budget reported as
     ``iterations``; an example stops at its first query the judge counts as a success.
@@ -63,7 +64,7 @@ class Square(Attack):
     def loss(self, judge, x_batch, rows) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss to lower, success) of the rows ``rows`` of ``x_batch``, by the judge's predictive."""
         pred = judge.rows_predictive(x_batch, rows)
-        logp = pred.mean.clamp_min(1e-30).log()
+        logp = pred.log_mean
         r = rows.cpu()
         if judge.target is None:
             y = judge.y.cpu()[r]
@@ -85,7 +86,7 @@ class Square(Attack):
             if active.numel() == 0:
                 break
             p = square_fraction(self.p_init, query, self.queries)
-            side = min(max(int(round(math.sqrt(p * h * w))), 1), h - 1)
+            side = self._side(p, h, w)
             candidate = self._proposal(x[active], x_adv[active], side, generator)
             value, done = self.loss(judge, x_adv.index_put((active,), candidate), active)
             better = (value < best[active]) | done
@@ -95,51 +96,99 @@ class Square(Attack):
             iterations[active] += 1
         return x_adv, iterations, finished
 
+    def _side(self, p: float, h: int, w: int) -> int:
+        """A window covering about p of the image; in L2 odd and at least 3 pixels (the split bump needs
+        a centre and two halves), as in the paper's code."""
+        side = max(int(round(math.sqrt(p * h * w))), 1)
+        if self.norm == "L2":
+            side = max(side, 3)
+            side += 1 - side % 2
+        return min(side, h - 1, w - 1)
+
     # --- the search's proposals -------------------------------------------------------------------
-    def _windows(self, n: int, side: int, h: int, w: int, x: torch.Tensor, generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """One random ``side``-square per example: its ``(n, 1, h, w)`` boolean mask and a unit-norm
-        pseudo-Gaussian bump on it (concentric rings weighted 1/(ring + 1)², the paper's shape)."""
+    def _corners(self, n: int, side: int, h: int, w: int, x: torch.Tensor, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """One random top-left corner per example for a ``side``-square window."""
         top = torch.randint(0, h - side + 1, (n,), generator=generator, device=x.device)
         left = torch.randint(0, w - side + 1, (n,), generator=generator, device=x.device)
-        centre = (side - 1) / 2
-        dy = torch.arange(h, device=x.device, dtype=x.dtype)[None] - top[:, None] - centre  # (n, h)
-        dx = torch.arange(w, device=x.device, dtype=x.dtype)[None] - left[:, None] - centre  # (n, w)
-        ring = torch.maximum(dy.abs()[:, :, None], dx.abs()[:, None, :]).floor()
-        mask = (dy.abs() <= centre)[:, :, None] & (dx.abs() <= centre)[:, None, :]
-        bump = torch.where(mask, 1.0 / (ring + 1) ** 2, torch.zeros_like(ring))
-        bump = bump / bump.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1)
-        return mask[:, None], bump[:, None]
+        return top, left
+
+    def _window(self, top, left, side: int, h: int, w: int) -> torch.Tensor:
+        """The ``(n, 1, h, w)`` boolean mask of each example's window."""
+        rows = torch.arange(h, device=top.device)[None] - top[:, None]
+        cols = torch.arange(w, device=top.device)[None] - left[:, None]
+        inside = lambda d: (d >= 0) & (d < side)  # noqa: E731
+        return (inside(rows)[:, :, None] & inside(cols)[:, None, :])[:, None]
+
+    def _place(self, patch: torch.Tensor, top, left, h: int, w: int) -> torch.Tensor:
+        """``(n, c, s, s)`` patches put at each example's corner of an ``(n, c, h, w)`` zero image."""
+        n, c, side, _ = patch.shape
+        out = patch.new_zeros(n, c, h, w)
+        i = top[:, None, None] + torch.arange(side, device=patch.device)[None, :, None]
+        j = left[:, None, None] + torch.arange(side, device=patch.device)[None, None, :]
+        out.permute(0, 2, 3, 1)[torch.arange(n, device=patch.device)[:, None, None], i, j] = patch.permute(0, 2, 3, 1)
+        return out
 
     def _signs(self, shape, x: torch.Tensor, generator) -> torch.Tensor:
         return torch.randint(0, 2, shape, generator=generator, device=x.device).to(x.dtype) * 2 - 1
+
+    def _split_bumps(self, n: int, c: int, side: int, x: torch.Tensor, generator) -> torch.Tensor:
+        """The paper's L2 window shape, ``(n, c, side, side)``: the upper half a pseudo-Gaussian bump, the
+        lower half its negative, unit norm, transposed for a random half of the examples, with a random
+        sign per example and channel."""
+        top = side // 2
+        shape = torch.cat([pseudo_gaussian(top, side, x), -pseudo_gaussian(side - top, side, x)])
+        shape = shape / shape.norm().clamp_min(1e-12)
+        flip = torch.randint(0, 2, (n,), generator=generator, device=x.device).bool()
+        shapes = torch.where(flip[:, None, None], shape.T, shape)
+        return shapes[:, None] * self._signs((n, c, 1, 1), x, generator)
 
     def _initial(self, x: torch.Tensor, generator) -> torch.Tensor:
         n, c, h, w = x.shape
         if self.norm == "Linf":  # vertical stripes of ±ε
             return (x + self.eps * self._signs((n, c, 1, w), x, generator)).clamp(0.0, 1.0)
-        # L2: a grid of bumps of random sign, scaled to norm ε
-        delta = torch.zeros_like(x)
+        # L2: a grid of split bumps of random sign, the whole scaled to norm ε
         size = max(h // 5, 1)
-        centre = (size - 1) / 2
-        idx = torch.arange(size, dtype=x.dtype, device=x.device)
-        ring = torch.maximum((idx[:, None] - centre).abs(), (idx[None] - centre).abs()).floor()
-        shape = 1.0 / (ring + 1) ** 2
-        for top in range(0, h - size + 1, size):
-            for left in range(0, w - size + 1, size):
-                delta[..., top: top + size, left: left + size] += shape * self._signs((n, c, 1, 1), x, generator)
-        delta = delta * (self.eps / l2_norms(delta).clamp_min(1e-12)).view(-1, 1, 1, 1)
-        return project(x + delta, x, self.eps, "L2")
+        offset = (h - 5 * size) // 2 if h >= 5 else 0
+        delta = torch.zeros_like(x)
+        for top in range(offset, h - size + 1, size):
+            for left in range(offset, w - size + 1, size):
+                delta[..., top: top + size, left: left + size] += self._split_bumps(n, c, size, x, generator)
+        return (x + delta * (self.eps / l2_norms(delta).clamp_min(1e-12)).view(-1, 1, 1, 1)).clamp(0.0, 1.0)
 
     def _proposal(self, x: torch.Tensor, current: torch.Tensor, side: int, generator) -> torch.Tensor:
         n, c, h, w = x.shape
-        window, bump = self._windows(n, side, h, w, x, generator)
+        top, left = self._corners(n, side, h, w, x, generator)
+        first = self._window(top, left, side, h, w)
         if self.norm == "Linf":  # the window set to ±ε per channel around x
             signs = self._signs((n, c, 1, 1), x, generator)
-            return torch.where(window, (x + self.eps * signs).clamp(0.0, 1.0), current)
-        # L2: clear two windows and put the norm they free into a bump of random sign in the first
-        other = self._windows(n, side, h, w, x, generator)[0]
-        cleared = window | other
-        delta = torch.where(cleared, torch.zeros_like(x), current - x)
-        budget = (self.eps ** 2 - l2_norms(delta) ** 2).clamp_min(0).sqrt()  # the norm outside plus the bump's: ε
-        bump = bump * self._signs((n, c, 1, 1), x, generator) / math.sqrt(c)
-        return project(x + delta + bump * budget.view(-1, 1, 1, 1), x, self.eps, "L2")
+            return torch.where(first, (x + self.eps * signs).clamp(0.0, 1.0), current)
+        # L2 (the paper's Algorithm 3): move the mass of two windows, plus the budget still unused, into
+        # the first window as a split bump added to its normalised old content; empty the second; keep
+        # the perturbation on the ε-sphere
+        top2, left2 = self._corners(n, side, h, w, x, generator)
+        second = self._window(top2, left2, side, h, w)
+        delta = current - x
+        both = (first | second).to(x.dtype)
+        per_channel = lambda d: d.pow(2).sum((2, 3), keepdim=True).sqrt()  # noqa: E731  (n, c, 1, 1)
+        unused_sq = (self.eps ** 2 - l2_norms(delta) ** 2).clamp_min(0).view(-1, 1, 1, 1)
+        old = delta * first
+        old = old / per_channel(old).clamp_min(1e-12)
+        bump = self._place(self._split_bumps(n, c, side, x, generator), top, left, h, w) + old
+        bump = bump / per_channel(bump).clamp_min(1e-12) * (unused_sq / c + per_channel(delta * both) ** 2).sqrt()
+        delta = torch.where(first, bump, torch.where(second, torch.zeros_like(delta), delta))
+        return (x + delta * (self.eps / l2_norms(delta).clamp_min(1e-12)).view(-1, 1, 1, 1)).clamp(0.0, 1.0)
+
+
+def pseudo_gaussian(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
+    """The paper's bump on a ``height`` × ``width`` window: nested rectangles around the centre, the k-th
+    from it adding 1/(k + 1)², so a pixel at Chebyshev distance d from the centre holds
+    Σ_{k ≥ d} 1/(k + 1)² (up to the window's largest distance)."""
+    if height == 0:
+        return like.new_zeros(0, width)
+    dy = (torch.arange(height, device=like.device) - height // 2).abs()
+    dx = (torch.arange(width, device=like.device) - width // 2).abs()
+    distance = torch.maximum(dy[:, None], dx[None])
+    reach = int(max(height // 2, width // 2))
+    weights = 1.0 / (torch.arange(reach + 1, device=like.device, dtype=like.dtype) + 1) ** 2
+    tail = weights.flip(0).cumsum(0).flip(0)  # tail[d] = Σ_{k ≥ d} weights[k]
+    return tail[distance]

@@ -163,6 +163,46 @@ def masking_section(run) -> Section | None:
     return section
 
 
+@SECTIONS.register("robustness-curve")
+def robustness_curve_section(run) -> Section | None:
+    """Robust accuracy against ε per norm and model: a table with intervals and a figure with bands."""
+    from bayesrobust.analysis.robustness_curve import NORMS, curve_of, eps_key
+
+    loaded = _load(run)
+    if loaded is None or not loaded[0].get("robustness_curve"):
+        return None
+    meta, _, metrics = loaded
+    c = meta["robustness_curve"]
+    params = ", ".join(f"{k}={v}" for k, v in c["params"].items())
+    text = (f"Robust accuracy of every model against {c['attack']}{f' ({params})' if params else ''} over an ε grid per norm, "
+            f"on {c['examples']} test digits, with {c['resamples']}-resample bootstrap intervals (95%). A digit is robust at ε "
+            "when it is classified correctly and no attack at that ε or a smaller one of the grid broke it (ε = 0: the clean "
+            f"digits). Stochastic models are attacked with EOT over {c['eot_samples']} draws and judged on the MC mean.")
+    section = Section("Robust accuracy against ε", text)
+    curves: dict[str, dict] = {}
+    for norm in (n for n in NORMS if n in c["grids"]):  # L∞ first, whatever order the JSON keeps
+        grid, rows = c["grids"][norm], []
+        for name in meta["models"]:
+            values, low, high = curve_of(metrics, name, norm, grid)
+            if None in values:
+                continue
+            curves.setdefault(NORMS[norm], {})[name] = (grid, values, low, high)
+            rows.append([name] + [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in zip(values, low, high)])
+            weaker = [e for e in grid if metrics.get(f"robustness/{name}/{norm}/{eps_key(e)}/attack_robust_accuracy", 0)
+                      > metrics[f"robustness/{name}/{norm}/{eps_key(e)}/robust_accuracy"] + 0.01]
+            if weaker:
+                section.warnings.append(
+                    f"{name}, {NORMS[norm]}: the attack at ε {', '.join(f'{e:g}' for e in weaker)} alone leaves more digits "
+                    "robust than an attack at a smaller ε did — a weak attack or masked gradients at the larger budget.")
+        if rows:
+            section.tables.append(Table(f"{NORMS[norm]}: robust accuracy [95% interval]", ["model", *(f"ε {e:g}" for e in grid)], rows))
+    if not curves:
+        return None
+    section.figures.append(("robustness_curve", figures.robustness_curves(curves),
+                            "Robust accuracy against ε per norm (bands: 95% bootstrap intervals over the digits)."))
+    return section
+
+
 @SECTIONS.register("uncertainty-aware")
 def uncertainty_aware_section(run) -> Section | None:
     loaded = _load(run)

@@ -387,6 +387,23 @@ def shift_curves(strengths: list[float], curves: dict[str, dict[str, list[float]
     return fig
 
 
+def robustness_curves(curves: dict[str, dict[str, tuple[list, list, list, list]]]):
+    """Robust accuracy against ε, one panel per norm and one line per model, with its bootstrap interval
+    as a band: ``curves[norm][model] = (ε, robust accuracy, low, high)``."""
+    fig, axes = new_figure(1, len(curves), width=3.2, height=2.6)
+    for ax, (norm, models) in zip(axes[0], curves.items()):
+        for i, (model, (eps, values, low, high)) in enumerate(models.items()):
+            color = PALETTE[i % len(PALETTE)]
+            ax.plot(eps, values, color=color, marker="o", markersize=2.5, label=model)
+            if all(v is not None for v in (*low, *high)):
+                ax.fill_between(eps, low, high, color=color, alpha=0.15, linewidth=0)
+        ax.set(xlabel=f"{norm} ε", ylabel="robust accuracy", ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
 def uncertainty_densities(values: dict[str, dict[str, np.ndarray]], quantity: str = "predictive entropy (nats)"):
     """One panel per model: ArviZ kernel density estimates (boundary-corrected at zero, where entropy and
     MI pile up) of an uncertainty measure on every set, ``values[set][model]``, the first set filled; a

@@ -7,7 +7,8 @@ confidence margin); ``adv/worst_case/<model>/{success_rate,robust_accuracy}`` (a
 broken when any run broke it, as AutoAttack reports robust accuracy); ``hclu/<model>/…`` (the
 uncertainty-aware goal of Grosse et al.); and the analyses' own groups, each carrying the model
 (``lacok/<model>/``, ``papernot/<model>/``, ``sweep/``, ``crossmodel/<crafted on>/<evaluated by>/``,
-``choi/<model>/``, ``kos/<vae>/``, ``masking/<model>/``: the gradient-masking checks of ``analysis/masking.py``).
+``choi/<model>/``, ``kos/<vae>/``, ``masking/<model>/``: the gradient-masking checks of ``analysis/masking.py``,
+``robustness/<model>/<norm>/<ε>/``: robust accuracy against ε of ``analysis/robustness_curve.py``).
 Arrays go to ``arrays/attack.npz``; the report draws every
 figure from them.
 """
@@ -24,6 +25,7 @@ from bayesrobust.analysis.kos import kos_analysis
 from bayesrobust.analysis.lacok import lacok_table
 from bayesrobust.analysis.masking import masking_checks, masking_reference
 from bayesrobust.analysis.papernot import papernot_analysis
+from bayesrobust.analysis.robustness_curve import grids, robustness_curve
 from bayesrobust.analysis.sweep import logit_sweep
 from bayesrobust.analysis.transfer import transfer_matrix
 from bayesrobust.analysis.triptych import triptych
@@ -212,6 +214,17 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
                                                batch_size=section.batch_size, generator=gen("masking")))
         masking_meta = {**to_plain(m), "reference": masking_reference(models, m), "examples": len(sub)}
 
+    curve_meta = None
+    if section.robustness_curve is not None:
+        c = section.robustness_curve
+        sub = test.head(c.limit, seed=0) if c.limit else test
+        for name in models:
+            keep(f"robustness/{name}", lambda name=name: robustness_curve(
+                name, models[name], sub.images, sub.labels, c, eval_samples=section.eval_samples, batch_size=section.batch_size,
+                generator=gen("robustness", name), seed=derive_seed(seed, "robustness", name)))
+        curve_meta = {**c.describe(), "grids": {k: list(v) for k, v in grids(c).items()}, "examples": len(sub),
+                      "eot_samples": c.eot_samples, "resamples": c.resamples}
+
     run.save_arrays("arrays/attack.npz", **arrays)
     run.write_json("arrays/attack.json", {
         "models": list(models), "runs": {n: r.describe() for n, r in section.runs.items()},
@@ -226,5 +239,6 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
         "kos": None if section.kos is None else {"model": kos_model, "judge": section.kos.judge, "losses": list(section.kos.losses),
                                                  "lams": {k: list(section.kos.lams_of(k)) for k in section.kos.losses}},
         "masking": masking_meta,
+        "robustness_curve": curve_meta,
     })
     return metrics

@@ -129,6 +129,20 @@ class MaskingSection:
 
 
 @dataclass(frozen=True)
+class RobustnessCurveSection(AttackSpec):
+    """``[attack.robustness_curve]``: robust accuracy against ε per norm for every model, with bootstrap
+    intervals (analysis/robustness_curve.py). ``attack`` and ``params`` as in a run (ε and the norm are
+    set per point); an empty grid leaves that norm out."""
+
+    attack: str = "apgd"
+    linf: tuple[float, ...] = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)  # MNIST's usual L∞ range; 0 = the clean digits
+    l2: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)  # pixels in [0, 1] on 28 × 28: ε 2 is RobustBench-scale
+    limit: int = 500  # test digits (stratified, seeded; 0: the suite's limit)
+    eot_samples: int = 10  # draws per gradient on stochastic models
+    resamples: int = 1000  # bootstrap resamples of the digits
+
+
+@dataclass(frozen=True)
 class AttackSection:
     """The attack suite: named attack runs plus the paper analyses that are configured."""
 
@@ -149,6 +163,7 @@ class AttackSection:
     triptych: TriptychSection | None = None
     kos: KosSection | None = None
     masking: MaskingSection | None = None  # gradient-masking checks per model (analysis/masking.py)
+    robustness_curve: RobustnessCurveSection | None = None  # robust accuracy against ε (analysis/robustness_curve.py)
 
 
 RESERVED_RUN_NAMES = ("clean", "worst_case")
@@ -203,8 +218,34 @@ def validate_attack(config: ExperimentConfig) -> None:
             raise ConfigError("attack.masking: eps must be in (0, 1], square_margin and tolerance >= 0")
         if m.reference and m.reference not in config.models:
             raise ConfigError(f"attack.masking.reference: unknown model {m.reference!r}")
+    if a.robustness_curve is not None:
+        check_robustness_curve(a.robustness_curve)
     if a.triptych is not None and a.triptych.source == a.triptych.target:
         raise ConfigError("attack.triptych: source and target must differ")
+
+
+def check_robustness_curve(curve: RobustnessCurveSection) -> None:
+    from bayesrobust.analysis.robustness_curve import grids, takes_norm
+
+    where = "attack.robustness_curve"
+    for key in ("eps", "norm"):
+        if key in curve.params:
+            raise ConfigError(f"{where}.params.{key}: set by the grid (linf = [...], l2 = [...]); remove it")
+    if curve.targets != "none":
+        raise ConfigError(f"{where}.targets: robust accuracy is untargeted; remove targets")
+    if not grids(curve):
+        raise ConfigError(f"{where}: give at least one ε grid (linf or l2)")
+    for norm, grid in grids(curve).items():
+        if any(not e >= 0 for e in grid) or len(set(grid)) < len(grid):
+            raise ConfigError(f"{where}.{norm}: ε values must be distinct and >= 0, got {list(grid)}")
+        if norm == "linf" and max(grid) > 1:
+            raise ConfigError(f"{where}.linf: an L∞ ε above 1 is no constraint on [0, 1] pixels, got {max(grid)}")
+    curve.check(where)
+    if "l2" in grids(curve) and not takes_norm(curve.attack):
+        raise ConfigError(f"{where}: {curve.attack} is L∞ only; use apgd, pgd, square or autoattack for an l2 grid, or set l2 = []")
+    for key in ("limit", "eot_samples", "resamples"):
+        if getattr(curve, key) < (0 if key == "limit" else 1):
+            raise ConfigError(f"{where}.{key} must be >= {0 if key == 'limit' else 1}")
 
 
 def check_kos(config: ExperimentConfig, kos: KosSection) -> None:

@@ -34,7 +34,7 @@ SUITES.add("evaluation", Suite(EvaluationSection, run_evaluation, validate_evalu
 SUITES.add("calibration", Suite(CalibrationSection, run_calibration, validate_calibration, ("calibration",),
                                 ("calib/*", "calib_shift/*", "calib_paired/*", "conformal/*", "conformal_adv/*", "logistic/*")))
 SUITES.add("attack", Suite(AttackSection, run_attack_suite, validate_attack,
-                           ("attacks", "masking", "uncertainty-aware", "lacok", "papernot", "sweep", "transfer", "choi", "kos"),
+                           ("attacks", "masking", "robustness-curve", "uncertainty-aware", "lacok", "papernot", "sweep", "transfer", "choi", "kos"),
                            ("adv/*", "masking/*", "hclu/*", "lacok/*", "papernot/*", "sweep/*", "crossmodel/*", "choi/*", "kos/*")))
 SUITES.add("detection", Suite(DetectionSection, run_detection, validate_detection, ("detection",), ("detect/*",)))
 
