@@ -100,6 +100,22 @@ def peer_torchattacks(name, net, x, y, target, params):
     return (out.detach(), seconds), None
 
 
+def random_start_spread(model, net, params, x, y, starts: int) -> dict:
+    """APGD-CE's robust accuracy over ``starts`` random starts (seeds 0…starts−1) in each library, on the
+    same images: how far one start's number can move, to read a gap between the libraries against."""
+    import torchattacks
+
+    def robust(x_adv):
+        with torch.no_grad():
+            return float((net(x_adv).argmax(1) == y).float().mean())
+
+    ours_ = [robust(build_attack("apgd", **params)(model, x, y, generator=torch.Generator().manual_seed(s), progress=False).x_adv)
+             for s in range(starts)]
+    peer = [robust(torchattacks.APGD(net, norm="Linf", eps=params["eps"], steps=params["steps"], loss="ce", seed=s)(x, y))
+            for s in range(starts)]
+    return {"bayesrobust": ours_, "torchattacks": peer}
+
+
 def peer_torchattacks_stages(name, net, x, y, target, params):
     """torchattacks' components chained as our AutoAttack chains them: APGD-CE and APGD-T with our step
     budget, then Square, each on the images still robust (``MultiAttack``), no FAB-T."""
@@ -151,6 +167,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--square-queries", type=int, default=5000)
     parser.add_argument("--apgd-steps", type=int, default=100, help="APGD's steps per run (AutoAttack's 100)")
     parser.add_argument("--eps", type=float, default=0.3, help="L∞ ε of APGD-CE, APGD-T and Square (AutoAttack's MNIST 0.3)")
+    parser.add_argument("--starts", type=int, default=1, help="also APGD-CE's robust accuracy over this many random starts per library")
     parser.add_argument("--l2-eps", type=float, default=2.0, help="L2 ε of square_l2")
     parser.add_argument("--only", nargs="*", default=["fgsm", "bim", "jsma", "jsma_f", "cw_l2", "apgd_ce", "apgd_t", "square",
                                                       "square_l2", "autoattack"])
@@ -241,6 +258,8 @@ def main(argv=None) -> dict:
                 budget = params.get("queries") or params["steps"] * max(1, params.get("target_classes", 0))
                 entry[peer]["ms_per_image_step_lower_bound"] = 1000 * peer_seconds / (m * budget)
             entry[f"speed_ratio_vs_{peer}"] = mine["img_per_s"] / entry[peer]["img_per_s"]
+        if name == "apgd_ce" and args.starts > 1 and "seconds" in entry.get("torchattacks", {}):
+            entry["robust_accuracy_per_start"] = random_start_spread(model, net, params, xs, ys, args.starts)
         report["attacks"][name] = entry
         print(json.dumps({name: entry}), flush=True)
     print(json.dumps(report, indent=2))

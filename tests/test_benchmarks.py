@@ -37,7 +37,7 @@ TINY = {
     "mc_dropout": lambda tmp: ["--samples", "4", "--images", "8", "--repeats", "1"],
     "attacks": lambda tmp: ["--checkpoint", str(tiny_run_folder(tmp) / "checkpoints" / "plain.pt"), "--images", "6",
                             "--cw-images", "2", "--slow-peer-images", "2", "--square-queries", "20",
-                            "--apgd-steps", "5"],
+                            "--apgd-steps", "5", "--starts", "2"],
     "sweep": lambda tmp: ["--trials", "2", "--images", "100", "--epochs", "1"],
     "vae": lambda tmp: ["--images", "200", "--epochs", "2", "--hidden", "16", "--latent", "4"],
     "stochastic_attacks": lambda tmp: ["--run", str(tiny_run_folder(tmp)), "--limit", "10", "--eval-samples", "3",

@@ -59,7 +59,7 @@ def robustness_curve(name: str, model, x, y, section, *, eval_samples: int, batc
                 if takes_norm(section.attack):
                     params["norm"] = NORMS[norm]
                 attack = build_attack(section.attack, eval_samples=eval_samples, **params)
-                result = run_batched(attack, model, x, y, batch_size=batch_size, generator=generator,
+                result = run_batched(attack, model, x, y, batch_size=batch_size, generator=generator, progress=True,
                                      desc=f"{section.attack} {NORMS[norm]} ε {eps:g} on {name}")
                 alone = correct & ~result.success.numpy()
             robust_so_far = robust_so_far & alone
