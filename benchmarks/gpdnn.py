@@ -6,7 +6,12 @@ baseline is our plain LeNet with ``hidden = 1024`` (FC 1024 → FC 10), the GPDN
 → sparse variational GP with M inducing points → robust max on the same trunk. Both train with Adam,
 batch 128, on the same digits; epoch times are the median of ``--epochs`` epochs after the first.
 
+With ``--extractors lenet residual_sn`` the GPDNN rows are repeated with DUE's spectrally bounded
+residual extractor (``models/residual.py``), each with its epoch time as a ratio to the LeNet extractor's at
+the same M (issue 27's goal: at most 2× at M = 100).
+
     python benchmarks/gpdnn.py --images 5000 --inducing 100 250 500 --samples 1 50 200
+    python benchmarks/gpdnn.py --inducing 100 --samples 50 --extractors lenet residual_sn
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--samples", type=int, nargs="+", default=[1, 50, 200])
     parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--extractors", nargs="+", default=["lenet"], choices=["lenet", "residual_sn"],
+                        help="GPDNN feature extractors to time (the first is the reference of the ratios)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     seed_everything(args.seed)
@@ -68,11 +75,14 @@ def main(argv=None) -> dict:
         "cnn": {"epoch_seconds": cnn_epoch, "predictive_img_per_s": cnn_infer},
         "gpdnn": {},
     }
-    for m in args.inducing:
+    for extractor, m in ((e, m) for e in args.extractors for m in args.inducing):
         seed_everything(args.seed)
-        gp = build_model("gpdnn", hidden=args.hidden, inducing=m, kmeans_images=min(5000, len(train)))
+        gp = build_model("gpdnn", hidden=args.hidden, inducing=m, kmeans_images=min(5000, len(train)), extractor=extractor)
         epoch = epoch_seconds(gp, train, args.epochs, args.seed)
         row = {"epoch_seconds": epoch, "epoch_ratio_to_cnn": epoch / cnn_epoch, "accuracy": None}
+        reference = result["gpdnn" if args.extractors[0] == "lenet" else f"gpdnn_{args.extractors[0]}"].get(f"M{m}")
+        if extractor != args.extractors[0] and reference:
+            row[f"epoch_ratio_to_{args.extractors[0]}_extractor"] = epoch / reference["epoch_seconds"]
         with torch.no_grad():
             row["log_prob_img_per_s"] = images_per_second(lambda gp=gp: gp.log_prob(x), n, args.repeats)
         for s in args.samples:
@@ -80,7 +90,7 @@ def main(argv=None) -> dict:
                 lambda gp=gp, s=s: gp.predictive(x, s, generator=make_generator(args.seed)), n, args.repeats)
         labels = load_dataset("mnist-5k", "test").labels[:n]
         row["accuracy"] = gp.predictive(x, 50, generator=make_generator(args.seed)).accuracy(labels)
-        result["gpdnn"][f"M{m}"] = row
+        result.setdefault("gpdnn" if extractor == "lenet" else f"gpdnn_{extractor}", {})[f"M{m}"] = row
     result["cnn"]["accuracy"] = cnn.predictive(x).accuracy(load_dataset("mnist-5k", "test").labels[:n])
     print(json.dumps(result, indent=2))
     return result

@@ -33,7 +33,7 @@ TINY = {
     "detection": lambda tmp: ["--checkpoint", str(tiny_run_folder(tmp) / "checkpoints" / "mc.pt"), "--images", "20",
                               "--train-images", "200", "--ocsvm-per-class", "10", "--samples", "3"],
     "gpdnn": lambda tmp: ["--images", "300", "--test-images", "20", "--epochs", "1", "--inducing", "8",
-                          "--samples", "2", "--hidden", "16", "--repeats", "1"],
+                          "--samples", "2", "--hidden", "16", "--repeats", "1", "--extractors", "lenet", "residual_sn"],
     "mc_dropout": lambda tmp: ["--samples", "4", "--images", "8", "--repeats", "1"],
     "attacks": lambda tmp: ["--checkpoint", str(tiny_run_folder(tmp) / "checkpoints" / "plain.pt"), "--images", "6",
                             "--cw-images", "2", "--slow-peer-images", "2", "--square-queries", "20",
@@ -57,6 +57,8 @@ def test_benchmark_runs(name, tmp_path, capsys):
     report = load(name).main(TINY[name](tmp_path))
     assert isinstance(report, dict) and report
     assert capsys.readouterr().out.strip()  # prints its JSON
+    if name == "gpdnn":  # the residual extractor is timed against the LeNet one at the same M
+        assert report["gpdnn_residual_sn"]["M8"]["epoch_ratio_to_lenet_extractor"] > 0
 
 
 def test_stochastic_attack_benchmark_skips_eot_only_rows_on_plain_models(tmp_path):

@@ -105,3 +105,16 @@ def test_with_mode_shares_weights(images):
     assert model.with_mode("plain") is model and twin.draws.random and not model.draws.several
     assert torch.equal(twin.logits(images), model.logits(images))
     assert twin.predictive(images, 5, generator=gen()).num_samples == 5
+
+
+def test_a_lenet_with_dropout_on_its_dense_layer_only(images):
+    """``conv_dropout = 0`` (the TensorFlow tutorial net of Bradshaw et al.'s baseline): one dropout layer,
+    before the output; the first dense layer joins the deterministic trunk MC dropout computes once, and
+    the draws still differ."""
+    model = build_model("lenet", mode="mc_dropout", channels=(4, 8), hidden=16, conv_dropout=0.0)
+    assert [m.p for m in model.dropouts()] == [0.5]
+    assert isinstance(model.trunk[-1], torch.nn.ReLU) and isinstance(model.head[-1], torch.nn.Linear)
+    with torch.no_grad():
+        draws = model.sample_logits(images[:4], 5, generator=gen())
+    assert float((draws[0] - draws[1]).abs().max()) > 0
+    assert build_model("lenet", channels=(4, 8), hidden=16).params["conv_dropout"] == 0.5  # the default: both

@@ -61,6 +61,10 @@ def test_experiment_runs_with_tiny_settings(path, tmp_path, request):
         report = (out / "report.md").read_text()
         assert "Robust accuracy against ε" in report and "L2: robust accuracy" in report and "Linf: robust accuracy" in report
         assert (out / "figures" / "robustness_curve.png").exists()
+        assert "Feature collapse (GP models)" in report  # the GPDNNs' diagnostics, per set
+        assert 0 < metrics["clean/gpdnn_rbf/latent_std_ratio"] and 0 <= metrics["shift/digits/gpdnn_rbf/auroc_latent_variance"] <= 1
+        assert "clean/gpdnn_rbf/inducing_distance" in metrics and "clean/gpdnn_lin/inducing_distance" not in metrics
+        assert "clean/nn/latent_std_ratio" not in metrics
     if path.stem == "feinman2017":  # a detector-aware attack's table says which detector it attacked, and under what cap
         assert "detector-aware: kd under its clean-validation threshold" in (out / "report.md").read_text()
 

@@ -212,3 +212,35 @@ def test_softmax_pretraining_keeps_the_gp_out_of_its_prior(digits5k):
         first_loss[epochs] = model.history_[-1]["train_loss"]
     assert accuracy[0] < 0.2 and first_loss[0] == pytest.approx(-(0.1 * math.log(0.999) + 0.9 * math.log(1e-3 / 9)), abs=0.01)
     assert accuracy[1] > 0.8
+
+
+def test_collapse_diagnostics_on_a_hand_built_gp():
+    """Features = the first 8 pixels, inducing points z_j = 0.8·e_j, lengthscale 0.2, prior variance 1,
+    whitened q(u) with covariance 0.1²·I: at an inducing point the latent variance is 0.1²·k(z, z) (std
+    ratio 0.1, distance 0; GPyTorch's 1e-4 jitter on K_ZZ adds about 1e-4); at the origin, 4 lengthscales from every z_j, k(x, Z) = e⁻⁸ and the GP
+    is back at its prior (std ratio → 1)."""
+    model = build_model("gpdnn", **TINY_GPDNN)
+    selector = torch.nn.Linear(784, 8, bias=False)
+    with torch.no_grad():
+        selector.weight.zero_()
+        selector.weight[:, :8] = torch.eye(8)
+    model.extractor = torch.nn.Sequential(torch.nn.Flatten(), selector)
+    strategy = model.gp.variational_strategy.base_variational_strategy
+    with torch.no_grad():
+        strategy.inducing_points.copy_(0.8 * torch.eye(8))
+        strategy._variational_distribution.chol_variational_covar.copy_(0.1 * torch.eye(8).expand(10, 8, 8))
+        strategy._variational_distribution.variational_mean.zero_()
+    model.gp.covar_module.base_kernel.lengthscale = torch.tensor(0.2)
+    model.gp.covar_module.outputscale = torch.tensor(1.0)
+    model.clear_caches()
+    images = torch.zeros(3, 1, 28, 28)
+    images[0, 0, 0, 2] = 0.8  # on z_2
+    images[2, 0, 0, 0] = 0.4  # halfway to z_0: distance 2 lengthscales to it
+    d = model.collapse_diagnostics(images)
+    assert torch.allclose(d["inducing_distance"], torch.tensor([0.0, 4.0, 2.0]), atol=1e-3)
+    assert float(d["latent_std_ratio"][0]) == pytest.approx(0.1, rel=0.02)
+    assert float(d["latent_variance"][0]) == pytest.approx(0.01, rel=0.03)
+    assert float(d["latent_std_ratio"][1]) == pytest.approx(1.0, abs=1e-3)
+    assert 0.1 < float(d["latent_std_ratio"][2]) < 1.0
+    linear = build_model("gpdnn", **TINY_GPDNN, kernel="linear").collapse_diagnostics(images)
+    assert set(linear) == {"latent_std_ratio", "latent_variance"}  # no lengthscale to measure distances in

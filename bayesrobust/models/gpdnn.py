@@ -13,8 +13,12 @@ Meanings under the model contract (``models/base.py``):
   what attacks ascend. ``samples`` is ignored (nothing to average), so EOT costs nothing.
 - ``logits(x)``: the posterior mean of f, the scores Bradshaw et al. gave C&W's margin.
 
-Far from the training features f reverts to its zero-mean prior, so every class becomes equally
-likely (log-likelihood → log 0.1): the "don't know" the paper claims for shifted and adversarial inputs.
+Far from the inducing points, in *feature* space, f reverts to its zero-mean prior and every class
+becomes equally likely (log-likelihood → log 0.1): the "don't know" the paper claims for shifted and
+adversarial inputs. Whether an unfamiliar image lands far from them is up to the extractor, and with
+Bradshaw et al.'s LeNet it often does not: Fashion-MNIST and noise images land *closer* to the inducing
+points than test digits (feature collapse, docs/reproductions.md), so the GP is confident there.
+``collapse_diagnostics`` measures it per image; ``extractor = "residual_sn"`` is built to prevent it.
 Features are used as they come out of the CNN — no batch min/max rescaling (GPyTorch's
 ``scale_to_bounds`` makes predictions depend on the batch) and no clamping to the training range
 (``ScaleToBounds`` would flatten exactly the out-of-distribution features this model exists to flag).
@@ -30,10 +34,13 @@ from torch import nn
 
 from bayesrobust.models.base import BayesianClassifier, Draws
 from bayesrobust.models.nets import conv_stack
+from bayesrobust.models.residual import residual_sn_extractor
 from bayesrobust.models.robust_max import RobustMax
+from bayesrobust.models.spectral import tighten
 from bayesrobust.predictive import Predictive
 
 KERNELS = ("rbf", "linear")
+EXTRACTORS = ("lenet", "residual_sn")
 
 
 class LatentGP(gpytorch.models.ApproximateGP):
@@ -67,14 +74,19 @@ class LatentGP(gpytorch.models.ApproximateGP):
 
 
 class GPDNN(BayesianClassifier):
-    """CNN features (conv 5×5×32 → max-pool → conv 5×5×64 → max-pool → FC ``hidden`` → FC ``features``,
-    no final activation) → sparse variational GP (``inducing`` points, ``kernel`` "rbf" or "linear")
-    → robust-max likelihood (``epsilon``). ``gp_lr`` is the learning rate of the GP's parameters
-    (kernel, inducing points, variational distribution); the CNN uses the training section's ``lr``.
-    ``spectral_norm`` normalises every convolution and linear layer of the extractor by its largest
-    singular value (Miyato et al. 2018; the Lipschitz half of DUE's bi-Lipschitz features — without
-    DUE's residual connections nothing keeps distinct inputs apart, so it bounds how far features move,
-    not how close they may collapse)."""
+    """CNN features → sparse variational GP (``inducing`` points, ``kernel`` "rbf" or "linear") →
+    robust-max likelihood (``epsilon``). ``gp_lr`` is the learning rate of the GP's parameters (kernel,
+    inducing points, variational distribution); the CNN uses the training section's ``lr``.
+
+    ``extractor`` "lenet" (Bradshaw et al.'s): conv 5×5×32 → max-pool → conv 5×5×64 → max-pool → FC
+    ``hidden`` → FC ``features``, no final activation. ``spectral_norm`` then normalises each of its
+    convolution and linear layers by its largest singular value (Miyato et al. 2018; the Lipschitz half
+    of DUE's bi-Lipschitz features — without residual connections nothing keeps distinct inputs apart, so
+    it bounds how far features move, not how close they may collapse).
+
+    ``extractor`` "residual_sn": DUE's distance-aware map (``models/residual.py``), residual blocks
+    with every layer's operator norm bounded by ``coefficient`` (``power_iterations`` per training step;
+    convolutions normalised as convolutions, not as reshaped matrices)."""
 
     arch = "gpdnn"
     modes: ClassVar[tuple[str, ...]] = ("posterior",)
@@ -84,31 +96,42 @@ class GPDNN(BayesianClassifier):
                  features: int = 100, inducing: int = 100, kernel: str = "rbf", ard: bool = False,
                  epsilon: float = 1e-3, learn_epsilon: bool = False, quadrature_points: int = 20,
                  gp_lr: float = 1e-2, kmeans_images: int = 5000, pretrain_epochs: int = 1,
-                 spectral_norm: bool = False) -> None:
+                 spectral_norm: bool = False, extractor: str = "lenet", coefficient: float = 0.95,
+                 power_iterations: int = 1, gp_warmup_epochs: int = 0) -> None:
         c1, c2 = (int(c) for c in channels)
         super().__init__(mode=mode, channels=[c1, c2], hidden=hidden, features=features, inducing=inducing, kernel=kernel,
                          ard=ard, epsilon=epsilon, learn_epsilon=learn_epsilon, quadrature_points=quadrature_points,
                          gp_lr=gp_lr, kmeans_images=kmeans_images, pretrain_epochs=pretrain_epochs,
-                         spectral_norm=spectral_norm)
+                         spectral_norm=spectral_norm, extractor=extractor, coefficient=coefficient,
+                         power_iterations=power_iterations, gp_warmup_epochs=gp_warmup_epochs)
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+        if extractor not in EXTRACTORS:
+            raise ValueError(f"extractor must be one of {EXTRACTORS}, got {extractor!r}")
+        if extractor == "residual_sn" and spectral_norm:
+            raise ValueError("extractor 'residual_sn' is spectrally normalised already: drop spectral_norm = true "
+                             "(its bound is `coefficient`)")
         for name, value in (("hidden", hidden), ("features", features), ("inducing", inducing), ("kmeans_images", kmeans_images)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
-        if pretrain_epochs < 0:
-            raise ValueError(f"pretrain_epochs must be >= 0, got {pretrain_epochs}")
+        for name, value in (("pretrain_epochs", pretrain_epochs), ("gp_warmup_epochs", gp_warmup_epochs)):
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
         if gp_lr <= 0:
             raise ValueError(f"gp_lr must be > 0, got {gp_lr}")
-        self.extractor = nn.Sequential(*conv_stack(c1, c2), nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(),
-                                       nn.Linear(hidden, features))
+        if extractor == "residual_sn":
+            self.extractor = residual_sn_extractor(c1, c2, hidden, features, coefficient, power_iterations)
+        else:
+            self.extractor = nn.Sequential(*conv_stack(c1, c2), nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(),
+                                           nn.Linear(hidden, features))
         if spectral_norm:  # every weight's largest singular value held at 1: a Lipschitz-bounded feature map
             for layer in self.extractor:
                 if isinstance(layer, (nn.Conv2d, nn.Linear)):
                     nn.utils.parametrizations.spectral_norm(layer)
         self.gp = LatentGP(inducing, features, self.num_classes, kernel, ard)
         self.likelihood = RobustMax(self.num_classes, epsilon, learn_epsilon, quadrature_points)
-        if spectral_norm:  # in training mode every forward pass runs a power iteration and moves the
-            self.train(False)  # normalisation: predictions must not change the model (``fit`` trains, then evaluates)
+        if spectral_norm or extractor == "residual_sn":  # in training mode every forward pass runs a power
+            self.train(False)  # iteration: predictions must not move the normalisation (``fit`` trains, then evaluates)
 
     @property
     def draws(self) -> Draws:
@@ -135,6 +158,31 @@ class GPDNN(BayesianClassifier):
     def _marginals(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         dist = self.latent(x)
         return dist.mean, dist.variance.clamp_min(1e-10).sqrt()
+
+    @torch.no_grad()
+    def collapse_diagnostics(self, x: torch.Tensor, batch_size: int = 500) -> dict[str, torch.Tensor]:
+        """Per image, whether the GP can tell it is far from the data (feature collapse: an unfamiliar
+        image mapped among the training features gets a confident posterior):
+
+        - ``inducing_distance``: distance from its features to the nearest inducing point, in lengthscales
+          (per dimension under ARD); RBF kernels only, the linear kernel has no lengthscale;
+        - ``latent_std_ratio``: the latent std over the prior std, averaged over classes: 1 = the GP
+          reverts to its prior ("don't know"), small = the data pin f down;
+        - ``latent_variance``: the latent variance averaged over classes, an OOD score beside entropy.
+        """
+        out: dict[str, list[torch.Tensor]] = {"inducing_distance": [], "latent_std_ratio": [], "latent_variance": []}
+        rbf = self.params["kernel"] == "rbf"
+        for start in range(0, len(x), batch_size):
+            h = self.features(x[start: start + batch_size])
+            variance = self.gp(h).variance.clamp_min(1e-12)  # (N, C)
+            prior = self.gp.covar_module(h, diag=True).clamp_min(1e-12)  # (N,), one kernel for every class
+            out["latent_std_ratio"].append((variance / prior[:, None]).sqrt().mean(1).cpu())
+            out["latent_variance"].append(variance.mean(1).cpu())
+            if rbf:
+                lengthscale = self.gp.covar_module.base_kernel.lengthscale.reshape(1, -1)
+                out["inducing_distance"].append(torch.cdist(h / lengthscale, self.gp.inducing_points / lengthscale)
+                                                .min(1).values.cpu())
+        return {key: torch.cat(parts) for key, parts in out.items() if parts}
 
     # --- the contract -----------------------------------------------------------------------
     def raw_logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -241,6 +289,8 @@ class GPDNN(BayesianClassifier):
         ELBO's gradient vanishes — the quickstart's GPDNN (32/64 channels, 128 hidden) stayed at chance
         with a loss of 8.195 = the prior's expected log-likelihood. One epoch of softmax pre-training
         gives features worth clustering and the GP starts inside the data."""
+        from dataclasses import replace
+
         import torch.nn.functional as F
 
         from bayesrobust.models.training import pretrain, train_model
@@ -252,8 +302,14 @@ class GPDNN(BayesianClassifier):
         subset = train.head(min(self.params["kmeans_images"], len(train)), seed=seed)
         self.initialise_gp(subset.images, seed)
         elbo = self.objective(len(train))
+        if self.params["gp_warmup_epochs"]:  # the GP fits the extractor's features as they are before both move
+            pretrain([self.gp, self.likelihood], lambda x, y: -elbo(self.latent(x), y), train,
+                     replace(config, lr=self.params["gp_lr"]), epochs=self.params["gp_warmup_epochs"], seed=seed,
+                     progress=progress, desc="gpdnn GP warm-up")
         train_model(self, train, config, val=val, seed=seed, progress=progress,
                     loss=lambda x, y: -elbo(self.latent(x), y), parameters=self.parameter_groups(config.lr),
                     penalised=list(self.extractor.parameters()))
+        tighten(self.extractor)  # the spectral bounds' estimates caught up with the final weights
+        self.clear_caches()
         return self
 

@@ -73,20 +73,23 @@ class MLP(DropoutClassifier):
 class LeNet(DropoutClassifier):
     """LeNet-style CNN with dropout in the dense head (the Alshemali / Wang–Zhang setting).
 
-    conv 5×5 (32) → ReLU → max-pool → conv 5×5 (64) → ReLU → max-pool → dropout → dense 128 → ReLU →
-    dropout → dense 10. Dropout follows the convolutions, so Monte-Carlo dropout reuses them.
+    conv 5×5 (32) → ReLU → max-pool → conv 5×5 (64) → ReLU → max-pool → dropout (``conv_dropout``,
+    default ``dropout``) → dense 128 → ReLU → dropout → dense 10. Dropout follows the convolutions, so
+    Monte-Carlo dropout reuses them. ``conv_dropout = 0`` keeps dropout on the dense layer only, as the
+    TensorFlow "deep MNIST" tutorial network Bradshaw et al. compare against.
     """
     tiny_params = {"channels": (4, 8), "hidden": 16}
 
     arch = "lenet"
 
     def __init__(self, *, mode: str = "mc_dropout", channels: tuple[int, int] | list[int] = (32, 64),
-                 hidden: int = 128, dropout: float = 0.5) -> None:
+                 hidden: int = 128, dropout: float = 0.5, conv_dropout: float | None = None) -> None:
         c1, c2 = (int(c) for c in channels)
-        super().__init__(mode=mode, channels=[c1, c2], hidden=hidden, dropout=dropout)
+        conv_dropout = dropout if conv_dropout is None else conv_dropout
+        super().__init__(mode=mode, channels=[c1, c2], hidden=hidden, dropout=dropout, conv_dropout=conv_dropout)
         self._split(nn.Sequential(
             *conv_stack(c1, c2),
-            MCDropout(dropout), nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(),
+            MCDropout(conv_dropout), nn.Linear(c2 * 7 * 7, hidden), nn.ReLU(),
             MCDropout(dropout), nn.Linear(hidden, self.num_classes),
         ))
 

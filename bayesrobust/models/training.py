@@ -116,7 +116,20 @@ def train_model(model, train, config, *, loss: Callable[[torch.Tensor, torch.Ten
 def pretrain(modules, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], train, config, *, epochs: int,
              seed: int, progress: bool, desc: str) -> list[float]:
     """A stage before the real training: ``epochs`` of mini-batches minimising ``loss(x, y)`` over the
-    parameters of ``modules`` (no validation, no early stopping); returns the mean loss per epoch."""
+    parameters of ``modules`` (no validation, no early stopping); returns the mean loss per epoch. The
+    modules are in training mode meanwhile (a GP then caches nothing, a spectral bound runs its power
+    iteration) and return to their modes after."""
+    modes = [(m, m.training) for module in modules for m in module.modules()]
+    for module in modules:
+        module.train(True)
+    try:
+        return _pretrain(modules, loss, train, config, epochs=epochs, seed=seed, progress=progress, desc=desc)
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def _pretrain(modules, loss, train, config, *, epochs: int, seed: int, progress: bool, desc: str) -> list[float]:
     params = [p for m in modules for p in m.parameters()]
     optimizer = make_optimizer(params, config)
     shuffle = make_generator(derive_seed(seed, "pretrain", "shuffle"))

@@ -92,6 +92,28 @@ def ood_table(metrics: dict, models: list[str], set_name: str, unlabelled: bool)
                  "(AUROC; FPR@95: share of test digits flagged when 95% of this set are)", headers, rows)
 
 
+COLLAPSE_COLUMNS = (("inducing_distance", "distance to nearest inducing point / lengthscale"),
+                    ("latent_std_ratio", "latent std / prior std"), ("latent_variance", "latent variance"))
+
+
+def collapse_table(metrics: dict, models: list[str], sets: list[tuple[str, str]]) -> Table | None:
+    """The GP models' feature-collapse diagnostics on the test split and every shifted set, with the AUROC
+    of the latent variance as an OOD score; None without a GP model."""
+    gp = [m for m in models if f"clean/{m}/latent_std_ratio" in metrics]
+    if not gp:
+        return None
+    rows = []
+    for m in gp:
+        for prefix, set_name in sets:
+            row = [m, set_name, *(fmt(metrics[f"{prefix}/{m}/{k}"], 3) if f"{prefix}/{m}/{k}" in metrics else "–"
+                                  for k, _ in COLLAPSE_COLUMNS)]
+            key = f"{prefix}/{m}/auroc_latent_variance"
+            rows.append([*row, fmt(metrics[key], 3) if key in metrics else "–"])
+    return Table("Feature collapse (GP models): does the GP see an unfamiliar image as far from its data? A GP that "
+                 "reverts to its prior off-distribution has larger distances and a std ratio near 1 there",
+                 ["model", "set", *(label for _, label in COLLAPSE_COLUMNS), "latent-variance AUROC"], rows)
+
+
 def forest_figure(run, stochastic: list[str], arrays, count: int = 3) -> tuple[str, object, str]:
     """Per-class predictive probabilities, as ArviZ forest plots, of the ``count`` test digits the first
     stochastic model is least sure of (highest MI), from the run's NetCDF posterior-predictive draws."""
@@ -152,6 +174,9 @@ def evaluation_section(run) -> Section | None:
     section.tables.append(transfer_table(metrics, models, [("clean", meta["test"]), *((f"shift/{s}", s) for s in labelled)]))
     for set_name in shifted:
         section.tables.append(ood_table(metrics, models, set_name, set_name not in labelled))
+    collapse = collapse_table(metrics, models, [("clean", meta["test"]), *((f"shift/{s}", s) for s in shifted)])
+    if collapse is not None:
+        section.tables.append(collapse)
     entropy_in = {m: arrays[f"test/{m}/entropy"] for m in models}
     entropy_shift = {s: {m: arrays[f"shift/{s}/{m}/entropy"] for m in models} for s in shifted}
     section.figures.append(("entropy_histogram", figures.uncertainty_histograms(entropy_in, entropy_shift, test_name=meta["test"]),

@@ -7,7 +7,9 @@ al.), the same under ``shift/<set>/<model>/`` (label-free quantities only for an
 max_probability (1 − confidence): telling the shifted set from the test set by the model's own
 uncertainty (FPR@95: the share of test digits flagged when 95% of the shifted ones are). VAEs add
 ``auroc_elbo`` and ``auroc_reconstruction``, with the mean ELBO in ``clean/<vae>/elbo`` and
-``shift/<set>/<vae>/elbo``: the generative model's own surprise. Also ``arrays/evaluation.npz``
+``shift/<set>/<vae>/elbo``: the generative model's own surprise. GPDNNs add their feature-collapse
+diagnostics (``inducing_distance``, ``latent_std_ratio``, ``latent_variance``: means under ``clean/`` and
+``shift/<set>/``, and ``auroc_<diagnostic>`` per shifted set; ``GPDNN.collapse_diagnostics``). Also ``arrays/evaluation.npz``
 (per-example uncertainty for the report's histograms and a stratified grid of test digits) and one ArviZ NetCDF per model on the test split. With ``rotations`` /
 ``translations``, Ovadia et al.'s shift protocol: ``rotate/<degrees>/<model>/{acc,nll,brier,ece,entropy}``
 and ``translate/<pixels>/<model>/…`` on shifted copies of the test digits, NLL and Brier with bootstrap
@@ -101,6 +103,17 @@ def generative_scores(model, images: torch.Tensor, seed: int) -> dict[str, np.nd
     return {kind: GenerativeDetector(model, kind, seed=seed).score(images) for kind in GENERATIVE_SCORES}
 
 
+COLLAPSE_SCORES = ("inducing_distance", "latent_std_ratio", "latent_variance")  # GPDNN.collapse_diagnostics
+
+
+def collapse_scores(model, images: torch.Tensor) -> dict[str, np.ndarray]:
+    """A GP model's feature-collapse diagnostics per image (``GPDNN.collapse_diagnostics``); {} for
+    other models."""
+    if not hasattr(model, "collapse_diagnostics"):
+        return {}
+    return {kind: values.numpy() for kind, values in model.collapse_diagnostics(images).items()}
+
+
 def shift_metrics(pred: Predictive, labels: torch.Tensor, *, resamples: int = 0,
                   seed: int = 0) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Ovadia et al.'s quantities on one shifted copy — accuracy, NLL, Brier, ECE (15 bins), entropy —
@@ -171,6 +184,8 @@ def evaluate_model(run, name: str, model, data, config, seed: int) -> tuple[dict
     surprise = generative_scores(model, data.test.images, derive_seed(seed, "elbo", name))
     if surprise:
         metrics[f"clean/{name}/elbo"] = -float(surprise["elbo"].mean())
+    collapse = collapse_scores(model, data.test.images)
+    metrics.update({f"clean/{name}/{kind}": float(values.mean()) for kind, values in collapse.items()})
     grid_pred = model.predictive(grid.images, config.samples, generator=make_generator(derive_seed(seed, "grid", name)))
     arrays[f"grid/{name}/predicted"] = grid_pred.predicted.numpy()
     arrays[f"grid/{name}/confidence"] = grid_pred.confidence.numpy()
@@ -182,8 +197,10 @@ def evaluate_model(run, name: str, model, data, config, seed: int) -> tuple[dict
         values.update(ood_metrics(pred, spred))
         metrics.update({f"{prefix}/{key}": value for key, value in values.items()})
         shifted_surprise = generative_scores(model, shifted.images, derive_seed(seed, "elbo", name))
-        for kind, scores in shifted_surprise.items():
-            metrics[f"{prefix}/auroc_{kind}"] = auroc(surprise[kind], scores)
+        shifted_collapse = collapse_scores(model, shifted.images)
+        metrics.update({f"{prefix}/{kind}": float(values.mean()) for kind, values in shifted_collapse.items()})
+        for kind, scores in {**shifted_surprise, **shifted_collapse}.items():
+            metrics[f"{prefix}/auroc_{kind}"] = auroc({**surprise, **collapse}[kind], scores)
         if shifted_surprise:
             metrics[f"{prefix}/elbo"] = -float(shifted_surprise["elbo"].mean())
         arrays[f"shift/{set_name}/{name}/entropy"] = spred.entropy.numpy()
