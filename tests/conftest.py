@@ -103,7 +103,7 @@ def tiny_models():
         "softmax": lambda: build_model("mlp", mode="plain", hidden=(), input_dropout=0.0, bias=True),
         "gpdnn-linear": lambda: build_model("gpdnn", **TINY_GPDNN, kernel="linear"),
         "gpdnn-spectral": lambda: build_model("gpdnn", **TINY_GPDNN, spectral_norm=True),
-        "gpdnn-residual-sn": lambda: build_model("gpdnn", **TINY_GPDNN, extractor="residual_sn"),
+        "gpdnn-residual-sn": lambda: build_model("gpdnn", **TINY_GPDNN, extractor="residual_sn", feature_norm=True),
         "vae-feedback-conv": lambda: build_model("vae", mode="feedback", **TINY_VAE, encoder="conv"),
         # networks the toolkit did not define (tests/user_nets.py), wrapped; and deep ensembles of them
         "wrapped-bn-mc": lambda: _user_net("mc_dropout"),

@@ -13,11 +13,13 @@ Layout for 28×28 digits (``c1``, ``c2`` channels; every nonlinearity sits insid
     → block c1 → c2, stride 2 → 14×14 → block c2 → c2, stride 2 → 7×7 → block c2, 7×7
     → flatten → linear (c2·49 → hidden) → residual linear block (hidden) → linear (hidden → features)
 
-A block is shortcut(x) + conv(relu(conv(relu(x)))) (pre-activation, as DUE's wide ResNet, without batch
-norm, whose batch statistics would make an image's features depend on its batch). Identity blocks and the
-linear block are bi-Lipschitz when the coefficient c < 1 (Lip(f) ≤ c²). The stem, the downsampling blocks
-(a 1×1 strided convolution as shortcut) and the two projections are only bounded above: resolution and
-width must shrink somewhere, as in DUE's network, and there the lower bound is not guaranteed.
+A block is shortcut(x) + conv(relu(conv(relu(x)))) (pre-activation, as DUE's wide ResNet, without its
+batch norms inside the blocks; the GPDNN's ``feature_norm`` standardises the output). Identity blocks and
+the linear block are provably bi-Lipschitz when the coefficient c < 1 (Lip(f) ≤ c²). The default is DUE's
+c = 3, which keeps only the upper bound: measured on 12,000 digits trained from scratch, c = 0.95 held the
+GPDNN at 90% accuracy after two epochs against 96.6% at c = 3 (the residual branches too weak to separate
+classes). The stem, the downsampling blocks (a 1×1 strided convolution as shortcut) and the two projections
+are only bounded above at any c: resolution and width must shrink somewhere, as in DUE's network.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class ResidualLinearBlock(nn.Module):
         return x + self.fc2(self.relu(self.fc1(x)))
 
 
-def residual_sn_extractor(c1: int, c2: int, hidden: int, features: int, coefficient: float = 0.95,
+def residual_sn_extractor(c1: int, c2: int, hidden: int, features: int, coefficient: float = 3.0,
                           power_iterations: int = 1) -> nn.Sequential:
     """The layout of the module docstring, for 1 × 28 × 28 inputs in [0, 1]; output ``(N, features)``."""
     bound = {"coefficient": coefficient, "power_iterations": power_iterations}

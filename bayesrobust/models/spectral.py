@@ -84,10 +84,11 @@ def _conv_ops(layer: nn.Conv2d, input_hw: tuple[int, int]):
     return forward_op, adjoint_op
 
 
-def bound_spectral_norm(layer: nn.Module, coefficient: float = 0.95, power_iterations: int = 1,
+def bound_spectral_norm(layer: nn.Module, coefficient: float = 1.0, power_iterations: int = 1,
                         input_hw: tuple[int, int] | None = None) -> nn.Module:
     """Register :class:`SpectralBound` on ``layer.weight`` (an ``nn.Linear``, or an ``nn.Conv2d`` with the
-    spatial size ``input_hw`` of its input) and return the layer."""
+    spatial size ``input_hw`` of its input) and return the layer. ``coefficient`` 1 is Miyato et al.'s
+    normalisation, applied only where σ̂ > 1."""
     weight = layer.weight.detach()
     if isinstance(layer, nn.Conv2d):
         if input_hw is None:
