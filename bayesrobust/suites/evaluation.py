@@ -103,9 +103,6 @@ def generative_scores(model, images: torch.Tensor, seed: int) -> dict[str, np.nd
     return {kind: GenerativeDetector(model, kind, seed=seed).score(images) for kind in GENERATIVE_SCORES}
 
 
-COLLAPSE_SCORES = ("inducing_distance", "latent_std_ratio", "latent_variance")  # GPDNN.collapse_diagnostics
-
-
 def collapse_scores(model, images: torch.Tensor) -> dict[str, np.ndarray]:
     """A GP model's feature-collapse diagnostics per image (``GPDNN.collapse_diagnostics``); {} for
     other models."""
