@@ -257,12 +257,16 @@ class GPDNN(BayesianClassifier):
         from sklearn.cluster import KMeans
 
         chunks = [images[i: i + 1000].to(self.device) for i in range(0, len(images), 1000)]
-        if isinstance(self.extractor[-1], nn.BatchNorm1d):  # k-means sees the features as the GP will
-            self._fit_feature_statistics(chunks)
+        norm = self.extractor[-1] if isinstance(self.extractor[-1], nn.BatchNorm1d) else None
+        trunk = self.extractor[:-1] if norm is not None else self.extractor
         mode = self.extractor.training
         self.extractor.train(False)
-        feats = torch.cat([self.extractor(chunk) for chunk in chunks]).cpu()
+        feats = torch.cat([trunk(chunk) for chunk in chunks])
+        if norm is not None:  # k-means sees the features as the GP will: standardised by their own statistics
+            self._fit_feature_statistics(feats)
+            feats = norm(feats)
         self.extractor.train(mode)
+        feats = feats.cpu()
         m = self.params["inducing"]
         if len(feats) < m:
             raise ValueError(f"k-means needs at least inducing = {m} training images, got {len(feats)}")
@@ -276,17 +280,13 @@ class GPDNN(BayesianClassifier):
             self.gp.covar_module.variance = torch.tensor(1.0 / float(sub.pow(2).sum(1).mean().clamp_min(1e-6)))
         self.clear_caches()
 
-    def _fit_feature_statistics(self, chunks: list[torch.Tensor]) -> None:
-        """``feature_norm``'s running mean and variance set to those of the raw features of ``chunks``
-        (they start at 0 and 1, whatever the extractor gives)."""
-        norm, momentum = self.extractor[-1], self.extractor[-1].momentum
+    def _fit_feature_statistics(self, raw: torch.Tensor) -> None:
+        """``feature_norm``'s running mean and variance set to those of the raw features ``raw`` (they start
+        at 0 and 1, whatever the extractor gives); the variance unbiased, as BatchNorm keeps it."""
+        norm = self.extractor[-1]
         norm.reset_running_stats()
-        norm.momentum, mode = None, norm.training  # None: a cumulative average over the chunks
-        norm.train(True)
-        for chunk in chunks:
-            norm(self.extractor[:-1](chunk))
-        norm.momentum = momentum
-        norm.train(mode)
+        norm.running_mean.copy_(raw.mean(0))
+        norm.running_var.copy_(raw.var(0, unbiased=True))
 
     def clear_caches(self) -> None:
         """GPyTorch memoises Cholesky factors of K_ZZ while not training; drop them whenever the
