@@ -8,10 +8,12 @@ batch 128, on the same digits; epoch times are the median of ``--epochs`` epochs
 
 With ``--extractors lenet residual_sn`` the GPDNN rows are repeated with DUE's spectrally bounded
 residual extractor (``models/residual.py``), each with its epoch time as a ratio to the LeNet extractor's at
-the same M (issue 27's goal: at most 2× at M = 100).
+the same M (issue 27's goal: at most 2× at M = 100); ``--residual-channels`` sets the residual extractor's
+widths alone.
 
     python benchmarks/gpdnn.py --images 5000 --inducing 100 250 500 --samples 1 50 200
     python benchmarks/gpdnn.py --inducing 100 --samples 50 --extractors lenet residual_sn
+    python benchmarks/gpdnn.py --inducing 100 --samples 50 --extractors lenet residual_sn --residual-channels 32 32
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--extractors", nargs="+", default=["lenet"], choices=["lenet", "residual_sn"],
                         help="GPDNN feature extractors to time (the first is the reference of the ratios)")
+    parser.add_argument("--residual-channels", type=int, nargs=2, default=[32, 64], metavar=("C1", "C2"),
+                        help="the residual extractor's channels (the LeNet extractor keeps 32, 64)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     seed_everything(args.seed)
@@ -77,9 +81,12 @@ def main(argv=None) -> dict:
     }
     for extractor, m in ((e, m) for e in args.extractors for m in args.inducing):
         seed_everything(args.seed)
-        gp = build_model("gpdnn", hidden=args.hidden, inducing=m, kmeans_images=min(5000, len(train)), extractor=extractor)
+        channels = args.residual_channels if extractor == "residual_sn" else [32, 64]
+        gp = build_model("gpdnn", hidden=args.hidden, inducing=m, kmeans_images=min(5000, len(train)), extractor=extractor,
+                         channels=channels)
         epoch = epoch_seconds(gp, train, args.epochs, args.seed)
-        row = {"epoch_seconds": epoch, "epoch_ratio_to_cnn": epoch / cnn_epoch, "accuracy": None}
+        row = {"channels": gp.params["channels"], "epoch_seconds": epoch, "epoch_ratio_to_cnn": epoch / cnn_epoch,
+               "accuracy": None}
         reference = result["gpdnn" if args.extractors[0] == "lenet" else f"gpdnn_{args.extractors[0]}"].get(f"M{m}")
         if extractor != args.extractors[0] and reference:
             row[f"epoch_ratio_to_{args.extractors[0]}_extractor"] = epoch / reference["epoch_seconds"]

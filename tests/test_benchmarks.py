@@ -33,7 +33,8 @@ TINY = {
     "detection": lambda tmp: ["--checkpoint", str(tiny_run_folder(tmp) / "checkpoints" / "mc.pt"), "--images", "20",
                               "--train-images", "200", "--ocsvm-per-class", "10", "--samples", "3"],
     "gpdnn": lambda tmp: ["--images", "300", "--test-images", "20", "--epochs", "1", "--inducing", "8",
-                          "--samples", "2", "--hidden", "16", "--repeats", "1", "--extractors", "lenet", "residual_sn"],
+                          "--samples", "2", "--hidden", "16", "--repeats", "1", "--extractors", "lenet", "residual_sn",
+                          "--residual-channels", "4", "8"],
     "mc_dropout": lambda tmp: ["--samples", "4", "--images", "8", "--repeats", "1"],
     "attacks": lambda tmp: ["--checkpoint", str(tiny_run_folder(tmp) / "checkpoints" / "plain.pt"), "--images", "6",
                             "--cw-images", "2", "--slow-peer-images", "2", "--square-queries", "20",
@@ -59,6 +60,8 @@ def test_benchmark_runs(name, tmp_path, capsys):
     assert capsys.readouterr().out.strip()  # prints its JSON
     if name == "gpdnn":  # the residual extractor is timed against the LeNet one at the same M
         assert report["gpdnn_residual_sn"]["M8"]["epoch_ratio_to_lenet_extractor"] > 0
+        assert report["gpdnn_residual_sn"]["M8"]["channels"] == [4, 8]  # the residual widths alone
+        assert report["gpdnn"]["M8"]["channels"] == [32, 64]
 
 
 def test_stochastic_attack_benchmark_skips_eot_only_rows_on_plain_models(tmp_path):
