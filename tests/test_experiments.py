@@ -64,6 +64,8 @@ def test_experiment_runs_with_tiny_settings(path, tmp_path, request):
         assert "Feature collapse (GP models)" in report  # the GPDNNs' diagnostics, per set
         assert 0 < metrics["clean/gpdnn_rbf/latent_std_ratio"] and 0 <= metrics["shift/digits/gpdnn_rbf/auroc_latent_variance"] <= 1
         assert "clean/gpdnn_rbf/inducing_distance" in metrics and "clean/gpdnn_lin/inducing_distance" not in metrics
+        assert metrics["clean/gpdnn_rbf/training_distance"] > 0 and 0 <= metrics["shift/digits/gpdnn_rbf/auroc_training_distance"] <= 1
+        assert "training-distance AUROC" in report
         assert "clean/nn/latent_std_ratio" not in metrics
     if path.stem == "feinman2017":  # a detector-aware attack's table says which detector it attacked, and under what cap
         assert "detector-aware: kd under its clean-validation threshold" in (out / "report.md").read_text()

@@ -256,7 +256,15 @@ def test_collapse_diagnostics_on_a_hand_built_gp():
     assert float(d["latent_variance"][0]) == pytest.approx(0.01, rel=0.03)
     assert float(d["latent_std_ratio"][1]) == pytest.approx(1.0, abs=1e-3)
     assert 0.1 < float(d["latent_std_ratio"][2]) < 1.0
-    linear = build_model("gpdnn", **TINY_GPDNN, kernel="linear").collapse_diagnostics(images)
+    assert "training_distance" not in d  # no reference digits given
+    # training digits with features 0.4·e_0 and 0.6·e_1: from 0.8·e_2 the nearest is √(0.8² + 0.4²) = 0.894
+    # away (4.47 lengthscales), from the origin 0.4 (2), and the third image is the first reference (0)
+    reference = torch.zeros(2, 1, 28, 28)
+    reference[0, 0, 0, 0], reference[1, 0, 0, 1] = 0.4, 0.6
+    d = model.collapse_diagnostics(images, batch_size=2, reference=reference)
+    assert torch.allclose(d["training_distance"], torch.tensor([(0.8**2 + 0.4**2) ** 0.5 / 0.2, 2.0, 0.0]), atol=1e-3)
+    assert torch.allclose(d["inducing_distance"], torch.tensor([0.0, 4.0, 2.0]), atol=1e-3)  # unchanged by the reference
+    linear = build_model("gpdnn", **TINY_GPDNN, kernel="linear").collapse_diagnostics(images, reference=reference)
     assert set(linear) == {"latent_std_ratio", "latent_variance"}  # no lengthscale to measure distances in
 
 

@@ -58,6 +58,43 @@ def test_a_linear_layer_is_bounded_and_a_small_one_left_alone():
     assert largest_singular_value(small.weight.detach()) == pytest.approx(before, rel=1e-6)  # min(1, c/σ) = 1
 
 
+@pytest.mark.parametrize("kind", ["conv", "linear"])
+def test_a_bounded_layer_computes_the_map_of_its_bounded_weight(kind):
+    """The forward scales the output, min(1, c/σ̂)·(W x) + b; it must give the bounded weight's output and
+    gradients (the bound active: σ̂ > c), and run one power iteration per training forward pass."""
+    torch.manual_seed(0)
+    if kind == "conv":
+        layer, x = nn.Conv2d(3, 4, 3, stride=2, padding=1), torch.randn(2, 3, 7, 7)
+        bound_spectral_norm(layer, coefficient=0.5, input_hw=(7, 7))
+
+        def reference(weight):
+            return nn.functional.conv2d(x, weight, layer.bias, stride=2, padding=1)
+    else:
+        layer, x = nn.Linear(6, 5), torch.randn(3, 6)
+        bound_spectral_norm(layer, coefficient=0.5)
+
+        def reference(weight):
+            return nn.functional.linear(x, weight, layer.bias)
+    with torch.no_grad():
+        layer.parametrizations.weight.original.mul_(10.0)
+    layer.train(False)
+    raw = layer.parametrizations.weight.original
+    assert float(operator_norm(layer)) > 0.5 * 5  # the bound binds
+    ours = layer(x)
+    theirs = reference(layer.weight)
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    g_ours, = torch.autograd.grad(ours.square().sum(), raw)
+    g_theirs, = torch.autograd.grad(reference(layer.weight).square().sum(), raw)
+    assert torch.allclose(g_ours, g_theirs, rtol=1e-4, atol=1e-6)
+    layer.train(True)
+    bound = layer.parametrizations.weight[0]
+    calls = []
+    iterate = bound._iterate
+    bound._iterate = lambda weight, steps: calls.append(steps) or iterate(weight, steps)
+    layer(x)
+    assert calls == [bound.power_iterations]
+
+
 def test_power_iterations_run_in_training_only():
     """Predictions (eval mode) never move the estimate; training steps keep it tracking the weights."""
     torch.manual_seed(0)

@@ -93,25 +93,30 @@ def ood_table(metrics: dict, models: list[str], set_name: str, unlabelled: bool)
 
 
 COLLAPSE_COLUMNS = (("inducing_distance", "distance to nearest inducing point / lengthscale"),
+                    ("training_distance", "distance to nearest training digit / lengthscale"),
                     ("latent_std_ratio", "latent std / prior std"), ("latent_variance", "latent variance"))
+COLLAPSE_SCORES = (("latent_variance", "latent-variance AUROC"), ("training_distance", "training-distance AUROC"))
 
 
 def collapse_table(metrics: dict, models: list[str], sets: list[tuple[str, str]]) -> Table | None:
     """The GP models' feature-collapse diagnostics on the test split and every shifted set, with the AUROC
-    of the latent variance as an OOD score; None without a GP model."""
+    of the latent variance and of the distance to the training digits as OOD scores: the first is what the
+    GP sees, the second what its extractor keeps apart; None without a GP model."""
     gp = [m for m in models if f"clean/{m}/latent_std_ratio" in metrics]
     if not gp:
         return None
-    rows = []
-    for m in gp:
-        for prefix, set_name in sets:
-            row = [m, set_name, *(fmt(metrics[f"{prefix}/{m}/{k}"], 3) if f"{prefix}/{m}/{k}" in metrics else "–"
-                                  for k, _ in COLLAPSE_COLUMNS)]
-            key = f"{prefix}/{m}/auroc_latent_variance"
-            rows.append([*row, fmt(metrics[key], 3) if key in metrics else "–"])
+
+    def cell(key: str) -> str:
+        return fmt(metrics[key], 3) if key in metrics else "–"
+
+    rows = [[m, set_name, *(cell(f"{prefix}/{m}/{k}") for k, _ in COLLAPSE_COLUMNS),
+             *(cell(f"{prefix}/{m}/auroc_{k}") for k, _ in COLLAPSE_SCORES)]
+            for m in gp for prefix, set_name in sets]
     return Table("Feature collapse (GP models): does the GP see an unfamiliar image as far from its data? A GP that "
-                 "reverts to its prior off-distribution has larger distances and a std ratio near 1 there",
-                 ["model", "set", *(label for _, label in COLLAPSE_COLUMNS), "latent-variance AUROC"], rows)
+                 "reverts to its prior off-distribution has larger distances and a std ratio near 1 there. A high "
+                 "training-distance AUROC beside a low latent-variance one: the features keep the image apart, the GP "
+                 "does not see it",
+                 ["model", "set", *(label for _, label in COLLAPSE_COLUMNS), *(label for _, label in COLLAPSE_SCORES)], rows)
 
 
 def forest_figure(run, stochastic: list[str], arrays, count: int = 3) -> tuple[str, object, str]:

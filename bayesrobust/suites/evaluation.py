@@ -8,8 +8,9 @@ max_probability (1 − confidence): telling the shifted set from the test set by
 uncertainty (FPR@95: the share of test digits flagged when 95% of the shifted ones are). VAEs add
 ``auroc_elbo`` and ``auroc_reconstruction``, with the mean ELBO in ``clean/<vae>/elbo`` and
 ``shift/<set>/<vae>/elbo``: the generative model's own surprise. GPDNNs add their feature-collapse
-diagnostics (``inducing_distance``, ``latent_std_ratio``, ``latent_variance``: means under ``clean/`` and
-``shift/<set>/``, and ``auroc_<diagnostic>`` per shifted set; ``GPDNN.collapse_diagnostics``). Also ``arrays/evaluation.npz``
+diagnostics (``inducing_distance``, ``training_distance`` to the nearest of ``reference_digits`` training digits,
+``latent_std_ratio``, ``latent_variance``: means under ``clean/`` and ``shift/<set>/``, and
+``auroc_<diagnostic>`` per shifted set; ``GPDNN.collapse_diagnostics``). Also ``arrays/evaluation.npz``
 (per-example uncertainty for the report's histograms and a stratified grid of test digits) and one ArviZ NetCDF per model on the test split. With ``rotations`` /
 ``translations``, Ovadia et al.'s shift protocol: ``rotate/<degrees>/<model>/{acc,nll,brier,ece,entropy}``
 and ``translate/<pixels>/<model>/…`` on shifted copies of the test digits, NLL and Brier with bootstrap
@@ -44,6 +45,7 @@ class EvaluationSection:
     translations: tuple[int, ...] = ()  # pixels to the right (Ovadia et al.: 2, 4, …, 26)
     shift_limit: int = 0  # test digits per shifted copy (0: all)
     bootstrap: int = 1000  # resamples for the intervals of accuracy and log-likelihood (0: none)
+    reference_digits: int = 5000  # training digits a GP model's training_distance is measured to (0: not measured)
 
 
 def validate_evaluation(config) -> None:
@@ -57,6 +59,8 @@ def validate_evaluation(config) -> None:
         raise ConfigError(f"evaluation.bootstrap must be >= 0 (0: no intervals), got {section.bootstrap}")
     if section.shift_limit < 0:
         raise ConfigError("evaluation.shift_limit must be >= 0 (0: all test digits)")
+    if section.reference_digits < 0:
+        raise ConfigError("evaluation.reference_digits must be >= 0 (0: no distance to the training digits)")
 
 
 OOD_SCORES = ("entropy", "mi", "variance", "max_probability")  # max_probability scores 1 − confidence
@@ -103,12 +107,12 @@ def generative_scores(model, images: torch.Tensor, seed: int) -> dict[str, np.nd
     return {kind: GenerativeDetector(model, kind, seed=seed).score(images) for kind in GENERATIVE_SCORES}
 
 
-def collapse_scores(model, images: torch.Tensor) -> dict[str, np.ndarray]:
-    """A GP model's feature-collapse diagnostics per image (``GPDNN.collapse_diagnostics``); {} for
-    other models."""
+def collapse_scores(model, images: torch.Tensor, reference: torch.Tensor | None) -> dict[str, np.ndarray]:
+    """A GP model's feature-collapse diagnostics per image (``GPDNN.collapse_diagnostics``), distances to
+    the ``reference`` training digits included; {} for other models."""
     if not hasattr(model, "collapse_diagnostics"):
         return {}
-    return {kind: values.numpy() for kind, values in model.collapse_diagnostics(images).items()}
+    return {kind: values.numpy() for kind, values in model.collapse_diagnostics(images, reference=reference).items()}
 
 
 def shift_metrics(pred: Predictive, labels: torch.Tensor, *, resamples: int = 0,
@@ -181,7 +185,8 @@ def evaluate_model(run, name: str, model, data, config, seed: int) -> tuple[dict
     surprise = generative_scores(model, data.test.images, derive_seed(seed, "elbo", name))
     if surprise:
         metrics[f"clean/{name}/elbo"] = -float(surprise["elbo"].mean())
-    collapse = collapse_scores(model, data.test.images)
+    reference = data.train.head(config.reference_digits, seed=0).images if config.reference_digits else None
+    collapse = collapse_scores(model, data.test.images, reference)
     metrics.update({f"clean/{name}/{kind}": float(values.mean()) for kind, values in collapse.items()})
     grid_pred = model.predictive(grid.images, config.samples, generator=make_generator(derive_seed(seed, "grid", name)))
     arrays[f"grid/{name}/predicted"] = grid_pred.predicted.numpy()
@@ -194,7 +199,7 @@ def evaluate_model(run, name: str, model, data, config, seed: int) -> tuple[dict
         values.update(ood_metrics(pred, spred))
         metrics.update({f"{prefix}/{key}": value for key, value in values.items()})
         shifted_surprise = generative_scores(model, shifted.images, derive_seed(seed, "elbo", name))
-        shifted_collapse = collapse_scores(model, shifted.images)
+        shifted_collapse = collapse_scores(model, shifted.images, reference)
         metrics.update({f"{prefix}/{kind}": float(values.mean()) for kind, values in shifted_collapse.items()})
         for kind, scores in {**shifted_surprise, **shifted_collapse}.items():
             metrics[f"{prefix}/auroc_{kind}"] = auroc({**surprise, **collapse}[kind], scores)
