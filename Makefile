@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= $(if $(wildcard ../shared/data),../shared/data,)
 
-.PHONY: install demo test lint bench bench-peers browser clean
+.PHONY: install demo test test-avx2 lint bench bench-peers browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,23 @@ install: $(STAMP)
 demo: $(STAMP)  ## train + evaluate on the embedded offline data, write runs/quickstart/<time>/report.html
 	$(BIN)/bayesrobust run experiments/quickstart.toml
 
+# A worker that dies (a crash, or a test past pyproject's faulthandler_timeout) fails its test by name and ends
+# the run: --max-worker-restart 0, because pytest-xdist 3.8's loadgroup scheduler can wait forever on the work
+# of a replaced worker (pytest-xdist issues 1323, 1327).
+PYTEST_RUN := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --max-worker-restart 0 --durations 20
+
+# The model and attack contract tests, and the training loop that once hung oneDNN (tests/test_cpu_paths.py)
+CONTRACT_TESTS := tests/test_models.py tests/test_any_model.py tests/test_dropout.py tests/test_gpdnn.py \
+	tests/test_spectral.py tests/test_vae.py tests/test_attacks.py tests/test_criterion.py tests/test_apgd.py \
+	tests/test_square_pgd.py tests/test_autoattack.py tests/test_cpu_paths.py
+# What an AVX2-only CPU (many AMD machines) runs: oneDNN's kernels and ATen's vectorised kernels capped at AVX2
+AVX2_ONLY := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
+
 test: $(STAMP)  ## the whole test suite on every core (uses ../shared/data when present; TEST_WORKERS=0 runs it in one process)
-	BAYESROBUST_DATA=$${BAYESROBUST_DATA:-$(DATA)} $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	BAYESROBUST_DATA=$${BAYESROBUST_DATA:-$(DATA)} $(PYTEST_RUN)
+
+test-avx2: $(STAMP)  ## the model and attack contract tests on the AVX2 CPU path, as an AVX2-only CPU runs them
+	$(AVX2_ONLY) BAYESROBUST_DATA=$${BAYESROBUST_DATA:-$(DATA)} $(PYTEST_RUN) $(CONTRACT_TESTS)
 
 browser:  ## Debian's chromium for the report's browser test (best effort: needs apt and root; the test skips without it)
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \

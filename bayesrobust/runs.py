@@ -47,6 +47,21 @@ def git_revision() -> str:
         return "unknown"
 
 
+def cpu_path() -> dict[str, str]:
+    """Which CPU and which of its kernel paths ran: oneDNN and ATen pick AVX-512 or AVX2 kernels by CPU, and
+    ``ONEDNN_MAX_CPU_ISA`` / ``ATEN_CPU_CAPABILITY`` cap them (an AVX2-only CPU's path on any x86 machine)."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "default")}
+
+
 def environment(seed: int, device: str) -> dict[str, Any]:
     """Versions and settings that make a run reproducible."""
     import importlib.metadata as md
@@ -66,6 +81,7 @@ def environment(seed: int, device: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "torch_threads": torch.get_num_threads(),
+        **cpu_path(),
         "versions": versions,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

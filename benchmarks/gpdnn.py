@@ -29,6 +29,7 @@ import torch
 from bayesrobust.config import TrainSection
 from bayesrobust.data import load_dataset
 from bayesrobust.models import build_model
+from bayesrobust.runs import cpu_path
 from bayesrobust.seeding import make_generator, seed_everything
 
 
@@ -75,7 +76,7 @@ def main(argv=None) -> dict:
     result = {
         "benchmark": "gpdnn_vs_softmax_cnn",
         "train_images": len(train), "test_images": n, "epochs_timed": args.epochs, "hidden": args.hidden,
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(), **cpu_path(),
         "cnn": {"epoch_seconds": cnn_epoch, "predictive_img_per_s": cnn_infer},
         "gpdnn": {},
     }

@@ -32,6 +32,23 @@ def _share_cores_between_workers() -> None:
 _share_cores_between_workers()
 
 
+_SESSION = pytest.StashKey[pytest.Session]()
+
+
+def pytest_sessionstart(session):
+    session.config.stash[_SESSION] = session
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """Say so when collected tests never ran: a worker that dies ends ``make test`` (no restarts: see the
+    Makefile), and the tests it had not reached would otherwise vanish from the counts."""
+    collected = config.stash[_SESSION].testscollected
+    ran = {r.nodeid for reports in terminalreporter.stats.values() for r in reports if isinstance(r, pytest.TestReport)}
+    if collected > len(ran):
+        terminalreporter.write_sep("=", f"{collected - len(ran)} of {collected} collected tests never ran: "
+                                        "the run is incomplete", red=True)
+
+
 def shared_data() -> Path | None:
     """The real-data folder (``$BAYESROBUST_DATA`` or ``../shared/data``), or None."""
     for candidate in (os.environ.get("BAYESROBUST_DATA"), REPO.parent / "shared" / "data"):

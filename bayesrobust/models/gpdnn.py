@@ -135,9 +135,9 @@ class GPDNN(BayesianClassifier):
                     nn.utils.parametrizations.spectral_norm(layer)
         if feature_norm:  # the feature cloud's location and scale held fixed: batch statistics in training,
             self.extractor.append(nn.BatchNorm1d(features, affine=False))  # the training set's at test time
-        # channels-last convolutions: the same numbers, epochs measured 3–15% faster for the LeNet extractor and
-        # 13–20% for the residual one on CPU (docs/reproductions.md, the residual extractor's cost)
-        self.extractor.to(memory_format=torch.channels_last)
+        # The extractor stays in the default (NCHW) memory format: channels-last sent the residual extractor's
+        # strided 1×1 convolutions to oneDNN 1×1 backward-weights kernels that hang on the AVX2 path and
+        # corrupt memory on the AVX-512 one (torch 2.13; tests/test_cpu_paths.py runs that loop on both paths).
         self.gp = LatentGP(inducing, features, self.num_classes, kernel, ard)
         self.likelihood = RobustMax(self.num_classes, epsilon, learn_epsilon, quadrature_points)
         if spectral_norm or extractor == "residual_sn":  # in training mode every forward pass runs a power
