@@ -1,8 +1,27 @@
-"""bayesrobust: Bayesian models of digits, their attacks, and uncertainty as a first-class output."""
+"""bayesrobust: Bayesian models of digits, their attacks, and uncertainty as a first-class output.
+
+The names below are loaded on first use (PEP 562), so importing a light module such as
+``bayesrobust.errors`` or ``bayesrobust.schema`` does not import torch and the model stack."""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from bayesrobust.models import BayesianClassifier, Draws, wrap  # noqa: E402
-from bayesrobust.predictive import Predictive  # noqa: E402
+_LAZY = {"BayesianClassifier": "bayesrobust.models", "Draws": "bayesrobust.models", "wrap": "bayesrobust.models",
+         "Predictive": "bayesrobust.predictive"}
 
 __all__ = ["BayesianClassifier", "Draws", "Predictive", "__version__", "wrap"]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'bayesrobust' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -152,7 +152,11 @@ def validate(config: ExperimentConfig) -> None:
     """Cross-field checks the types alone cannot express."""
     if not 0.0 <= config.data.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in [0, 1), got {config.data.val_fraction}")
+    for key in ("train_limit", "test_limit", "shifted_limit"):
+        if getattr(config.data, key) < 0:
+            raise ConfigError(f"data.{key} must be >= 0 (0 keeps every example), got {getattr(config.data, key)}")
     check_device(config.run.device)
+    check_data_paths(config)
     check_transfer_names(config)
     names = list(config.models)
     for i, (name, model) in enumerate(config.models.items()):
@@ -178,6 +182,21 @@ def validate(config: ExperimentConfig) -> None:
 
     for name in config.suites:
         SUITES.get(name).validate(config)
+
+
+def check_data_paths(config: ExperimentConfig) -> None:
+    """``data.train`` / ``data.test`` name a registered set or a path; a path given for training needs a
+    test set of its own (the toolkit never tests on the digits it trained on)."""
+    from bayesrobust.data import DATASETS
+    from bayesrobust.data.folder import is_data_path
+
+    for key in ("train", "test"):
+        spec = getattr(config.data, key)
+        if spec and spec not in DATASETS and not is_data_path(spec):
+            raise ConfigError(f"data.{key}: unknown dataset {spec!r}, neither a registered one ({', '.join(DATASETS.names())}) "
+                              "nor a path to files (an IDX pair, a .npz, or a folder of PNG/JPEG digits per class)")
+    if is_data_path(config.data.train) and not config.data.test:
+        raise ConfigError(f"data.train is the path {config.data.train!r}: give data.test too (a path or a registered set)")
 
 
 def check_transfer_names(config: ExperimentConfig) -> None:
@@ -252,10 +271,14 @@ def check_calibrate(config: ExperimentConfig, name: str) -> None:
 
 
 def training_shape(config: ExperimentConfig) -> tuple[int, ...]:
-    """One training image's (C, H, W), as the training set's registration declares it."""
+    """One training image's (C, H, W), as the training set's registration declares it, or as the files
+    at its path hold it."""
     from bayesrobust.data import DATASETS
+    from bayesrobust.data.folder import is_data_path, load_folder
 
-    return DATASETS.get(config.data.train).shape if config.data.train in DATASETS else (1, 28, 28)
+    if config.data.train in DATASETS:
+        return DATASETS.get(config.data.train).shape
+    return load_folder(config.data.train).shape if is_data_path(config.data.train) else (1, 28, 28)
 
 
 def check_model(section: ModelSection, where: str, shape: tuple[int, ...] = (1, 28, 28)) -> None:

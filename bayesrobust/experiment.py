@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bayesrobust.config import ExperimentConfig
 from bayesrobust.data import Dataset, load_dataset
-from bayesrobust.data.folder import load_idx_folder
+from bayesrobust.data.folder import is_data_path, load_folder
 from bayesrobust.errors import ConfigError, DatasetMissing, ForeignCheckpoint
 from bayesrobust.models import BayesianClassifier
 from bayesrobust.models.base import build_for_images, check_shape, is_import_path
@@ -34,12 +34,11 @@ def load_data(config: ExperimentConfig, data_dir: str | None, download: bool) ->
     """Train/validation/test splits and shifted sets; the validation split is carved (stratified,
     seeded) from the training split, never from the test split."""
     d = config.data
-    train = load_dataset(d.train, "train", data_dir, download).head(d.train_limit, seed=config.run.seed)
+    train = labelled_set(d.train, "train", data_dir, download).head(d.train_limit, seed=config.run.seed)
     val = None
     if d.val_fraction > 0:
         train, val = train.split(d.val_fraction, seed=derive_seed(config.run.seed, "val"))
-    test_name = d.test or d.train
-    test = load_dataset(test_name, "test", data_dir, download).head(d.test_limit, seed=0)
+    test = labelled_set(d.test or d.train, "test", data_dir, download).head(d.test_limit, seed=0)
     shifted = {name: shifted_set(name, d, data_dir, download) for name in d.shifted}
     unavailable = {}
     for name in d.shifted_optional:
@@ -47,8 +46,8 @@ def load_data(config: ExperimentConfig, data_dir: str | None, download: bool) ->
             shifted[name] = shifted_set(name, d, data_dir, download)
         except DatasetMissing as exc:  # absent is fine for an optional set; corrupt is still an error
             unavailable[name] = str(exc)
-    for path in config.transfer.extra:  # the user's own IDX folders: a missing one is an error, not skipped
-        extra = load_idx_folder(path)
+    for path in config.transfer.extra:  # the user's own files: a missing one is an error, not skipped
+        extra = load_folder(path)
         shifted[extra.info.name] = extra.head(d.shifted_limit, seed=0)
     for name, dataset in {"data.test": test, **shifted}.items():
         if dataset.shape != train.shape:
@@ -57,13 +56,25 @@ def load_data(config: ExperimentConfig, data_dir: str | None, download: bool) ->
     return ExperimentData(train, val, test, shifted, unavailable)
 
 
+def labelled_set(spec: str, split: str, data_dir, download: bool) -> Dataset:
+    """``data.train`` / ``data.test``: a registered set's split, or the labelled digits at a path."""
+    if not is_data_path(spec):
+        return load_dataset(spec, split, data_dir, download)
+    dataset = load_folder(spec)
+    if not dataset.labelled:
+        raise ConfigError(f"data.{split} {spec!r} has no labels: training and the test split need them "
+                          "(an unlabelled set can be a transfer.extra set)")
+    return replace(dataset, info=replace(dataset.info, split=split))
+
+
 def shifted_set(name: str, d, data_dir, download: bool) -> Dataset:
     """A shifted set's test split; its labels count as unlabelled when they name other classes than the
     training set's (Fashion-MNIST's clothing for a digit model: accuracy there would mean nothing)."""
     from bayesrobust.data import DATASETS
 
     dataset = load_dataset(name, "test", data_dir, download).head(d.shifted_limit, seed=0)
-    if DATASETS.get(name).classes != DATASETS.get(d.train).classes:
+    train_classes = DATASETS.get(d.train).classes if d.train in DATASETS else "digits"  # a path's labels are 0–9
+    if DATASETS.get(name).classes != train_classes:
         dataset = dataset.without_labels()
     return dataset
 

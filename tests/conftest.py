@@ -113,15 +113,15 @@ def tiny_models():
     """One small instance of every registered family in every mode (from each family's own ``tiny()``:
     a new family is in every contract test by registering it), a few variants of their parameters, and
     networks the toolkit did not define, for contract tests."""
-    registered = {f"{arch}-{mode}": (lambda arch=arch, mode=mode: MODELS.get(arch).tiny(mode))
+    registered = {f"{arch}-{mode}": (lambda arch=arch, mode=mode: _seeded(lambda: MODELS.get(arch).tiny(mode)))
                   for arch in MODELS.names() if MODELS.get(arch).tiny_params is not None for mode in MODELS.get(arch).modes}
-    return {
+    return {  # every instance from a fixed seed: what a test sees cannot depend on the tests run before it
         **registered,
-        "softmax": lambda: build_model("mlp", mode="plain", hidden=(), input_dropout=0.0, bias=True),
-        "gpdnn-linear": lambda: build_model("gpdnn", **TINY_GPDNN, kernel="linear"),
-        "gpdnn-spectral": lambda: build_model("gpdnn", **TINY_GPDNN, spectral_norm=True),
-        "gpdnn-residual-sn": lambda: build_model("gpdnn", **TINY_GPDNN, extractor="residual_sn", feature_norm=True),
-        "vae-feedback-conv": lambda: build_model("vae", mode="feedback", **TINY_VAE, encoder="conv"),
+        "softmax": lambda: build_model("mlp", mode="plain", hidden=(), input_dropout=0.0, bias=True, seed=0),
+        "gpdnn-linear": lambda: build_model("gpdnn", **TINY_GPDNN, kernel="linear", seed=0),
+        "gpdnn-spectral": lambda: build_model("gpdnn", **TINY_GPDNN, spectral_norm=True, seed=0),
+        "gpdnn-residual-sn": lambda: build_model("gpdnn", **TINY_GPDNN, extractor="residual_sn", feature_norm=True, seed=0),
+        "vae-feedback-conv": lambda: build_model("vae", mode="feedback", **TINY_VAE, encoder="conv", seed=0),
         # networks the toolkit did not define (tests/user_nets.py), wrapped; and deep ensembles of them
         "wrapped-bn-mc": lambda: _user_net("mc_dropout"),
         "wrapped-bn-deterministic": lambda: _user_net("deterministic"),

@@ -80,6 +80,20 @@ def test_bad_values_are_one_line_errors_before_any_work(override, expected, caps
     assert not (tmp_path / "r").exists()
 
 
+def test_a_user_network_whose_constructor_fails_is_a_one_line_error(capsys, tmp_path):
+    """A network named by import path whose constructor raises (here torch refuses a negative width) is
+    one line naming the model, the class and the parameters, before any work."""
+    args = ["run", str(REPO / "experiments" / "quickstart.toml"), "--out", str(tmp_path / "r"),
+            "--set", "models.gpdnn.arch=tests.user_nets:DropoutBatchNormCNN", "--set", "models.gpdnn.mode=deterministic",
+            "--set", "models.gpdnn.params={width = -1}"]
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("bayesrobust: error: models.gpdnn: tests.user_nets:DropoutBatchNormCNN(width=-1) raised "
+                          "RuntimeError: Trying to create tensor with negative dimension"), err
+    assert not (tmp_path / "r").exists()
+
+
 def test_importing_the_report_leaves_the_matplotlib_backend_alone():
     import subprocess
     import sys

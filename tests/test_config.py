@@ -43,6 +43,9 @@ def test_wrong_types_are_named(raw, key):
 
 @pytest.mark.parametrize("raw, text", [
     ({"data": {"val_fraction": 1.5}}, "val_fraction"),
+    ({"data": {"train_limit": -5}}, r"data.train_limit must be >= 0 \(0 keeps every example\), got -5"),
+    ({"data": {"test_limit": -1}}, "data.test_limit must be >= 0"),
+    ({"data": {"shifted_limit": -1}}, "data.shifted_limit must be >= 0"),
     ({"models": {"a": {"mode": "bayes"}}}, "mode"),
     ({"models": {"a": {"train": {"optimizer": "lbfgs"}}}}, "optimizer"),
     ({"models": {"a": {"train": {"epochs": 0}}}}, "epochs"),

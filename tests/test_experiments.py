@@ -52,6 +52,9 @@ def test_experiment_runs_with_tiny_settings(path, tmp_path, request):
     assert set(stages) == {"data", "models", "report"} | suites and all(v >= 0 for v in stages.values())
     env_line = next(line for line in (out / "report.md").read_text().splitlines() if "wall time" in line)
     assert all(f"{stage} " in env_line for stage in stages if stage != "report"), env_line
+    assert "CPU " in env_line and "oneDNN ISA " in env_line, env_line  # which kernel path produced the numbers
+    name = load_config(out / "config.toml").run.name  # the title is the run's name, its folder ("run") beside it
+    assert (out / "report.md").read_text().startswith(f"# bayesrobust run: {name} (run)\n"), name
     assert list((out / "checkpoints").glob("*.pt"))
     missing = metric_keys_the_report_reads(out) - set(metrics)
     assert not missing, f"the report reads metric keys this run does not write: {sorted(missing)[:10]}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 
 from bayesrobust.report import figures
 
@@ -65,3 +66,15 @@ def test_uncertainty_histograms_share_both_axes():
     first, second = fig.axes
     assert first.get_ylim() == second.get_ylim() and first.get_xlim() == second.get_xlim()
     assert first.get_ylabel() == "density" and second.get_ylabel() == ""
+
+
+def test_two_sections_that_name_one_figure_alike_are_an_error():
+    from bayesrobust.errors import RunError
+    from bayesrobust.report.build import unique_figures
+    from bayesrobust.report.sections import Section
+
+    first, second = object(), object()
+    a, b = Section("Calibration", figures=[("entropy", first, "")]), Section("Attacks", figures=[("entropy", second, "")])
+    assert unique_figures([a]) == [("entropy", first)]
+    with pytest.raises(RunError, match="figure name 'entropy' is written by section 'Calibration' and by 'Attacks'"):
+        unique_figures([a, b])

@@ -14,6 +14,8 @@ import sys
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 PACKAGE = REPO / "bayesrobust"
@@ -107,3 +109,21 @@ print("imported", len({order!r}))
     proc = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert f"imported {len(order)}" in proc.stdout
+
+
+def test_the_error_types_import_without_torch():
+    """Code that only catches our errors (a wrapper script, a config checker) does not pay for torch: the
+    package root loads its public names on first use. Checked in a fresh interpreter."""
+    code = "import sys, bayesrobust.errors; print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('bayesrobust')))"
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == "['bayesrobust', 'bayesrobust.errors']"
+
+
+def test_the_package_root_still_offers_its_names():
+    import bayesrobust
+
+    assert set(bayesrobust.__all__) <= set(dir(bayesrobust))
+    assert all(getattr(bayesrobust, name) is not None for name in bayesrobust.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        bayesrobust.nothing  # noqa: B018

@@ -323,3 +323,36 @@ def test_adversarial_training_lowers_fgsm_error(digits5k):
         result = build_attack("fgsm", eps=0.25)(model, test.images[:200], test.labels[:200])
         errors[eps] = result.summary()["error_rate"]
     assert errors[0.25] < errors[0.0] - 0.1, errors  # measured: 0.985 → 0.795 after four epochs on 1,500 digits
+
+
+SEEDED_BUILDS = {
+    **{f"{arch}-{mode}": (arch, mode, MODELS.get(arch).tiny_params)
+       for arch in MODELS.names() if MODELS.get(arch).tiny_params is not None for mode in MODELS.get(arch).modes},
+    "user-network-by-import-path": ("tests.user_nets:DropoutBatchNormCNN", "mc_dropout", {"width": 3}),
+}
+
+
+@pytest.mark.parametrize("name", SEEDED_BUILDS)
+def test_one_seed_fixes_the_trained_model_whatever_ran_before(name, digits5k):
+    """``build_model(..., seed=s).fit(..., seed=s)`` twice in one process, with unrelated and unequal use of
+    the global RNGs before each, gives identical weights; the seed of the build leaves the global RNGs as
+    it found them."""
+    import random
+
+    import numpy as np
+
+    arch, mode, params = SEEDED_BUILDS[name]
+    train = digits5k[0].head(200, seed=0)
+
+    def build_and_fit(unrelated_draws: int):
+        torch.rand(unrelated_draws), np.random.rand(unrelated_draws), random.random()
+        return build_model(arch, mode=mode, seed=5, **params).fit(train, TrainSection(epochs=1, batch_size=50), seed=5,
+                                                                  progress=False)
+
+    first, second = build_and_fit(3).state_dict(), build_and_fit(11).state_dict()
+    assert first.keys() == second.keys()
+    differ = [k for k in first if not torch.equal(first[k], second[k])]
+    assert not differ, f"weights differ between two seed-5 builds and fits: {differ[:5]}"
+    state = torch.get_rng_state()
+    build_model(arch, mode=mode, seed=5, **params)
+    assert torch.equal(torch.get_rng_state(), state)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from abc import ABCMeta, abstractmethod
+from contextlib import nullcontext
 from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -29,6 +30,7 @@ from bayesrobust.models.calibrators import calibrator_from_dict
 from bayesrobust.predictive import Predictive, log_mean_prob
 from bayesrobust.registry import Registry
 from bayesrobust.schema import refuse_unknown_keywords
+from bayesrobust.seeding import isolated_rng
 from bayesrobust.validation import check_images
 
 CHECKPOINT_FORMAT = "bayesrobust-model/1"
@@ -346,12 +348,14 @@ def _checked(samples: int) -> int:
 MODELS: Registry[type[BayesianClassifier]] = Registry("model architecture")
 
 
-def build_for_images(arch: str, shape: tuple[int, ...], *, mode: str | None = None, **params: Any) -> BayesianClassifier:
+def build_for_images(arch: str, shape: tuple[int, ...], *, mode: str | None = None, seed: int | None = None,
+                     **params: Any) -> BayesianClassifier:
     """:func:`build_model` for images of ``shape`` (C, H, W): a user network named by import path is
     wrapped for that shape; a family built for another shape is a ConfigError saying both."""
     if is_import_path(arch):
-        return MODELS.get("wrapped")(mode=mode or "deterministic", module=arch, module_params=params, input_shape=shape)
-    model = build_model(arch, mode=mode, **params)
+        with _initialisation_rng(seed):
+            return MODELS.get("wrapped")(mode=mode or "deterministic", module=arch, module_params=params, input_shape=shape)
+    model = build_model(arch, mode=mode, seed=seed, **params)
     check_shape(model, shape, f"a {arch!r} model")
     return model
 
@@ -366,15 +370,26 @@ def is_import_path(arch: str) -> bool:
     return ":" in arch
 
 
-def build_model(arch: str, *, mode: str | None = None, **params: Any) -> BayesianClassifier:
+def build_model(arch: str, *, mode: str | None = None, seed: int | None = None, **params: Any) -> BayesianClassifier:
     """Instantiate a registered architecture in ``mode`` (None or "": its constructor's default);
     unknown parameters raise ConfigError naming them. An import path ``"package.module:Class"`` builds
-    that user network with ``params`` and wraps it (``mode`` deterministic or mc_dropout)."""
+    that user network with ``params`` and wraps it (``mode`` deterministic or mc_dropout).
+
+    ``seed`` (scikit-learn's ``random_state``) fixes the initial weights, whatever the global RNGs hold,
+    and leaves them as they were; None draws from the global RNGs. With ``fit(..., seed=)`` it fixes the
+    trained model: ``build_model("lenet", seed=0).fit(train, config, seed=0)`` twice gives one network."""
     if is_import_path(arch):
-        return MODELS.get("wrapped")(mode=mode or "deterministic", module=arch, module_params=params)
+        with _initialisation_rng(seed):
+            return MODELS.get("wrapped")(mode=mode or "deterministic", module=arch, module_params=params)
     cls = MODELS.get(arch)
     refuse_unknown_keywords(params, cls.__init__, what=f"model {arch!r}", ignore=("mode",))
     try:
-        return cls(mode=mode, **params) if mode else cls(**params)
+        with _initialisation_rng(seed):
+            return cls(mode=mode, **params) if mode else cls(**params)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"model {arch!r}: {exc}") from None
+
+
+def _initialisation_rng(seed: int | None):
+    """The global RNGs seeded with ``seed`` for the constructor and restored after it; untouched for None."""
+    return nullcontext() if seed is None else isolated_rng(seed)

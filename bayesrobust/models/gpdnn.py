@@ -40,6 +40,7 @@ from bayesrobust.models.residual import residual_sn_extractor
 from bayesrobust.models.robust_max import RobustMax
 from bayesrobust.models.spectral import tighten
 from bayesrobust.predictive import Predictive
+from bayesrobust.seeding import derive_seed, isolated_rng
 
 KERNELS = ("rbf", "linear")
 EXTRACTORS = ("lenet", "residual_sn")
@@ -339,7 +340,8 @@ class GPDNN(BayesianClassifier):
         from bayesrobust.models.training import pretrain, train_model
 
         if self.params["pretrain_epochs"]:
-            head = nn.Linear(self.params["features"], self.num_classes).to(self.device)
+            with isolated_rng(derive_seed(seed, "gpdnn", "head")):  # the seed, not the global RNG, draws the head
+                head = nn.Linear(self.params["features"], self.num_classes).to(self.device)
             pretrain([self.extractor, head], lambda x, y: F.cross_entropy(head(self.extractor(x)), y), train, config,
                      epochs=self.params["pretrain_epochs"], seed=seed, progress=progress, desc="gpdnn features")
         subset = train.head(min(self.params["kmeans_images"], len(train)), seed=seed)

@@ -129,8 +129,9 @@ class WrappedClassifier(SoftmaxClassifier):
             cls = import_object(module, "module")
             try:
                 network = cls(**module_params)
-            except TypeError as exc:
-                raise ConfigError(f"{module}: {exc}") from None
+            except Exception as exc:  # the user's own constructor: whatever it raises is about these parameters
+                given = ", ".join(f"{k}={v!r}" for k, v in module_params.items())
+                raise ConfigError(f"{module}({given}) raised {type(exc).__name__}: {exc}") from exc
         elif not isinstance(network, nn.Module):
             raise InputError(f"wrap needs a torch.nn.Module, got {type(network).__name__}")
         module = module or class_path(network)

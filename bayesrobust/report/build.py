@@ -8,8 +8,10 @@ import io
 import re
 
 from bayesrobust.atomic import atomic_path
+from bayesrobust.errors import RunError
 from bayesrobust.report.sections import SECTIONS, Section, Table
 from bayesrobust.runs import RunDir
+from bayesrobust.schema import tomllib
 
 
 def save_figure(run: RunDir, name: str, fig) -> bytes:
@@ -31,20 +33,39 @@ def build_report(run: RunDir, *, assume_complete: bool = False) -> None:
     sections: list[Section] = [s for s in (SECTIONS.get(n)(run) for n in REPORT_ORDER) if s is not None]
     env = run.read_json("env.json") if run.file("env.json").exists() else {}
     complete = assume_complete or run.complete
-    pngs = {name: save_figure(run, name, fig) for s in sections for name, fig, _ in s.figures}
+    pngs = {name: save_figure(run, name, fig) for name, fig in unique_figures(sections)}
     run.write_text("report.md", _markdown(run, sections, env, complete))
     run.write_text("report.html", _html(run, sections, env, complete, pngs))
 
 
+def unique_figures(sections: list[Section]) -> list[tuple[str, object]]:
+    """Every section's (name, figure); a name two figures share is an error (figures/NAME.png would keep
+    only the last, and the earlier section would show the other's picture)."""
+    owner: dict[str, str] = {}
+    for s in sections:
+        for name, _, _ in s.figures:
+            if name in owner:
+                raise RunError(f"figure name {name!r} is written by section {owner[name]!r} and by {s.title!r}: "
+                               "each figure needs a name of its own")
+            owner[name] = s.title
+    return [(name, fig) for s in sections for name, fig, _ in s.figures]
+
+
 def _title(run: RunDir) -> str:
-    return f"bayesrobust run: {run.path.name}"
+    """The run's own name (``run.name`` in its config), with its folder when they differ."""
+    name = run.path.name
+    if run.file("config.toml").exists():
+        name = tomllib.loads(run.file("config.toml").read_text()).get("run", {}).get("name") or name
+    return f"bayesrobust run: {name}" + (f" ({run.path.name})" if name != run.path.name else "")
 
 
 def _env_line(env: dict) -> str:
     v = env.get("versions", {})
+    cpu = (f", CPU {env['cpu']} (ATen {env.get('aten_cpu_capability')}, oneDNN ISA {env.get('onednn_max_cpu_isa')})"
+           if "cpu" in env else "")
     return (f"seed {env.get('seed')}, device {env.get('device')}, git {str(env.get('git_revision'))[:10]}, "
-            f"torch {v.get('torch')}, bayesrobust {v.get('bayesrobust')}, wall time {env.get('wall_seconds', float('nan')):.1f} s"
-            + _stages(env.get("stage_seconds", {})))
+            f"torch {v.get('torch')}, bayesrobust {v.get('bayesrobust')}{cpu}, "
+            f"wall time {env.get('wall_seconds', float('nan')):.1f} s" + _stages(env.get("stage_seconds", {})))
 
 
 def _stages(stages: dict) -> str:
@@ -75,7 +96,7 @@ def _md_table(t: Table) -> str:
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 .table{overflow-x:auto;margin:.5em 0 1.5em}table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-th:first-child,td:first-child{text-align:left}.caption{font-weight:600;margin:.3em 0}
+td:not(:first-child){white-space:nowrap}th:first-child,td:first-child{text-align:left}.caption{font-weight:600;margin:.3em 0}
 figure{margin:1em 0}figure img{max-width:100%}figcaption{font-size:.9em;color:#555}
 .warn{background:#fee;border:1px solid #c00;padding:.5em}.env{color:#666;font-size:.9em}"""
 
