@@ -78,3 +78,11 @@ def test_two_sections_that_name_one_figure_alike_are_an_error():
     assert unique_figures([a]) == [("entropy", first)]
     with pytest.raises(RunError, match="figure name 'entropy' is written by section 'Calibration' and by 'Attacks'"):
         unique_figures([a, b])
+
+
+def test_a_cell_with_an_interval_never_wraps_and_a_text_cell_may():
+    from bayesrobust.report.build import _CSS, _cell
+
+    assert _cell("0.969 [0.958, 0.980] / -0.118 [-0.166, -0.074]") == "<td class='iv'>0.969 [0.958, 0.980] / -0.118 [-0.166, -0.074]</td>"
+    assert _cell("trained here on 3600 digits") == "<td>trained here on 3600 digits</td>"
+    assert _cell("[x]") == "<td>[x]</td>" and "td.iv{white-space:nowrap}" in _CSS

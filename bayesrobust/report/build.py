@@ -96,9 +96,18 @@ def _md_table(t: Table) -> str:
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 .table{overflow-x:auto;margin:.5em 0 1.5em}table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-td:not(:first-child){white-space:nowrap}th:first-child,td:first-child{text-align:left}.caption{font-weight:600;margin:.3em 0}
+td.iv{white-space:nowrap}th:first-child,td:first-child{text-align:left}.caption{font-weight:600;margin:.3em 0}
 figure{margin:1em 0}figure img{max-width:100%}figcaption{font-size:.9em;color:#555}
 .warn{background:#fee;border:1px solid #c00;padding:.5em}.env{color:#666;font-size:.9em}"""
+
+
+_INTERVAL = re.compile(r"\[[^\]]*,[^\]]*\]")
+
+
+def _cell(text: str) -> str:
+    """A table cell; one holding an interval ("0.97 [0.96, 0.98]") never wraps, so a number and its
+    interval stay on one line (the table scrolls instead); text cells wrap as usual."""
+    return f"<td class='iv'>{text}</td>" if _INTERVAL.search(text) else f"<td>{text}</td>"
 
 
 def _slug(title: str) -> str:
@@ -117,7 +126,7 @@ def _html(run: RunDir, sections: list[Section], env: dict, complete: bool, pngs:
         out += [f"<p class='warn'>Warning: {e(w)}</p>" for w in s.warnings]
         for t in s.tables:
             head = "".join(f"<th>{e(h)}</th>" for h in t.headers)
-            body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in t.rows)
+            body = "".join("<tr>" + "".join(_cell(e(c)) for c in r) + "</tr>" for r in t.rows)
             out.append(f"<div class='table'><p class='caption'>{e(t.caption)}</p><table><tr>{head}</tr>{body}</table></div>")
         for name, _, caption in s.figures:
             data = base64.b64encode(pngs[name]).decode()
