@@ -73,13 +73,10 @@ def load_idx_folder(path: str | Path, name: str | None = None) -> Dataset:
     y = parse_idx(read_bytes(labels_path), source=str(labels_path), expect_dims=1) if labelled else None
     check_idx_pair(x, y, images_path, labels_path, hint="; transfer sets must be 28x28 (resize them first, e.g. as "
                    "MNIST was: the digit's box into 20x20, centred on 28x28)")
-    if y is None:
-        y = np.zeros(x.shape[0], dtype=np.int64)
     notes = f"labels: {labels_path.name}" if labelled else "unlabelled (no idx1-ubyte file beside the images)"
     info = DatasetInfo(name or set_name(path), "test", str(images_path), int(x.shape[0]),
                        hashlib.sha256(raw).hexdigest()[:16], verified=False, notes=notes)
-    dataset = to_dataset(x, y, info)
-    return dataset if labelled else dataset.without_labels()
+    return _dataset(x, y, info, images_path)
 
 
 def is_data_path(spec: str) -> bool:
