@@ -86,3 +86,22 @@ def test_a_cell_with_an_interval_never_wraps_and_a_text_cell_may():
     assert _cell("0.969 [0.958, 0.980] / -0.118 [-0.166, -0.074]") == "<td class='iv'>0.969 [0.958, 0.980] / -0.118 [-0.166, -0.074]</td>"
     assert _cell("trained here on 3600 digits") == "<td>trained here on 3600 digits</td>"
     assert _cell("[x]") == "<td>[x]</td>" and "td.iv{white-space:nowrap}" in _CSS
+
+
+def test_a_single_pass_models_spread_between_draws_shows_as_a_dash():
+    """A plain network's MI and variance between draws are 0 by construction: its MI cell and its MI and
+    variance OOD scores are "–", not a measured-looking 0.500 / 1.000; a stochastic model keeps its numbers."""
+    from bayesrobust.report.figures import risk_coverage_curves
+    from bayesrobust.report.sections import ood_table
+
+    values = {"confidence": 0.8, "entropy": 0.5, "auroc_entropy": 0.9, "fpr95_entropy": 0.3, "auroc_mi": 0.5,
+              "fpr95_mi": 1.0, "auroc_variance": 0.5, "fpr95_variance": 1.0, "auroc_max_probability": 0.9,
+              "fpr95_max_probability": 0.3}
+    metrics = {f"shift/d/{m}/{k}": v for m in ("plain", "mc") for k, v in {**values, "mi": 0.0 if m == "plain" else 0.2}.items()}
+    plain, mc = ood_table(metrics, ["plain", "mc"], "d", False, {"plain"}).rows
+    assert plain[3] == "–" and plain[5] == plain[6] == "– / –" and plain[4] == plain[7] == "0.900 / 0.300"
+    assert mc[3] == "0.200" and mc[5] == mc[6] == "0.500 / 1.000"
+    coverage = np.linspace(0, 1, 5)
+    fig = risk_coverage_curves({"plain": {"confidence": coverage, "entropy": coverage},
+                                "mc": {"confidence": coverage, "entropy": coverage, "mi": coverage}}, coverage)
+    assert [len(ax.lines) for ax in fig.axes] == [2, 2, 1] and fig.axes[2].get_title() == "abstaining by mi"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bayesrobust.metrics.bootstrap import with_interval
 from bayesrobust.report import figures
-from bayesrobust.report.sections import SECTIONS, Section, Table, fmt
+from bayesrobust.report.sections import SECTIONS, Section, Table, fmt, single_pass_models
 
 
 @SECTIONS.register("calibration")
@@ -45,7 +45,7 @@ def calibration_section(run) -> Section | None:
                                 "Reliability diagrams: accuracy per confidence bin (blue), its gap to the bin's mean "
                                 "confidence (red), the diagonal = perfect calibration; below, the share of test digits per bin."))
     if models and f"calib/{models[0]}/aurc_confidence" in metrics:
-        selective_part(section, meta, arrays, metrics)
+        selective_part(section, meta, arrays, metrics, single_pass_models(run, meta["models"]))
     shifted = [s for s in meta.get("sets", ["test"]) if s != "test"]
     if shifted and models:
         transfer_part(section, meta, shifted, arrays, metrics)
@@ -60,25 +60,29 @@ def calibration_section(run) -> Section | None:
     return section
 
 
-def selective_part(section: Section, meta: dict, arrays, metrics) -> None:
+def selective_part(section: Section, meta: dict, arrays, metrics, single_pass: set[str] = frozenset()) -> None:
     """Selective prediction on every set: AURC and accuracy at 90% / 80% coverage per score, with
-    intervals, and the test split's risk–coverage curves."""
+    intervals, and the test split's risk–coverage curves. A single-pass model has no MI row or curve: its
+    MI is 0 on every digit, so abstaining by it ranks nothing."""
     from bayesrobust.suites.calibration import COVERAGE_GRID, COVERAGES, SELECTIVE_SCORES
+
+    def scores(m: str) -> list[str]:
+        return [score for score in SELECTIVE_SCORES if not (score == "mi" and m in single_pass)]
 
     rows = []
     for s in [s for s in meta.get("sets", ["test"]) if s not in grid_sets(meta)]:  # the grid's: in its own figure
         prefix = "calib" if s == "test" else f"calib_shift/{s}"
         for m in meta["models"]:
-            for score in SELECTIVE_SCORES:
+            for score in scores(m):
                 rows.append([s, m, score, with_interval(metrics, f"{prefix}/{m}/aurc_{score}", 4)]
                             + [with_interval(metrics, f"{prefix}/{m}/acc_at_{round(c * 100)}_{score}", 4) for c in COVERAGES])
     section.tables.append(Table(
         "Selective prediction: abstain on the least certain digits by each score (1 − confidence, entropy, mutual "
         "information). AURC: the mean error rate of the retained digits over all coverages (lower is better); "
-        "accuracy on the most certain 90% and 80%. A deterministic network's mutual information is 0 on every "
-        "digit, so abstaining by it keeps digits in their order: its MI rows are the baseline of no ranking",
+        "accuracy on the most certain 90% and 80%. A plain network has no MI rows: its mutual information is 0 on "
+        "every digit, so abstaining by it would rank nothing",
         ["set", "model", "score", "AURC", *(f"accuracy at {round(c * 100)}% coverage" for c in COVERAGES)], rows))
-    curves = {m: {score: arrays[f"calib/{m}/risk_coverage/{score}"] for score in SELECTIVE_SCORES} for m in meta["models"]}
+    curves = {m: {score: arrays[f"calib/{m}/risk_coverage/{score}"] for score in scores(m)} for m in meta["models"]}
     section.figures.append(("risk_coverage", figures.risk_coverage_curves(curves, COVERAGE_GRID),
                             "Risk–coverage curves on the test split: the error rate among the digits kept when the model "
                             "abstains on the least certain ones, by each score."))

@@ -347,16 +347,17 @@ def reliability_diagrams(bins: dict[str, tuple[np.ndarray, np.ndarray, np.ndarra
 def risk_coverage_curves(curves: dict[str, dict[str, np.ndarray]], coverage: np.ndarray):
     """Selective prediction: the error rate among the retained digits against the share retained, one
     panel per uncertainty score (shared axes), one line per model; lower is better."""
-    scores = list(next(iter(curves.values())))
+    scores = list(dict.fromkeys(score for by_score in curves.values() for score in by_score))  # a model may lack one
     fig, axes = new_figure(1, len(scores), width=2.7, height=2.4, sharey=True)
     for i, (model, by_score) in enumerate(curves.items()):
         for ax, score in zip(axes[0], scores):
-            ax.plot(coverage, by_score[score], color=PALETTE[i % len(PALETTE)], lw=1.2, label=model)
+            if score in by_score:
+                ax.plot(coverage, by_score[score], color=PALETTE[i % len(PALETTE)], lw=1.2, label=model)
     for ax, score in zip(axes[0], scores):
         ax.set(title=f"abstaining by {score}", xlabel="coverage", xlim=(0, 1))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("risk (error rate of the retained)")
-    axes[0][-1].legend(fontsize=6)
+    axes[0][0].legend(fontsize=6)  # the first panel has every model
     fig.tight_layout()
     return fig
 

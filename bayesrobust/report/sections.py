@@ -70,9 +70,21 @@ def transfer_table(metrics: dict, models: list[str], sets: list[tuple[str, str]]
 OOD_COLUMNS = (("entropy", "entropy"), ("mi", "MI"), ("variance", "variance"), ("max_probability", "1 − confidence"))
 
 
-def ood_table(metrics: dict, models: list[str], set_name: str, unlabelled: bool) -> Table:
+DRAW_SPREAD = ("mi", "variance")  # uncertainty measured between a model's draws: 0 by construction for one pass
+
+
+def single_pass_models(run, models: list[str]) -> set[str]:
+    """The models whose predictive is one deterministic pass (``draws = "none"`` in models.json): their mutual
+    information and variance between draws are 0 by construction, so those cells, scores and curves say
+    nothing about them and show as "–" (an OOD AUROC of 0.500 would read as a measured coin flip)."""
+    if not run.file("models.json").exists():
+        return set()
+    return {c["name"] for c in run.read_json("models.json") if c.get("draws") == "none" and c["name"] in models}
+
+
+def ood_table(metrics: dict, models: list[str], set_name: str, unlabelled: bool, single_pass: set[str] = frozenset()) -> Table:
     """One shifted set: mean uncertainty, and how well each uncertainty score tells the set from the test
-    split (ROC-AUC / FPR@95); a VAE's ELBO columns where written."""
+    split (ROC-AUC / FPR@95); a VAE's ELBO columns where written. A single-pass model's MI columns are "–"."""
     prefix = f"shift/{set_name}"
     vae = any(f"{prefix}/{m}/elbo" in metrics for m in models)
     headers = ["model", "confidence", "entropy", "MI", *(f"{label} AUROC / FPR@95" for _, label in OOD_COLUMNS)]
@@ -81,10 +93,13 @@ def ood_table(metrics: dict, models: list[str], set_name: str, unlabelled: bool)
     def cell(key: str) -> str:
         return fmt(metrics[key], 3) if key in metrics else "–"
 
+    def shown(m: str, key: str) -> str:  # a single-pass model's spread between draws ("mi", "auroc_variance", …): "–"
+        return "–" if m in single_pass and key.rsplit("/", 1)[1].split("_")[-1] in DRAW_SPREAD else cell(key)
+
     rows = []
     for m in models:
-        row = [m, *(cell(f"{prefix}/{m}/{c}") for c in ("confidence", "entropy", "mi"))]
-        row += [f"{cell(f'{prefix}/{m}/auroc_{k}')} / {cell(f'{prefix}/{m}/fpr95_{k}')}" for k, _ in OOD_COLUMNS]
+        row = [m, *(shown(m, f"{prefix}/{m}/{c}") for c in ("confidence", "entropy", "mi"))]
+        row += [f"{shown(m, f'{prefix}/{m}/auroc_{k}')} / {shown(m, f'{prefix}/{m}/fpr95_{k}')}" for k, _ in OOD_COLUMNS]
         row += [cell(f"{prefix}/{m}/{c}") for c in ("elbo", "auroc_elbo", "auroc_reconstruction")] if vae else []
         rows.append(row)
     what = " (unlabelled: label-free quantities only)" if unlabelled else ""
@@ -163,8 +178,10 @@ def evaluation_section(run) -> Section | None:
     arrays = run.load_arrays("arrays/evaluation.npz")
     metrics = run.metrics()
     models, shifted = meta["models"], meta["shifted"]
+    single_pass = single_pass_models(run, models)
     cols = ["acc", "nll", "confidence", "entropy", "mi"]
-    rows = [[m] + [fmt(metrics.get(f"clean/{m}/{c}")) for c in cols] for m in models]
+    rows = [[m] + ["–" if c in DRAW_SPREAD and m in single_pass else fmt(metrics.get(f"clean/{m}/{c}")) for c in cols]
+            for m in models]
     section = Section(
         "Clean evaluation and domain shift",
         f"Test set: {meta['test']}; Monte-Carlo samples per prediction: {meta['samples']} "
@@ -178,7 +195,7 @@ def evaluation_section(run) -> Section | None:
     labelled = [s for s in shifted if s not in meta.get("unlabelled", [])]
     section.tables.append(transfer_table(metrics, models, [("clean", meta["test"]), *((f"shift/{s}", s) for s in labelled)]))
     for set_name in shifted:
-        section.tables.append(ood_table(metrics, models, set_name, set_name not in labelled))
+        section.tables.append(ood_table(metrics, models, set_name, set_name not in labelled, single_pass))
     collapse = collapse_table(metrics, models, [("clean", meta["test"]), *((f"shift/{s}", s) for s in shifted)])
     if collapse is not None:
         section.tables.append(collapse)
@@ -189,12 +206,13 @@ def evaluation_section(run) -> Section | None:
     section.figures.append(("entropy_density", figures.uncertainty_densities({meta["test"]: entropy_in, **entropy_shift}),
                             "The same as densities (ArviZ kernel density estimates, log density axis): the test "
                             "split filled, each shifted set a line."))
-    stochastic = [m for m in models if np.any(arrays[f"test/{m}/mutual_information"] > 0)]
-    if stochastic:
-        mi_in = {m: arrays[f"test/{m}/mutual_information"] for m in models}
-        mi_shift = {s: {m: arrays[f"shift/{s}/{m}/mutual_information"] for m in models} for s in shifted}
+    stochastic = [m for m in models if m not in single_pass and np.any(arrays[f"test/{m}/mutual_information"] > 0)]
+    if stochastic:  # a single-pass model's MI is a spike at 0: no panel for it
+        mi_in = {m: arrays[f"test/{m}/mutual_information"] for m in stochastic}
+        mi_shift = {s: {m: arrays[f"shift/{s}/{m}/mutual_information"] for m in stochastic} for s in shifted}
         section.figures.append(("mi_histogram", figures.uncertainty_histograms(mi_in, mi_shift, "mutual information (nats)", meta["test"]),
-                                "Mutual information (epistemic uncertainty); zero for plain networks."))
+                                "Mutual information (epistemic uncertainty) of the models that draw several predictions; "
+                                "a plain network's is 0 by construction and is left out."))
         section.figures.append(("mi_density", figures.uncertainty_densities(
             {meta["test"]: {m: mi_in[m] for m in stochastic}, **{s: {m: v[m] for m in stochastic} for s, v in mi_shift.items()}},
             "mutual information (nats)"), "Mutual information densities of the stochastic models (ArviZ)."))
