@@ -21,7 +21,7 @@ LOOP = Path(__file__).with_name("kernel_loop.py")
 # an AVX2-only CPU: oneDNN's kernels capped at AVX2, ATen's vectorised kernels at AVX2 too
 AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 CPU_PATHS = {"default": {}, "avx2": AVX2_ONLY}
-ITERATIONS = 20  # the defect struck in the first iteration, 6 of 6 runs on each path
+ITERATIONS = 20  # the defect struck in the first iteration in every run measured (3 on each path, issue 35)
 LIMIT_S = 120  # 12 s on two idle cores
 
 

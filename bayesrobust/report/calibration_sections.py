@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bayesrobust.metrics.bootstrap import with_interval
 from bayesrobust.report import figures
-from bayesrobust.report.sections import SECTIONS, Section, Table, fmt, single_pass_models
+from bayesrobust.report.sections import DRAW_SPREAD, SECTIONS, Section, Table, fmt, single_pass_models
 
 
 @SECTIONS.register("calibration")
@@ -67,7 +67,7 @@ def selective_part(section: Section, meta: dict, arrays, metrics, single_pass: s
     from bayesrobust.suites.calibration import COVERAGE_GRID, COVERAGES, SELECTIVE_SCORES
 
     def scores(m: str) -> list[str]:
-        return [score for score in SELECTIVE_SCORES if not (score == "mi" and m in single_pass)]
+        return [score for score in SELECTIVE_SCORES if not (score in DRAW_SPREAD and m in single_pass)]
 
     rows = []
     for s in [s for s in meta.get("sets", ["test"]) if s not in grid_sets(meta)]:  # the grid's: in its own figure
