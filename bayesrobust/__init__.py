@@ -10,9 +10,10 @@ import importlib
 __version__ = "0.1.0"
 
 _LAZY = {"BayesianClassifier": "bayesrobust.models", "Draws": "bayesrobust.models", "wrap": "bayesrobust.models",
-         "Predictive": "bayesrobust.predictive"}
+         "Predictive": "bayesrobust.predictive", "run_suite": "bayesrobust.in_memory", "load_dataset": "bayesrobust.data",
+         "build_model": "bayesrobust.models"}
 
-__all__ = ["BayesianClassifier", "Draws", "Predictive", "__version__", "wrap"]
+__all__ = ["BayesianClassifier", "Draws", "Predictive", "__version__", "build_model", "load_dataset", "run_suite", "wrap"]
 
 
 def __getattr__(name: str):

@@ -182,11 +182,11 @@ def _locate_status(spec, data_dir) -> str:
 
 def cmd_compare(args) -> int:
     from bayesrobust.atomic import write_text_atomic
-    from bayesrobust.compare import DEFAULT_PATTERNS, compare_runs
+    from bayesrobust.compare import compare_runs
 
     if args.resamples < 1:
         raise BayesRobustError(f"--resamples must be >= 1, got {args.resamples}")
-    table = compare_runs(args.runs, args.patterns or DEFAULT_PATTERNS, resamples=args.resamples, seed=args.seed)
+    table = compare_runs(args.runs, tuple(args.patterns or ()), resamples=args.resamples, seed=args.seed)
     if not table.keys:
         print("no metric of these runs matches the patterns", file=sys.stderr)
         return 1

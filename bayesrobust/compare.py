@@ -20,9 +20,6 @@ from bayesrobust.errors import RunError
 from bayesrobust.metrics.bootstrap import Interval, paired_bootstrap, with_interval
 from bayesrobust.runs import RunDir
 
-DEFAULT_PATTERNS = ("clean/*/acc", "clean/*/nll", "calib/*/acc", "calib/*/nll", "calib/*/brier", "calib/*/ece",
-                    "shift/*/*/acc", "shift/*/*/auroc_entropy", "detect/*/*/*/roc_auc")
-
 
 @dataclass(frozen=True)
 class Comparison:
@@ -69,12 +66,17 @@ def paired_difference(reference: dict, other: dict, model: str, measure: str, *,
     return paired_bootstrap(statistic, oth, ref, resamples=resamples, seed=seed)
 
 
-def compare_runs(paths: list[str], patterns=DEFAULT_PATTERNS, *, resamples: int = 1000, seed: int = 0) -> Comparison:
-    """The runs' metrics matching ``patterns`` side by side; a pattern the caller gave that matches no
-    metric of any run is an error naming it (a typo must not silently shrink the table)."""
+def compare_runs(paths: list[str], patterns: tuple[str, ...] = (), *, resamples: int = 1000, seed: int = 0) -> Comparison:
+    """The runs' metrics matching ``patterns`` side by side (none given: every suite's headline metrics,
+    ``suites/registry.py``); a pattern the caller gave that matches no metric of any run is an error naming
+    it (a typo must not silently shrink the table)."""
+    from bayesrobust.suites.registry import headline_patterns
+
     runs = [RunDir.open(p) for p in paths]
     metrics = [r.metrics() for r in runs]
-    if patterns is not DEFAULT_PATTERNS:
+    if not patterns:
+        patterns = headline_patterns()
+    else:
         unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(k, p) for m in metrics for k in m)]
         if unmatched:
             raise RunError(f"--metric {unmatched[0]!r} matches no metric of these runs (keys look like "

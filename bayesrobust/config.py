@@ -36,21 +36,13 @@ class DataSection:
     val_fraction: float = 0.1
     train_limit: int = 0  # 0: all examples
     test_limit: int = 0
-    shifted: tuple[str, ...] = ()  # domain-shift / OOD sets evaluated with every model
+    shifted: tuple[str, ...] | str = ()  # domain-shift / OOD sets evaluated with every model: registered names or paths
     shifted_optional: tuple[str, ...] = ()  # the same, skipped (and listed as not available) when absent
     shifted_limit: int = 0
 
-
-@dataclass(frozen=True)
-class TransferSection:
-    """Transfer sets beyond the registered ones: the user's own IDX folders (or images files), labels
-    optional; each is evaluated beside ``data.shifted`` under its folder's name."""
-
-    extra: tuple[str, ...] | str = ()  # one path (as ``--set transfer.extra=PATH`` gives) or a list
-
     def __post_init__(self) -> None:
-        if isinstance(self.extra, str):
-            object.__setattr__(self, "extra", (self.extra,) if self.extra else ())
+        if isinstance(self.shifted, str):  # one set, as ``--set data.shifted=PATH`` gives it
+            object.__setattr__(self, "shifted", (self.shifted,) if self.shifted else ())
 
 
 @dataclass(frozen=True)
@@ -93,19 +85,20 @@ class ModelSection:
     calibrate_bins: int = 15  # histogram binning's equal-width bins
 
 
-CORE_KEYS = ("run", "data", "models", "transfer", "sweep")
+CORE_KEYS = ("run", "data", "models", "sweep")
+RENAMED_TABLES = {"transfer": "the [transfer] table's extra sets are data.shifted now (it takes paths as well as names): "
+                              "write data.shifted = [..., \"PATH\"] (or --set data.shifted=PATH) instead of transfer.extra"}
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """``[run]``, ``[data]``, ``[models.*]``, ``[transfer]``, ``[sweep]``, and one table per configured suite: each suite brings its
+    """``[run]``, ``[data]``, ``[models.*]``, ``[sweep]``, and one table per configured suite: each suite brings its
     own section dataclass and validation (``bayesrobust/suites/registry.py``), so adding a suite never
     edits this file."""
 
     run: RunSection = field(default_factory=RunSection)
     data: DataSection = field(default_factory=DataSection)
     models: Mapping[str, ModelSection] = field(default_factory=dict)
-    transfer: TransferSection = field(default_factory=TransferSection)
     sweep: SweepSection = field(default_factory=SweepSection)
     suites: Mapping[str, Any] = field(default_factory=dict)  # suite name → its section, for the tables present
 
@@ -139,6 +132,8 @@ def config_from_dict(raw: Mapping[str, Any]) -> ExperimentConfig:
     from bayesrobust.suites.registry import SUITES
 
     allowed = [*CORE_KEYS, *SUITES.names()]
+    for old in set(raw) & set(RENAMED_TABLES):
+        raise ConfigError(f"config key {old}: {RENAMED_TABLES[old]}")
     unknown = sorted(set(raw) - set(allowed))
     if unknown:
         raise ConfigError(f"unknown config key {unknown[0]}; allowed in [top level]: {', '.join(sorted(allowed))}")
@@ -157,7 +152,7 @@ def validate(config: ExperimentConfig) -> None:
             raise ConfigError(f"data.{key} must be >= 0 (0 keeps every example), got {getattr(config.data, key)}")
     check_device(config.run.device)
     check_data_paths(config)
-    check_transfer_names(config)
+    check_set_names(config)
     names = list(config.models)
     for i, (name, model) in enumerate(config.models.items()):
         where = f"models.{name}"
@@ -199,17 +194,24 @@ def check_data_paths(config: ExperimentConfig) -> None:
         raise ConfigError(f"data.train is the path {config.data.train!r}: give data.test too (a path or a registered set)")
 
 
-def check_transfer_names(config: ExperimentConfig) -> None:
-    """Every evaluated set has its own name: a ``transfer.extra`` folder may not shadow a shifted set."""
-    from bayesrobust.data.folder import set_name
+def check_set_names(config: ExperimentConfig) -> None:
+    """Every evaluated set has its own name: a path in ``data.shifted`` (named by its folder or file) may not
+    shadow a registered set, and each registered name is a known dataset."""
+    from bayesrobust.data import DATASETS
+    from bayesrobust.data.folder import is_data_path, set_name
 
-    seen = {name: f"data.shifted {name!r}" for name in (*config.data.shifted, *config.data.shifted_optional)}
-    for path in config.transfer.extra:
-        name = set_name(path)
-        if name in seen:
-            raise ConfigError(f"transfer.extra {path!r} would be named {name!r}, already taken by {seen[name]}; "
-                              "rename the folder")
-        seen[name] = f"transfer.extra {path!r}"
+    seen: dict[str, str] = {}
+    for key in ("shifted", "shifted_optional"):
+        for spec in getattr(config.data, key):
+            path = is_data_path(spec)
+            if not path and key == "shifted" and spec not in DATASETS:
+                raise ConfigError(f"data.shifted: unknown dataset {spec!r}, neither a registered one "
+                                  f"({', '.join(DATASETS.names())}) nor a path to files")
+            name = set_name(spec) if path else spec
+            if name in seen:
+                raise ConfigError(f"data.{key} {spec!r} would be named {name!r}, already taken by {seen[name]}; "
+                                  + ("rename the folder" if path else "list it once"))
+            seen[name] = f"data.{key} {spec!r}"
 
 
 def check_device(device: str) -> None:

@@ -39,16 +39,19 @@ def load_data(config: ExperimentConfig, data_dir: str | None, download: bool) ->
     if d.val_fraction > 0:
         train, val = train.split(d.val_fraction, seed=derive_seed(config.run.seed, "val"))
     test = labelled_set(d.test or d.train, "test", data_dir, download).head(d.test_limit, seed=0)
-    shifted = {name: shifted_set(name, d, data_dir, download) for name in d.shifted}
+    shifted = {}
+    for spec in d.shifted:  # a path is the user's own files: missing is an error, never skipped
+        if is_data_path(spec):
+            folder = load_folder(spec)
+            shifted[folder.info.name] = folder.head(d.shifted_limit, seed=0)
+        else:
+            shifted[spec] = shifted_set(spec, d, data_dir, download)
     unavailable = {}
     for name in d.shifted_optional:
         try:
             shifted[name] = shifted_set(name, d, data_dir, download)
         except DatasetMissing as exc:  # absent is fine for an optional set; corrupt is still an error
             unavailable[name] = str(exc)
-    for path in config.transfer.extra:  # the user's own files: a missing one is an error, not skipped
-        extra = load_folder(path)
-        shifted[extra.info.name] = extra.head(d.shifted_limit, seed=0)
     for name, dataset in {"data.test": test, **shifted}.items():
         if dataset.shape != train.shape:
             raise ConfigError(f"{name} {dataset.info.name!r} has images {dataset.shape}, the training set {d.train!r} "
@@ -63,7 +66,7 @@ def labelled_set(spec: str, split: str, data_dir, download: bool) -> Dataset:
     dataset = load_folder(spec)
     if not dataset.labelled:
         raise ConfigError(f"data.{split} {spec!r} has no labels: training and the test split need them "
-                          "(an unlabelled set can be a transfer.extra set)")
+                          "(an unlabelled set can be a data.shifted set)")
     return replace(dataset, info=replace(dataset.info, split=split))
 
 
@@ -271,7 +274,7 @@ def _flatten(table: dict, prefix: str = "") -> dict:
 def _execute(run: RunDir, config: ExperimentConfig, data: ExperimentData, loaded: dict[str, BayesianClassifier],
              data_seconds: float, *, progress, suites, report, resumed: bool = False) -> None:
     """The stages of :func:`run_experiment`, in order, into ``run`` (data and checkpoints already read)."""
-    from bayesrobust.suites.registry import SUITES
+    from bayesrobust.suites.registry import suites as registered_suites
 
     run.write_text("config.toml", dump_toml(to_plain(config)))
     env = environment(config.run.seed, config.run.device)
@@ -298,11 +301,10 @@ def _execute(run: RunDir, config: ExperimentConfig, data: ExperimentData, loaded
     models, metrics = timed("models", prepare_models, config, data, run, progress=progress, loaded=loaded)
     run.update_metrics(metrics)
     if suites:
-        for suite_name in SUITES.ordered():
+        for suite_name, suite in registered_suites().items():
             section = config.suites.get(suite_name)
             if section is not None:
-                run.update_metrics(timed(f"suite/{suite_name}", SUITES.get(suite_name).run,
-                                         run, models, data, section, config.run.seed))
+                run.update_metrics(timed(f"suite/{suite_name}", suite.run, run, models, data, section, config.run.seed))
     write_env()  # before the report, which prints it
     if report:
         from bayesrobust.report import build_report

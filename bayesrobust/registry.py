@@ -1,8 +1,23 @@
-"""Tiny name → factory registries, so configs, the CLI and contract tests can enumerate things."""
+"""Name → thing registries, so configs, the CLI and contract tests can enumerate what exists.
+
+There is one way to register anything (a model family, an attack, a dataset, a detector, an analysis, a
+suite, a report section): in the thing's own module, with a literal name,
+
+    @ATTACKS.register("fgsm")           # a class or function
+    DATASETS.add("mnist", spec)         # an object
+
+and the registry of that package finds it. Looking a name up the first time reads the package's module
+sources (nothing is imported) for those literal registrations, and imports a module only when one of its
+names is asked for: a new thing is one new file, and heavy stacks (GPyTorch, Pyro) load only when used."""
 
 from __future__ import annotations
 
+import ast
+import importlib
+import importlib.util
+import pkgutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Generic, TypeVar
 
 from bayesrobust.errors import ConfigError
@@ -11,15 +26,17 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """A named mapping from strings to factories, with a clear error for unknown names."""
+    """A named mapping from strings to things, with a clear error for unknown names. With ``package``,
+    every module of that package that registers a literal name is a source of entries (read lazily)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, package: str | None = None) -> None:
         self.kind = kind
-        self._items: dict[str, T] = {}
+        self.package = package
+        self._items: dict[str, T | _Pending] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
-            if name in self._items:
+            if name in self._items and not isinstance(self._items[name], _Pending):
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._items[name] = obj
             return obj
@@ -29,54 +46,76 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T) -> T:
         return self.register(name)(obj)
 
-    def add_lazy(self, name: str, target: str) -> None:
-        """Register ``"package.module:Name"`` without importing it: the import happens on the first
-        :meth:`get` (keeps heavy optional stacks such as GPyTorch out of every CLI start-up)."""
-        self.register(name)(_Lazy(target))
+    def _discover(self) -> None:
+        if self.package is not None:
+            package, self.package = self.package, None  # once, and before importing anything
+            for module, names in declared_names(package).items():
+                for name in names:
+                    self._items.setdefault(name, _Pending(module))
 
     def get(self, name: str) -> T:
+        self._discover()
         try:
             obj = self._items[name]
         except KeyError:
             known = ", ".join(sorted(self._items)) or "none"
             raise ConfigError(f"unknown {self.kind} {name!r}; known: {known}") from None
-        if isinstance(obj, _Lazy):
-            obj = self._items[name] = obj.load()
+        if isinstance(obj, _Pending):
+            importlib.import_module(obj.module)  # its registration replaces the placeholder
+            obj = self._items[name]
+            if isinstance(obj, _Pending):
+                raise RuntimeError(f"{obj.module} names {self.kind} {name!r} but did not register it")
         return obj
 
     def names(self) -> list[str]:
+        self._discover()
         return sorted(self._items)
 
+    def load_all(self) -> dict[str, T]:
+        """Every entry, imported, in registration order (modules in file-name order)."""
+        return {name: self.get(name) for name in self.ordered()}
+
     def ordered(self) -> list[str]:
-        """The names in the order they were registered (where the order means something: the suites)."""
+        """The names in the order they were declared: module by module (file names sorted), then as
+        each module registers them."""
+        self._discover()
         return list(self._items)
 
     def __contains__(self, name: object) -> bool:
+        self._discover()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
 
-def import_submodules(package: str) -> list[str]:
-    """Import every module of ``package`` (each registers what it defines, one registry call per file),
-    so adding an attack or a dataset is adding its file, not also editing an import list."""
-    import importlib
-    import pkgutil
+class _Pending:
+    """A name declared by a module that has not been imported yet."""
 
-    path = importlib.import_module(package).__path__
-    names = [f"{package}.{info.name}" for info in pkgutil.iter_modules(path) if not info.name.startswith("_")]
-    for name in names:
-        importlib.import_module(name)
-    return names
+    def __init__(self, module: str) -> None:
+        self.module = module
 
 
-class _Lazy:
-    def __init__(self, target: str) -> None:
-        self.target = target
+def declared_names(package: str) -> dict[str, list[str]]:
+    """``{module: [names]}``: the literal names each module of ``package`` registers at its top level
+    (``@X.register("name")`` decorators and ``X.add("name", …)`` / ``X.register("name")`` calls), read
+    from the sources without importing them. Modules whose names start with ``_`` are skipped."""
+    spec = importlib.util.find_spec(package)
+    out: dict[str, list[str]] = {}
+    for info in sorted(pkgutil.iter_modules(spec.submodule_search_locations), key=lambda i: i.name):
+        if info.name.startswith("_") or info.ispkg:
+            continue
+        path = Path(info.module_finder.path) / f"{info.name}.py"
+        names = [n for node in ast.parse(path.read_text(encoding="utf-8")).body for n in _registered(node)]
+        if names:
+            out[f"{package}.{info.name}"] = names
+    return out
 
-    def load(self):
-        import importlib
 
-        module, _, attr = self.target.partition(":")
-        return getattr(importlib.import_module(module), attr)
+def _registered(node: ast.stmt) -> list[str]:
+    calls = [d for d in getattr(node, "decorator_list", ())] if isinstance(node, (ast.ClassDef, ast.FunctionDef)) else []
+    if isinstance(node, ast.Expr):
+        calls = [node.value.func if isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Call) else node.value]
+    return [c.args[0].value for c in calls
+            if isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute) and c.func.attr in ("register", "add")
+            and c.args and isinstance(c.args[0], ast.Constant) and isinstance(c.args[0].value, str)]

@@ -77,8 +77,12 @@ def build(cls: type, data: Mapping[str, Any], where: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
+    prefix = f"{where}." if where else ""
+    for old, new in getattr(cls, "__renamed__", {}).items():  # a key that was renamed: say what to write now
+        if old in data:
+            raise ConfigError(f"config key {prefix}{old} was renamed to {prefix}{new}: write [{prefix}{new}] instead of "
+                              f"[{prefix}{old}] (the settings inside are unchanged)")
     if unknown:
-        prefix = f"{where}." if where else ""
         raise ConfigError(
             f"unknown config key {prefix}{unknown[0]!s}; allowed in [{where or 'top level'}]: {', '.join(sorted(names))}"
         )

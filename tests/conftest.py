@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bayesrobust.analysis import analyses
 from bayesrobust.config import TrainSection
 from bayesrobust.data import load_dataset
 from bayesrobust.models import MODELS, build_model, wrap
@@ -171,6 +172,19 @@ def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def tiny_attack(name: str) -> dict:
+    """A registered attack's own settings for seconds-long tests (its class's ``tiny_params``)."""
+    from bayesrobust.attacks import ATTACKS
+
+    return dict(ATTACKS.get(name).tiny_params)
+
+
+def shrunk_params(where: str, params: dict) -> list[str]:
+    """An attack's iteration budgets cut to a few steps."""
+    budgets = (("steps", 5), ("binary_search_steps", 2), ("search_steps", 2), ("max_iterations", 5))
+    return [f"{where}.params.{key}={small}" for key, small in budgets if key in params]
+
+
 def tiny_overrides(path: Path) -> list[str]:
     """Overrides that shrink any experiment to seconds: few examples, one epoch, few samples."""
     raw = tomllib.loads(path.read_text())
@@ -227,37 +241,13 @@ def tiny_overrides(path: Path) -> list[str]:
             budgets = {"autoattack": {"steps": 3, "queries": 10, "target_classes": 2, "eot": 2}, "apgd": {"steps": 3},
                        "pgd": {"steps": 3}, "square": {"queries": 10}}.get(spec.get("attack"), {})
             sets += [f"attack.runs.{name}.params.{key}={small}" for key, small in budgets.items()]
-            for key, small in (("steps", 5), ("binary_search_steps", 2), ("search_steps", 2), ("max_iterations", 5)):
-                if key in params:
-                    sets.append(f"attack.runs.{name}.params.{key}={small}")
-        transfer_params = attack.get("transfer", {}).get("params", {})
-        for key, small in (("steps", 5), ("binary_search_steps", 2), ("search_steps", 2), ("max_iterations", 5)):
-            if key in transfer_params:
-                sets.append(f"attack.transfer.params.{key}={small}")
-        if "papernot" in attack:
-            sets += ["attack.papernot.per_class=1", "attack.papernot.gamma=0.03", "attack.papernot.hardness_gammas=[0.01, 0.03]"]
-        if "sweep" in attack:
-            sets += ["attack.sweep.steps=9"]
-        if "uncertainty_aware" in attack:
-            sets += ["attack.uncertainty_aware.limit=10", "attack.uncertainty_aware.eot_samples=2"]
-            if "steps" in attack["uncertainty_aware"].get("params", {}):
-                sets += ["attack.uncertainty_aware.params.steps=5"]
+            sets += shrunk_params(f"attack.runs.{name}", params)
+        for name, analysis in analyses().items():  # each analysis says what makes it fast
+            if name in attack:
+                sets += shrunk_params(f"attack.{name}", attack[name].get("params", {}))
+                sets += [f"attack.{name}.{key}={value}" for key, value in analysis.tiny.items()]
         if "adaptive_eot_samples" not in attack:
             sets += ["attack.adaptive_eot_samples=2"]
-        if "kos" in attack:
-            sets += ["attack.kos.per_class=1", "attack.kos.steps=5",
-                     "attack.kos.lams={ classifier = [0.1], latent = [1.0, 3.0], vae = [1.0] }"]
-        if "masking" in attack:
-            sets += ["attack.masking.limit=8", "attack.masking.steps=[2, 3]", "attack.masking.queries=10",
-                     "attack.masking.eot_samples=2"]
-        if "robustness_curve" in attack:
-            sets += ["attack.robustness_curve.limit=8", "attack.robustness_curve.linf=[0.0, 0.1, 0.3]",
-                     "attack.robustness_curve.l2=[1.0]", "attack.robustness_curve.eot_samples=2",
-                     "attack.robustness_curve.resamples=50", "attack.robustness_curve.params={ steps = 3 }"]
-        if "triptych" in attack:
-            sets += ["attack.triptych.count=2"]
-            if "steps" in attack["triptych"].get("params", {}):
-                sets += ["attack.triptych.params.steps=5"]
     return sets
 
 

@@ -11,12 +11,12 @@ import torch
 from torch import nn
 
 from bayesrobust import Draws, wrap
-from bayesrobust.attacks import build_attack
+from bayesrobust.attacks import ATTACKS, build_attack
 from bayesrobust.config import TrainSection
 from bayesrobust.errors import CheckpointError, ConfigError, InputError
 from bayesrobust.models import BayesianClassifier, DeepEnsemble, build_model
 from bayesrobust.models.temperature import fit_temperature
-from tests.conftest import gen, model_inputs, tiny_models
+from tests.conftest import gen, model_inputs, tiny_attack, tiny_models
 from tests.user_nets import ColourCNN, DropoutBatchNormCNN, PlainMLP
 
 MODELS_UNDER_TEST = tiny_models()
@@ -229,12 +229,10 @@ def _colour_batch(n: int = 12):
     return torch.rand(n, 3, 32, 32, generator=g), torch.randint(0, 7, (n,), generator=g)
 
 
-@pytest.mark.parametrize("attack", ["fgsm", "sign_noise", "bim", "jsma", "cw_l2", "lbfgs", "targeted_l2", "apgd", "pgd", "square", "autoattack"])
+@pytest.mark.parametrize("attack", ATTACKS.names())  # every registered attack: a new one is here by registering
 def test_every_attack_runs_on_a_colour_network_of_seven_classes(attack, colour_model):
-    from tests.test_attacks import FAST
-
     x, y = _colour_batch()
-    a = build_attack(attack, **FAST[attack], eot_samples=2, eval_samples=4)
+    a = build_attack(attack, **tiny_attack(attack), eot_samples=2, eval_samples=4)
     target = (y + 1) % 7 if not a.supports_untargeted else None
     result = a(colour_model, x, y, target=target, generator=gen())
     assert result.x_adv.shape == x.shape and 0 <= float(result.x_adv.min()) and float(result.x_adv.max()) <= 1

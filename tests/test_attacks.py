@@ -11,11 +11,11 @@ from bayesrobust.attacks import ATTACKS, AttackResult, build_attack
 from bayesrobust.config import TrainSection
 from bayesrobust.errors import ConfigError, InputError
 from bayesrobust.models import build_model
-from tests.conftest import gen
+from tests.conftest import gen, tiny_attack
 
-# Each registered attack's own tiny settings (``tiny_params``): a new attack is in every contract test
-# below by registering it, with no table here to extend.
-FAST = {name: dict(ATTACKS.get(name).tiny_params) for name in ATTACKS.names()}
+# Each registered attack's own tiny settings (``tiny_params``, conftest.tiny_attack): a new attack is in
+# every contract test below by registering it, with no table here to extend.
+FAST = {name: tiny_attack(name) for name in ATTACKS.names()}
 EPS_BOUNDED = {name for name in ATTACKS.names() if ATTACKS.get(name).norm == "Linf"}
 
 

@@ -99,27 +99,27 @@ def test_shift_protocol_runs_every_copy_and_shows_no_bar_without_shifts(trained_
     """Rotations and translations each start at strength 0; a run configured with neither computes nothing
     and prints no empty progress bar (every ordinary run passes through here)."""
     import io
-    from types import SimpleNamespace
 
     from bayesrobust import progress
     from bayesrobust.runs import RunDir
-    from bayesrobust.suites.evaluation import run_shift_protocol
+    from bayesrobust.suites.evaluation import EvaluationSection, run_shift_protocol
     from bayesrobust.units import Units
 
     log = io.StringIO()
     monkeypatch.setattr(progress.sys, "stderr", log)
     monkeypatch.setattr(progress, "_QUIET", {"value": False})
     plain = trained_lenet.with_mode("plain")  # deterministic, so both strength-0 copies score alike
-    config = SimpleNamespace(shift_limit=50, rotations=[], translations=[], samples=2, batch_size=50, bootstrap=200)
+    config = EvaluationSection(shift_limit=50, samples=2, batch_size=50, bootstrap=200)
     units = Units(RunDir.create(tmp_path / "run"), "evaluation", 0)
     assert run_shift_protocol({"m": plain}, digits5k[1], config, seed=0, units=units) == ({}, {})
     assert log.getvalue() == ""
-    config.rotations, config.translations = [90.0], [4]
+    config = EvaluationSection(shift_limit=50, samples=2, batch_size=50, bootstrap=200, rotations=(90.0,), translations=(4,))
     metrics, arrays = run_shift_protocol({"m": plain, "mc": trained_lenet}, digits5k[1], config, seed=0, units=units)
-    assert {k.rsplit("/", 2)[0] for k in metrics} == {"rotate/0", "rotate/90", "translate/0", "translate/4"}
-    assert metrics["rotate/0/m/acc"] == metrics["translate/0/m/acc"] > metrics["rotate/90/m/acc"]
+    copies = {"ovadia/rotate_0", "ovadia/rotate_90", "ovadia/translate_0", "ovadia/translate_4"}
+    assert {k.rsplit("/", 2)[0] for k in metrics} == copies
+    assert metrics["ovadia/rotate_0/m/acc"] == metrics["ovadia/translate_0/m/acc"] > metrics["ovadia/rotate_90/m/acc"]
     # per-example NLL and Brier behind the means and their intervals, for paired differences
-    for key in ("rotate/90/m", "translate/4/mc"):
+    for key in ("ovadia/rotate_90/m", "ovadia/translate_4/mc"):
         assert arrays[f"{key}/nll"].shape == arrays[f"{key}/brier"].shape == (50,)
         assert metrics[f"{key}/nll"] == pytest.approx(float(arrays[f"{key}/nll"].mean()), rel=1e-5)
         assert metrics[f"{key}/brier_low"] <= metrics[f"{key}/brier"] <= metrics[f"{key}/brier_high"]
@@ -136,15 +136,15 @@ def test_paired_shift_differences_cancel_what_both_models_share():
 
     rng = np.random.default_rng(0)
     hard = rng.exponential(2.0, 500)
-    arrays = {"rotate/90/a/nll": hard + 0.1, "rotate/90/b/nll": hard, "rotate/90/a/brier": hard * 0.0,
-              "rotate/90/b/brier": hard * 0.0 + 0.2, "translate/4/a/nll": hard, "translate/4/b/nll": hard,
-              "rotate/90/c/nll": hard}
-    assert shift_copies(arrays, "a") == ["rotate/90", "translate/4"]
+    arrays = {"ovadia/rotate_90/a/nll": hard + 0.1, "ovadia/rotate_90/b/nll": hard, "ovadia/rotate_90/a/brier": hard * 0.0,
+              "ovadia/rotate_90/b/brier": hard * 0.0 + 0.2, "ovadia/translate_4/a/nll": hard, "ovadia/translate_4/b/nll": hard,
+              "ovadia/rotate_90/c/nll": hard}
+    assert shift_copies(arrays, "a") == ["ovadia/rotate_90", "ovadia/translate_4"]
     diff = paired_shift_differences(arrays, "a", "b", resamples=200)
-    assert set(diff) == {"rotate/90/nll", "rotate/90/brier", "translate/4/nll"}
-    assert diff["rotate/90/nll"].low == pytest.approx(0.1) and diff["rotate/90/nll"].high == pytest.approx(0.1)
-    assert diff["rotate/90/brier"].estimate == pytest.approx(-0.2)
-    assert diff["translate/4/nll"].estimate == 0.0
+    assert set(diff) == {"ovadia/rotate_90/nll", "ovadia/rotate_90/brier", "ovadia/translate_4/nll"}
+    assert diff["ovadia/rotate_90/nll"].low == pytest.approx(0.1) and diff["ovadia/rotate_90/nll"].high == pytest.approx(0.1)
+    assert diff["ovadia/rotate_90/brier"].estimate == pytest.approx(-0.2)
+    assert diff["ovadia/translate_4/nll"].estimate == 0.0
 
 
 def test_paired_differences_between_models_cancel_the_digits_they_share():
@@ -234,13 +234,18 @@ def test_selective_statistics_from_resampling_counts_equal_the_resampled_rows():
 
 
 def test_rotated_and_translated_copies_are_labelled_sets_of_the_same_digits(digits5k):
-    """Each grid point is the same ``shift_limit`` test digits, shifted: labels kept, images moved."""
+    """Each grid point is the same ``shift_limit`` test digits, shifted: labels kept, images moved; the
+    evaluation suite's copies are the same digits under the same names, with the unshifted ones first."""
     from bayesrobust.data.shift import rotate
-    from bayesrobust.suites.calibration import shifted_copies
+    from bayesrobust.suites.evaluation import EvaluationSection
 
     test = digits5k[1]
-    copies = shifted_copies(test, CalibrationSection(rotations=(90.0,), translations=(4,), shift_limit=50))
+    grid = dict(rotations=(90.0,), translations=(4,), shift_limit=50)
+    copies = {name: d for name, (_, _, d) in CalibrationSection(**grid).copies(test).items()}
     assert list(copies) == ["rotate_90", "translate_4"]
+    evaluated = EvaluationSection(**grid).copies(test, identity=True)
+    assert list(evaluated) == ["rotate_0", "rotate_90", "translate_0", "translate_4"]
+    assert torch.equal(evaluated["rotate_90"][2].images, copies["rotate_90"].images)
     base = test.head(50, seed=0)
     for copy in copies.values():
         assert copy.labelled and torch.equal(copy.labels, base.labels) and not torch.equal(copy.images, base.images)

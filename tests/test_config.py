@@ -33,7 +33,7 @@ def test_unknown_keys_are_named(raw, key):
     ({"run": {"seed": "zero"}}, "run.seed"),
     ({"run": {"seed": True}}, "run.seed"),
     ({"data": {"val_fraction": "0.1"}}, "data.val_fraction"),
-    ({"data": {"shifted": "digits"}}, "data.shifted"),
+    ({"data": {"shifted": 3}}, "data.shifted"),
     ({"models": {"a": {"train": []}}}, "models.a.train"),
 ])
 def test_wrong_types_are_named(raw, key):
@@ -106,6 +106,7 @@ def test_a_suite_brings_its_own_section(monkeypatch):
         if not 0 < config.suites["probe"].level < 1:
             raise ConfigError(f"probe.level must be in (0, 1), got {config.suites['probe'].level}")
 
+    SUITES.names()  # the registered suites found before the probe joins them
     monkeypatch.setitem(SUITES._items, "probe", Suite(ProbeSection, lambda *a: {}, validate_probe))
     config = config_from_dict({"probe": {"level": 0.25}})
     assert config.suites["probe"] == ProbeSection(0.25)
@@ -116,3 +117,14 @@ def test_a_suite_brings_its_own_section(monkeypatch):
         config_from_dict({"probe": {"level": 2.0}})
     with pytest.raises(ConfigError, match="probe.level: expected a number"):
         config_from_dict({"probe": {"level": "high"}})
+
+
+@pytest.mark.parametrize("old, new", [("sweep", "logit_sweep"), ("transfer", "crossmodel")])
+def test_renamed_analysis_tables_are_refused_with_the_new_name(old, new):
+    """"sweep" now means only the hyper-parameter grids and "transfer" only transfer testing: the old
+    table names of Goodfellow's logit sweep and of the cross-model matrix say what to write instead."""
+    raw = {"models": {"m": {"arch": "lenet"}}, "attack": {old: {}}}
+    with pytest.raises(ConfigError, match=f"attack.{old} was renamed to attack.{new}: write \\[attack.{new}\\]"):
+        config_from_dict(raw)
+    raw["attack"] = {new: {}}
+    assert getattr(config_from_dict(raw).suites["attack"], new) is not None

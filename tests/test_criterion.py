@@ -14,8 +14,7 @@ from bayesrobust.models import build_model
 from bayesrobust.predictive import Predictive
 from bayesrobust.seeding import make_generator
 from bayesrobust.suites.attack import worst_case
-from tests.conftest import gen, model_inputs, tiny_models
-from tests.test_attacks import FAST
+from tests.conftest import gen, model_inputs, tiny_attack, tiny_models
 
 # strong enough that every deciding attack claims some examples on the tiny model
 DECIDING = {"bim": {"variant": "A"}, "jsma": {"gamma": 0.25, "eot_samples": 8}, "targeted_l2": {"stop_confidence": 0.12, "steps": 40, "lr": 1.0, "lam": 0.01},
@@ -23,11 +22,11 @@ DECIDING = {"bim": {"variant": "A"}, "jsma": {"gamma": 0.25, "eot_samples": 8}, 
 
 
 def _attack(name: str, **extra):
-    return build_attack(name, **{**FAST[name], "eval_samples": 8, **extra})
+    return build_attack(name, **{**tiny_attack(name), "eval_samples": 8, **extra})
 
 
 @pytest.mark.parametrize("mode", ["mc_dropout", "plain"])
-@pytest.mark.parametrize("name", sorted(FAST))
+@pytest.mark.parametrize("name", ATTACKS.names())
 def test_what_an_attack_claims_is_what_it_reports(name, mode, small_lenet, images, labels):
     """Every example an attack marks as finished (stopped, or kept as its best success) is judged
     successful by ``__call__``; and the reported success is the documented criterion: the goal on
@@ -51,7 +50,7 @@ def test_what_an_attack_claims_is_what_it_reports(name, mode, small_lenet, image
 BROUGHT = tiny_models()
 
 
-@pytest.mark.parametrize("name", sorted(FAST))
+@pytest.mark.parametrize("name", ATTACKS.names())
 @pytest.mark.parametrize("kind", ["wrapped-bn-mc", "wrapped-colour-mc", "ensemble-wrapped3"])
 def test_the_judge_is_consistent_on_brought_models(name, kind, images, labels):
     """The same contract on user networks (MC dropout on their own dropout layers, a 3×32×32 network
@@ -103,7 +102,7 @@ def test_bim_a_margin_delays_the_stop(small_lenet, images, labels):
 
 def test_no_attack_fills_model_gradients(small_lenet, images, labels):
     small_lenet.zero_grad(set_to_none=True)
-    for name in sorted(FAST):
+    for name in ATTACKS.names():
         attack = _attack(name)
         target = (labels[:4] + 1) % 10 if not attack.supports_untargeted else None
         attack(small_lenet, images[:4], labels[:4], target=target, generator=gen(0))
@@ -232,9 +231,10 @@ def test_every_attack_takes_the_goal_options():
 
 def test_report_warns_where_the_configured_form_understates():
     from bayesrobust.report.attack_sections import understated_runs
+    from bayesrobust.suites.attack_results import AttackMeta
 
-    meta = {"models": ["plain", "mc"], "adaptive": {"bim_a@adaptive": {"of": "bim_a", "params": {}},
-                                                     "fgsm@adaptive": {"of": "fgsm", "params": {}}}}
+    meta = AttackMeta(models=["plain", "mc"], runs={}, examples=10, eval_samples=3, eot_samples=1, modes={}, draws={},
+                      adaptive={"bim_a@adaptive": {"of": "bim_a", "params": {}}, "fgsm@adaptive": {"of": "fgsm", "params": {}}})
     metrics = {"adv/bim_a/mc/success_rate": 0.98, "adv/bim_a/mc/success_rate_fresh": 0.70,
                "adv/bim_a@adaptive/mc/success_rate": 0.99, "adv/bim_a@adaptive/mc/success_rate_fresh": 0.98,
                "adv/fgsm/mc/success_rate": 0.61, "adv/fgsm/mc/success_rate_fresh": 0.60,

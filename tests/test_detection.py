@@ -340,7 +340,7 @@ def test_kd_training_features_are_computed_once_per_defended_model(small_lenet, 
     from types import SimpleNamespace
 
     from bayesrobust.config import config_from_dict
-    from bayesrobust.detection import KernelDensityUncertainty
+    from bayesrobust.detection import KernelDensityUncertainty, density
     from bayesrobust.suites import detection as suite
 
     constructed: list[int] = []
@@ -350,7 +350,7 @@ def test_kd_training_features_are_computed_once_per_defended_model(small_lenet, 
             constructed.append(1)
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(suite, "KernelDensityUncertainty", Counting)
+    monkeypatch.setattr(density, "KernelDensityUncertainty", Counting)
     raw = {"models": {"m": {"arch": "lenet"}},
            "detection": {"detectors": ["kd_bu"], "samples": 4, "attacks": {"k": {"attack": "fgsm", "aware_of": "kd"}}}}
     section = config_from_dict(raw).suites["detection"]

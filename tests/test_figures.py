@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
+from bayesrobust.analysis.triptych import triptych_figure
 from bayesrobust.report import figures
 
 
@@ -53,7 +54,7 @@ def test_row_labels_sit_left_of_their_rows_and_titles_above_their_panels():
 def test_triptych_and_weight_maps_draw_every_panel():
     original = np.random.default_rng(1).random((3, 784))
     labels = {k: (np.array([2, 2, 2]), np.array([0.9, 0.8, 0.7])) for k in ("original", "delta", "adversarial")}
-    assert len(panel_extents(figures.triptych_figure(original, original - 0.5, original, labels))) == 9
+    assert len(panel_extents(triptych_figure(original, original - 0.5, original, labels))) == 9
     assert len(panel_extents(figures.weight_maps({"plain": original[0], "l1": original[1]}))) == 4
 
 

@@ -14,8 +14,7 @@ from bayesrobust.config import TrainSection
 from bayesrobust.models import BayesianClassifier, build_model
 from bayesrobust.models.robust_max import RobustMax, argmax_probabilities
 from bayesrobust.seeding import seed_everything
-from tests.conftest import TINY_GPDNN, gen
-from tests.test_attacks import FAST
+from tests.conftest import TINY_GPDNN, gen, tiny_attack
 
 
 def _gaussians(n: int = 40, classes: int = 10, seed: int = 0):
@@ -162,7 +161,7 @@ def test_trained_model_round_trips_through_a_checkpoint(trained_gpdnn, digits5k,
 
 @pytest.mark.parametrize("name", sorted(ATTACKS.names()))
 def test_every_attack_runs_on_a_gpdnn(name, trained_gpdnn, images, labels):
-    attack = build_attack(name, **{**FAST[name], "eval_samples": 8})
+    attack = build_attack(name, **{**tiny_attack(name), "eval_samples": 8})
     target = (labels + 1) % 10 if not attack.supports_untargeted else None
     result = attack(trained_gpdnn, images, labels, target=target, generator=gen(0))
     assert result.x_adv.shape == images.shape and 0 <= float(result.x_adv.min()) and float(result.x_adv.max()) <= 1

@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 from bayesrobust import wrap
-from bayesrobust.analysis.masking import masking_checks
-from bayesrobust.suites.attack_config import MaskingSection
+from bayesrobust.analysis.masking import MaskingSection, masking_checks
 from tests.conftest import gen
 
 

@@ -9,9 +9,8 @@ import torch
 from torch import nn
 
 from bayesrobust import wrap
-from bayesrobust.analysis.robustness_curve import robustness_curve
+from bayesrobust.analysis.robustness_curve import RobustnessCurveSection, robustness_curve, validate
 from bayesrobust.errors import ConfigError
-from bayesrobust.suites.attack_config import RobustnessCurveSection, check_robustness_curve
 from tests.conftest import gen
 
 
@@ -78,4 +77,4 @@ def test_the_curve_never_rises_on_an_mc_dropout_lenet(small_lenet, digits5k):
 ])
 def test_bad_curve_configs_are_refused(section, message):
     with pytest.raises(ConfigError, match=message):
-        check_robustness_curve(section)
+        validate(None, section, "attack.robustness_curve")

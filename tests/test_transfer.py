@@ -1,4 +1,4 @@
-"""Sets from the user's own files (IDX pairs, .npz files, folders of PNGs per class) as ``transfer.extra``
+"""Sets from the user's own files (IDX pairs, .npz files, folders of PNGs per class) as ``data.shifted``
 (labels optional), ``data.train`` and ``data.test``; sets whose labels name other classes; the transfer
 tables with intervals and OOD rates."""
 
@@ -97,15 +97,20 @@ def test_bad_folders_are_refused_clearly(tmp_path, digit_arrays):
         load_idx_folder(cut)
 
 
-def test_transfer_extra_config(tmp_path):
+def test_shifted_sets_take_paths(tmp_path):
+    """``data.shifted`` lists registered names and paths alike; a folder may not take a registered set's
+    name, and the old ``[transfer] extra`` table says where its sets went."""
     base = tmp_path / "c.toml"
     base.write_text('[data]\ntrain = "mnist-5k"\nshifted = ["digits"]\n[models.m]\narch = "mlp"\n')
-    assert load_config(base, [f"transfer.extra={tmp_path / 'scans'}"]).transfer.extra == (str(tmp_path / "scans"),)
-    assert load_config(base).transfer.extra == ()
+    assert load_config(base, [f"data.shifted={tmp_path / 'scans'}"]).data.shifted == (str(tmp_path / "scans"),)
+    both = load_config(base, [f'data.shifted=["digits", "{tmp_path / "scans"}"]']).data.shifted
+    assert both == ("digits", str(tmp_path / "scans"))
     with pytest.raises(ConfigError, match="named 'digits', already taken"):
-        load_config(base, [f"transfer.extra={tmp_path / 'Digits'}"])
-    with pytest.raises(ConfigError, match="unknown config key transfer.folders"):
-        load_config(base, ["transfer.folders=x"])
+        load_config(base, [f'data.shifted=["digits", "{tmp_path / "Digits"}"]'])
+    with pytest.raises(ConfigError, match="unknown dataset 'digitz'"):
+        load_config(base, ['data.shifted=["digitz"]'])
+    with pytest.raises(ConfigError, match="transfer.*data.shifted now.*instead of transfer.extra"):
+        load_config(base, [f"transfer.extra={tmp_path / 'scans'}"])
     assert set_name("/a/b/c-images-idx3-ubyte.gz") == "c-images-idx3-ubyte"
 
 
@@ -121,9 +126,7 @@ def test_run_evaluates_extra_folders_and_other_label_spaces(tmp_path, digit_arra
 train = "mnist-5k"
 train_limit = 300
 test_limit = 80
-shifted = ["digits"]
-[transfer]
-extra = ["{labelled}", "{scans}"]
+shifted = ["digits", "{labelled}", "{scans}"]
 """ + tiny_lenet("mc", "mc_dropout", samples=4, bootstrap=200))
     out = tmp_path / "run"
     assert main(["run", str(config), "--out", str(out), "--quiet"]) == 0

@@ -13,12 +13,51 @@ class, which both judges agree on) — with the input distortion ‖x − x*‖�
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
 
+from bayesrobust.analysis import ANALYSES, Analysis
 from bayesrobust.analysis.papernot import source_target_pairs
 from bayesrobust.attacks.base import run_batched
-from bayesrobust.attacks.kos import KosAttack
+from bayesrobust.attacks.kos import LOSSES, KosAttack
+from bayesrobust.errors import ConfigError
+from bayesrobust.keys import Key
+from bayesrobust.models.base import Reconstructs
+from bayesrobust.models.families import reconstructing_models
+from bayesrobust.report.figures import PALETTE, heatmap, image_rows, new_figure
+from bayesrobust.report.sections import Section, Table, fmt
+
+KOS = Key("kos/{model}/{measure}")  # examples, clean_feedback_accuracy, clean_judge_accuracy
+KOS_SWEEP = Key("kos/{model}/{loss}/{lam}/{measure}")  # as_target, as_ignore_target, judge_…, l2, output_l2, entropy, mi
+MATRIX = Key("kos/{loss}/{lam}/{measure}")  # arrays: source × target matrices
+FIGURE_ROWS = Key("kos/{loss}/{quantity}")  # arrays: examples, reconstructions, example_targets, example_predicted, …
+TARGET_IMAGES = "kos/target_images"
+KOS_PUBLISHED = {(1, 0): (0.9920, 0.7760), (8, 6): (1.0, 0.5795)}  # seed slides, MNIST classifier attack: (AS_ignore, AS_target)
+
+
+def _kos_lams() -> Mapping[str, tuple[float, ...]]:
+    return {"classifier": (0.1, 0.3, 1.0), "latent": (0.3, 1.0, 3.0), "vae": (1.0, 3.0, 10.0)}
+
+
+@dataclass(frozen=True)
+class KosSection:
+    """Kos et al. (2017): the classifier, latent and VAE attacks on a VAE, source–target success
+    matrices judged on the reconstruction, each loss over a sweep of λ (the first λ is the headline)."""
+
+    model: str = ""  # a VAE of the config (default: the first one)
+    judge: str = ""  # another model of the config that also classifies the reconstructions ("" = none)
+    per_class: int = 10  # source images per class; each is attacked towards the 9 other classes
+    losses: tuple[str, ...] = ("classifier", "latent", "vae")
+    lams: Mapping[str, tuple[float, ...]] = field(default_factory=_kos_lams)  # per loss: weights of ‖x − x*‖₂
+    steps: int = 200
+    lr: float = 0.01
+
+    def lams_of(self, loss: str) -> tuple[float, ...]:
+        """The λ sweep of ``loss``: as configured, else the default sweep."""
+        return tuple(self.lams[loss]) if loss in self.lams else _kos_lams()[loss]
 
 
 def target_bank(x: torch.Tensor, y: torch.Tensor, exclude: torch.Tensor) -> torch.Tensor:
@@ -54,15 +93,15 @@ def kos_analysis(vae, x: torch.Tensor, y: torch.Tensor, section, *, name: str, j
     bank = target_bank(x, y, sources)
     feedback = vae.with_mode("feedback")
     s_np, t_np = ys.numpy(), ts.numpy()
-    prefix = f"kos/{name}"
     with torch.no_grad():
         clean = feedback.predictive(x[sources], eval_samples, generator=generator)
-    metrics = {f"{prefix}/clean_feedback_accuracy": clean.accuracy(y[sources]), f"{prefix}/examples": float(len(ys))}
-    arrays: dict[str, np.ndarray] = {"kos/target_images": bank.numpy()}
+    metrics = {KOS(model=name, measure="clean_feedback_accuracy"): clean.accuracy(y[sources]),
+               KOS(model=name, measure="examples"): float(len(ys))}
+    arrays: dict[str, np.ndarray] = {TARGET_IMAGES: bank.numpy()}
     if judge is not None:
         with torch.no_grad():
             recon = vae.reconstruct(x[sources]).cpu()
-        metrics[f"{prefix}/clean_judge_accuracy"] = judge.predictive(recon, eval_samples, generator=generator).accuracy(y[sources])
+        metrics[KOS(model=name, measure="clean_judge_accuracy")] = judge.predictive(recon, eval_samples, generator=generator).accuracy(y[sources])
     for loss in section.losses:
         for k, lam in enumerate(section.lams_of(loss)):
             attack = KosAttack(loss, lam=lam, steps=section.steps, lr=section.lr, target_images=bank,
@@ -77,20 +116,128 @@ def kos_analysis(vae, x: torch.Tensor, y: torch.Tensor, section, *, name: str, j
                 judged = judge.predictive(recon, eval_samples, generator=generator).predicted.numpy()
                 rates.update(judge_as_target=judged == t_np, judge_as_ignore_target=judged != s_np)
             output_l2 = (recon - bank[ts]).flatten(1).norm(dim=1).numpy()
-            key = f"{prefix}/{loss}/{lam:g}"
-            metrics.update({f"{key}/{r}": float(v.mean()) for r, v in rates.items()})
-            metrics.update({f"{key}/l2": float(result.l2.mean()), f"{key}/output_l2": float(output_l2.mean()),
-                            f"{key}/entropy": float(result.predictive.entropy.mean()),
-                            f"{key}/mi": float(result.predictive.mutual_information.mean())})
+            values = {**{r: float(v.mean()) for r, v in rates.items()},
+                      "l2": float(result.l2.mean()), "output_l2": float(output_l2.mean()),
+                      "entropy": float(result.predictive.entropy.mean()), "mi": float(result.predictive.mutual_information.mean())}
+            metrics.update({KOS_SWEEP(model=name, loss=loss, lam=lam, measure=m): v for m, v in values.items()})
             for r, v in rates.items():
-                arrays[f"kos/{loss}/{lam:g}/{r}"] = pair_matrix(v.astype(float), s_np, t_np)
-            arrays[f"kos/{loss}/{lam:g}/l2"] = pair_matrix(result.l2.numpy(), s_np, t_np)
+                arrays[MATRIX(loss=loss, lam=lam, measure=r)] = pair_matrix(v.astype(float), s_np, t_np)
+            arrays[MATRIX(loss=loss, lam=lam, measure="l2")] = pair_matrix(result.l2.numpy(), s_np, t_np)
             if k == 0:  # figure rows: the first source image of each class towards (s + 1) mod 10
                 rows = np.array([np.flatnonzero((s_np == s) & (t_np == (s + 1) % 10))[0] for s in range(10)
                                  if ((s_np == s) & (t_np == (s + 1) % 10)).any()])
-                arrays[f"kos/{loss}/examples"] = result.x_adv[rows].numpy()
-                arrays[f"kos/{loss}/reconstructions"] = recon[rows].numpy()
-                arrays[f"kos/{loss}/example_targets"] = t_np[rows]
-                arrays[f"kos/{loss}/example_predicted"] = predicted[rows]
-                arrays[f"kos/{loss}/example_entropy"] = result.predictive.entropy[rows].numpy()
+                shown = {"examples": result.x_adv[rows].numpy(), "reconstructions": recon[rows].numpy(),
+                         "example_targets": t_np[rows], "example_predicted": predicted[rows],
+                         "example_entropy": result.predictive.entropy[rows].numpy()}
+                arrays.update({FIGURE_ROWS(loss=loss, quantity=q): v for q, v in shown.items()})
     return metrics, arrays
+
+
+def validate(config, kos: KosSection, where: str) -> None:
+    vaes = reconstructing_models(config)
+    if kos.model and kos.model not in vaes:
+        raise ConfigError(f"{where}.model: {kos.model!r} is not a VAE of this config (VAEs: {', '.join(vaes) or 'none'})")
+    if not vaes:
+        raise ConfigError(f"{where} attacks a VAE: add a model with arch = 'vae'")
+    if kos.judge and kos.judge not in config.models:
+        raise ConfigError(f"{where}.judge: unknown model {kos.judge!r}")
+    for loss in kos.losses:
+        if loss not in LOSSES:
+            raise ConfigError(f"{where}.losses: unknown loss {loss!r}; known: {', '.join(LOSSES)}")
+        lams = kos.lams_of(loss)
+        if not lams or any(not lam >= 0 for lam in lams):
+            raise ConfigError(f"{where}.lams.{loss}: give at least one weight >= 0")
+    unknown = sorted(set(kos.lams) - set(LOSSES))
+    if unknown:
+        raise ConfigError(f"{where}.lams: unknown loss {unknown[0]!r}; known: {', '.join(LOSSES)}")
+    for key in ("per_class", "steps"):
+        if getattr(kos, key) < 1:
+            raise ConfigError(f"{where}.{key} must be >= 1")
+    if not kos.lr > 0:
+        raise ConfigError(f"{where}.lr must be > 0, got {kos.lr}")
+
+
+def run(ctx, cfg: KosSection) -> dict:
+    name = cfg.model or next(n for n, m in ctx.models.items() if isinstance(m, Reconstructs))
+    judge = ctx.models[cfg.judge] if cfg.judge else None
+    ctx.keep("kos", lambda: kos_analysis(ctx.models[name], ctx.x, ctx.y, cfg, name=name, judge=judge, generator=ctx.gen("kos"),
+                                         **ctx.common))
+    return {"model": name, "judge": cfg.judge, "losses": list(cfg.losses), "lams": {k: list(cfg.lams_of(k)) for k in cfg.losses}}
+
+
+def distortion_curves(curves: dict[str, tuple[list[float], list[float], list[float]]]):
+    """Kos et al.'s sweep: per loss, the output distortion ‖x̂* − x_t‖₂ against the input distortion
+    ‖x − x*‖₂ over λ (left), and AS_target against the input distortion (right)."""
+    fig, axes = new_figure(1, 2, width=3.4, height=2.8)
+    left, right = axes[0]
+    for i, (loss, (l2, out, success)) in enumerate(curves.items()):
+        style = {"color": PALETTE[i % len(PALETTE)], "marker": "o", "markersize": 3, "label": loss}
+        left.plot(l2, out, **style)
+        right.plot(l2, success, **style)
+    left.set(xlabel="input distortion ‖x − x*‖₂", ylabel="output distortion ‖x̂* − x_t‖₂")
+    right.set(xlabel="input distortion ‖x − x*‖₂", ylabel="AS_target", ylim=(0, 1.02))
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def section(files, kos: dict) -> Section:
+    arrays, metrics = files.arrays, files.metrics
+    name = kos["model"]
+
+    def value(measure: str, **sweep) -> float:
+        return metrics[KOS_SWEEP(model=name, measure=measure, **sweep) if sweep else KOS(model=name, measure=measure)]
+
+    judged = bool(kos["judge"])
+    columns = ["loss", "λ", "AS_target", "AS_ignore-target", *(["judge AS_target", "judge AS_ignore"] if judged else []),
+               "‖x − x*‖₂", "‖x̂* − x_t‖₂", "entropy", "MI"]
+    rows, curves = [], {}
+    for loss in kos["losses"]:
+        lams = kos["lams"][loss]
+        for lam in lams:
+            rates = ["as_target", "as_ignore_target", *(["judge_as_target", "judge_as_ignore_target"] if judged else [])]
+            rows.append([loss, f"{lam:g}", *(fmt(value(r, loss=loss, lam=lam)) for r in rates),
+                         *(fmt(value(m, loss=loss, lam=lam), 3) for m in ("l2", "output_l2", "entropy", "mi"))])
+        curves[loss] = tuple([value(m, loss=loss, lam=lam) for lam in lams] for m in ("l2", "output_l2", "as_target"))
+    text = (f"VAE {name}; {int(value('examples'))} source–target attacks per loss and λ. Success is judged on the "
+            "reconstruction of x* by the VAE's reconstruction-feedback classifier f_class(f_enc(x̂*)) (Kos et al.'s "
+            f"evaluation; it gets {fmt(value('clean_feedback_accuracy'), 3)} of the clean sources right)"
+            + (f", and by the separate model {kos['judge']} reading the reconstruction "
+               f"(clean: {fmt(value('clean_judge_accuracy'), 3)})" if judged else "")
+            + ". Codes are posterior means (Kos et al. do not sample), the VAE loss averages draws of q(z | x*).")
+    section = Section("Kos et al. (2017): attacks on a VAE", text, [Table("Success and distortion per loss and λ", columns, rows)])
+    first = {loss: kos["lams"][loss][0] for loss in kos["losses"]}
+    if "classifier" in first:
+        lam = first["classifier"]
+        ignore, target = (arrays[MATRIX(loss="classifier", lam=lam, measure=m)] for m in ("as_ignore_target", "as_target"))
+        section.tables.append(Table(f"Classifier attack (λ = {lam:g}) beside the seed slides, AS_ignore-target (AS_target)",
+                                    ["source → target", "ours", "published"],
+                                    [[f"{s} → {t}", f"{ignore[s, t]:.2%} ({target[s, t]:.2%})", f"{pi:.2%} ({pt:.2%})"]
+                                     for (s, t), (pi, pt) in KOS_PUBLISHED.items()]))
+    digits = list(range(10))
+    for loss, lam in first.items():
+        section.figures.append((f"kos_{loss}_as_target", heatmap(
+            arrays[MATRIX(loss=loss, lam=lam, measure="as_target")].astype(float), rows=digits, columns=digits, title=f"{loss} attack, λ = {lam:g}: AS_target",
+            xlabel="target class", ylabel="source class"), f"AS_target per source (rows) and target (columns), {loss} attack."))
+    images = {"target x_t": arrays[TARGET_IMAGES][[(s + 1) % 10 for s in range(10)]]}
+    labels = {"target x_t": np.array([str((s + 1) % 10) for s in range(10)])}
+    for loss in first:
+        shown = {q: arrays[FIGURE_ROWS(loss=loss, quantity=q)] for q in ("examples", "reconstructions", "example_predicted", "example_entropy")}
+        images[f"{loss}: x*"] = shown["examples"]
+        images[f"{loss}: x̂*"] = shown["reconstructions"]
+        tags = np.array([f"{p} H{h:.2f}" for p, h in zip(shown["example_predicted"], shown["example_entropy"])])
+        labels[f"{loss}: x*"], labels[f"{loss}: x̂*"] = tags, np.array([""] * len(tags))
+    section.figures.append(("kos_examples", image_rows(images, labels, ncols=10),
+                            "Source digit s of each class attacked towards s + 1: adversarial input x* and its reconstruction x̂*, "
+                            "titled with the feedback classifier's label and predictive entropy H (nats) under z ~ q(z | x*)."))
+    if any(len(kos["lams"][loss]) > 1 for loss in kos["losses"]):
+        section.figures.append(("kos_distortion", distortion_curves(curves),
+                                "The λ sweep: output against input distortion, and AS_target against input distortion."))
+    return section
+
+
+ANALYSES.add("kos", Analysis(KosSection, run, section, metric_keys=(KOS, KOS_SWEEP), validate=validate, order=90,
+    tiny={"per_class": "1", "steps": "5", "lams": "{ classifier = [0.1], latent = [1.0, 3.0], vae = [1.0] }"}))
+

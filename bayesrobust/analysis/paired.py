@@ -17,7 +17,7 @@ from bayesrobust.metrics.bootstrap import Interval, batched_mean, paired_bootstr
 
 
 def shift_copies(arrays: Mapping[str, np.ndarray], model: str, metric: str = "nll") -> list[str]:
-    """The ``<kind>/<strength>`` copies the arrays hold ``metric`` for ``model``, in file order."""
+    """The ``ovadia/<copy>`` prefixes of the shifted copies the arrays hold ``metric`` for ``model``, in file order."""
     suffix = f"/{model}/{metric}"
     return [key[: -len(suffix)] for key in arrays if key.endswith(suffix) and key.count("/") == 3]
 
@@ -25,7 +25,7 @@ def shift_copies(arrays: Mapping[str, np.ndarray], model: str, metric: str = "nl
 def paired_shift_differences(arrays: Mapping[str, np.ndarray], first: str, second: str, *,
                              metrics: tuple[str, ...] = ("nll", "brier"), resamples: int = 1000,
                              seed: int = 0) -> dict[str, Interval]:
-    """``{"<kind>/<strength>/<metric>": Interval}`` of mean(first) − mean(second) on every shifted copy
+    """``{"ovadia/<copy>/<metric>": Interval}`` of mean(first) − mean(second) on every shifted copy
     both models were scored on (negative: ``first`` is better on a lower-is-better metric)."""
     out = {}
     for copy in shift_copies(arrays, first, metrics[0]):

@@ -4,14 +4,36 @@ hardness matrix H(s, t) and the adversarial distance A(X, t)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 
+from bayesrobust.analysis import ANALYSES, Analysis
 from bayesrobust.attacks import build_attack
 from bayesrobust.attacks.base import run_batched
+from bayesrobust.errors import ConfigError
+from bayesrobust.keys import Key
+from bayesrobust.report.figures import heatmap
+from bayesrobust.report.sections import Section, Table, fmt
 
 PIXELS = 784
+PAPERNOT = Key("papernot/{model}/{measure}")
+MATRIX = Key("papernot/{matrix}")  # arrays: success, distortion, hardness, adversarial_distance, …
+
+
+@dataclass(frozen=True)
+class PapernotSection:
+    """Papernot et al. (2016): JSMA source-target matrices, hardness and adversarial distance."""
+
+    model: str = ""  # default: the first model
+    per_class: int = 10  # source images per class; each is attacked towards the 9 other classes
+    theta: float = 1.0
+    gamma: float = 0.145
+    hardness_gammas: tuple[float, ...] = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.145)
+    candidates: int = 64
+    space: str = "logits"  # logits (JSMA-Z, the paper) | probs (JSMA-F)
 
 
 def source_target_pairs(x: torch.Tensor, y: torch.Tensor, per_class: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -109,26 +131,66 @@ def papernot_analysis(model, x, y, section, *, name: str, eval_samples: int, eot
     summary = result.summary()
     clean = model.predictive(x[sources], eval_samples, generator=generator)  # each source image once
     per_pair, distance = adversarial_distance(model, x, y, eot_samples=eot_samples, generator=generator)
-    prefix = f"papernot/{name}"
-    metrics = {
-        f"{prefix}/success_rate": summary["success_rate"],
-        f"{prefix}/distortion_all": summary["l0_fraction"],
-        f"{prefix}/distortion_success": summary["l0_fraction_success"],
-        f"{prefix}/entropy": summary["entropy"],
-        f"{prefix}/mi": summary["mi"],
-        f"{prefix}/clean_entropy": float(clean.entropy.mean()),
-        f"{prefix}/clean_mi": float(clean.mutual_information.mean()),
-        f"{prefix}/examples": float(len(ys)),
-        f"{prefix}/mean_iterations": float(result.iterations.float().mean()),
+    values = {
+        "success_rate": summary["success_rate"],
+        "distortion_all": summary["l0_fraction"],
+        "distortion_success": summary["l0_fraction_success"],
+        "entropy": summary["entropy"],
+        "mi": summary["mi"],
+        "clean_entropy": float(clean.entropy.mean()),
+        "clean_mi": float(clean.mutual_information.mean()),
+        "examples": float(len(ys)),
+        "mean_iterations": float(result.iterations.float().mean()),
+        "robustness": float(np.nanmin(per_pair)),  # R(F): the minimum over (X, t) pairs
+        "adversarial_distance_min_class_pair": float(np.nanmin(distance)),
     }
     arrays = {
-        "papernot/success": success,
-        "papernot/distortion": distortion,
-        "papernot/hardness": hardness(success_k, distortion_k, first),
-        "papernot/hardness_gammas": np.array(gammas),
-        "papernot/adversarial_distance": distance,
-        "papernot/examples": result.x_adv[:: max(1, len(ys) // 10)][:10].numpy(),
+        "success": success,
+        "distortion": distortion,
+        "hardness": hardness(success_k, distortion_k, first),
+        "hardness_gammas": np.array(gammas),
+        "adversarial_distance": distance,
+        "examples": result.x_adv[:: max(1, len(ys) // 10)][:10].numpy(),
     }
-    metrics[f"{prefix}/robustness"] = float(np.nanmin(per_pair))  # R(F): the minimum over (X, t) pairs
-    metrics[f"{prefix}/adversarial_distance_min_class_pair"] = float(np.nanmin(distance))
-    return metrics, arrays
+    return ({PAPERNOT(model=name, measure=k): v for k, v in values.items()},
+            {MATRIX(matrix=k): v for k, v in arrays.items()})
+
+
+def validate(config, cfg: PapernotSection, where: str) -> None:
+    if cfg.model and cfg.model not in config.models:
+        raise ConfigError(f"{where}.model: unknown model {cfg.model!r}")
+
+
+def run(ctx, cfg: PapernotSection) -> dict:
+    name = ctx.model_name(cfg.model)
+    ctx.keep("papernot", lambda: papernot_analysis(ctx.models[name], ctx.x, ctx.y, cfg, name=name,
+                                                   generator=ctx.gen("papernot"), **ctx.common))
+    return {"model": name, "space": cfg.space}
+
+
+def section(files, meta: dict) -> Section:
+    arrays, metrics = files.arrays, files.metrics
+    value = partial(PAPERNOT.get, metrics, model=meta["model"])
+    section = Section("Papernot et al. (2016): JSMA source-target analysis",
+                      f"Model {meta['model']}; saliency on the {meta['space']}; "
+                      f"{int(value(measure='examples'))} source-target attacks. Distortion = fraction of the 784 pixels changed.")
+    section.tables.append(Table("JSMA summary; R(F) = min over (X, t) of A(X, t)",
+                                ["success rate", "distortion (all)", "distortion (successful)", "entropy adv", "entropy clean",
+                                 "mi adv", "mi clean", "R(F)"],
+                                [[fmt(value(measure=m)) for m in ("success_rate", "distortion_all", "distortion_success", "entropy",
+                                                                  "clean_entropy", "mi", "clean_mi", "robustness")]]))
+    digits = list(range(10))
+    for key, title, f in (("success", "success rate", "{:.2f}"), ("distortion", "mean distortion of successful samples", "{:.3f}"),
+                          ("hardness", "hardness H(s, t)", "{:.3f}"), ("adversarial_distance", "adversarial distance A(X, t)", "{:.2f}")):
+        matrix = arrays[MATRIX(matrix=key)].astype(float)
+        if key == "hardness":
+            matrix = matrix.copy()
+            np.fill_diagonal(matrix, np.nan)
+        section.figures.append((f"papernot_{key}", heatmap(matrix, rows=digits, columns=digits, title=title,
+                                                           fmt=f, xlabel="target class", ylabel="source class"),
+                                f"JSMA {title} per source (rows) and target (columns) class."))
+    return section
+
+
+ANALYSES.add("papernot", Analysis(PapernotSection, run, section, metric_keys=(PAPERNOT,), validate=validate, order=50,
+    tiny={"per_class": "1", "gamma": "0.03", "hardness_gammas": "[0.01, 0.03]"}))

@@ -2,9 +2,6 @@
 
 from bayesrobust.attacks.base import ATTACKS, Attack, AttackResult, distortions
 from bayesrobust.attacks.criterion import Goal, Judge
-from bayesrobust.registry import import_submodules
-
-import_submodules(__name__)  # each attack module registers itself
 
 
 def build_attack(name: str, defaults: dict | None = None, **params) -> Attack:

@@ -306,7 +306,7 @@ def adversarial_margin(scores: torch.Tensor, y: torch.Tensor, target: torch.Tens
     return other - own if target is None else own - other
 
 
-ATTACKS: Registry[type[Attack]] = Registry("attack")
+ATTACKS: Registry[type[Attack]] = Registry("attack", package="bayesrobust.attacks")  # each attack module registers itself
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = True) -> float:

@@ -180,7 +180,7 @@ class DatasetSpec:
         return self.folder or self.name
 
 
-DATASETS: Registry[DatasetSpec] = Registry("dataset")
+DATASETS: Registry[DatasetSpec] = Registry("dataset", package="bayesrobust.data")  # each dataset module registers its sets
 
 
 def load_dataset(name: str, split: str = "test", root: str | Path | None = None, download: bool = False) -> Dataset:

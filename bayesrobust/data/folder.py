@@ -1,4 +1,4 @@
-"""A user's own digits from files: ``data.train``, ``data.test`` and ``transfer.extra`` take a path as well
+"""A user's own digits from files: ``data.train``, ``data.test`` and ``data.shifted`` take a path as well
 as a registered name. Three layouts (:func:`load_folder`):
 
 - an IDX images file (28×28 unsigned bytes, gzipped or raw), or a folder holding one, with its labels file
@@ -36,7 +36,7 @@ def _one(folder: Path, pattern: re.Pattern, what: str) -> Path | None:
     found = sorted(p for p in folder.iterdir() if p.is_file() and pattern.search(p.name))
     if len(found) > 1:
         raise DatasetError(f"{folder}: {len(found)} {what} files ({', '.join(p.name for p in found)}); "
-                           "point transfer.extra at one of them, or at a folder holding one pair")
+                           "point the config at one of them, or at a folder holding one pair")
     return found[0] if found else None
 
 

@@ -6,11 +6,15 @@ attributes with a trailing underscore; using a detector before ``fit`` is a clea
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from bayesrobust.errors import BayesRobustError
+from bayesrobust.registry import Registry
 
 
 class NotFittedError(BayesRobustError):
@@ -79,3 +83,14 @@ def choose_threshold(clean_scores: np.ndarray, adv_scores: np.ndarray | None, *,
 def images(x, model) -> torch.Tensor:
     """Validated float32 images of ``model``'s input shape (the detectors' input boundary)."""
     return model.check_inputs(torch.as_tensor(x))
+
+
+@dataclass(frozen=True)
+class DetectorKind:
+    """How the detection suite builds one kind of detector, unfitted, and whether it scores with a VAE."""
+
+    build: Callable[..., Any]  # (model, data, section, seed, vae, built) -> an unfitted detector
+    needs_vae: bool = False
+
+
+DETECTORS: Registry[DetectorKind] = Registry("detector", package="bayesrobust.detection")  # each kind in its module

@@ -12,13 +12,14 @@ validation digits: the h of a log-spaced grid that maximises their held-out log-
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 import torch
 
-from bayesrobust.detection.base import Detector, choose_threshold, images
-from bayesrobust.seeding import make_generator
+from bayesrobust.detection.base import DETECTORS, Detector, DetectorKind, choose_threshold, images
+from bayesrobust.seeding import derive_seed, isolated_rng, make_generator
 
 
 def log_kernel_density(queries: torch.Tensor, points: torch.Tensor, bandwidth, chunk: int = 1024) -> torch.Tensor:
@@ -159,3 +160,18 @@ def gaussian_noise_like(clean: torch.Tensor, l2: float, seed: int) -> torch.Tens
     noise = torch.randn(clean.shape, generator=make_generator(seed))
     noise = noise / noise.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (clean.dim() - 1)) * l2
     return (clean + noise).clamp(0, 1)
+
+
+def kernel_density(model, data, section, seed: int, built: dict | None = None) -> KernelDensityUncertainty:
+    """Feinman's KD + BU detector, unfitted. Building it passes every training digit through the model, so
+    with ``built`` that is done once per model and each caller gets a shallow copy: the training features
+    are shared (read only), the bandwidth and the fitted regression are the copy's own."""
+    built = {} if built is None else built
+    if "kd_bu" not in built:
+        with isolated_rng(derive_seed(seed, "kd_bu")):  # the same features whichever unit builds them first
+            built["kd_bu"] = KernelDensityUncertainty(model, data.train.images, data.train.labels, samples=section.samples,
+                                                      bandwidth=section.kd_bandwidth or "auto", seed=seed)
+    return copy.copy(built["kd_bu"])
+
+
+DETECTORS.add("kd_bu", DetectorKind(lambda model, data, section, seed, vae, built: kernel_density(model, data, section, seed, built)))

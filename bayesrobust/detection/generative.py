@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bayesrobust.detection.base import Detector, check_max_fpr, choose_threshold, images
+from bayesrobust.detection.base import DETECTORS, Detector, DetectorKind, check_max_fpr, choose_threshold, images
 from bayesrobust.errors import ConfigError
 from bayesrobust.models.base import Reconstructs
 from bayesrobust.seeding import make_generator
@@ -46,3 +46,12 @@ class GenerativeDetector(Detector):
         adv = None if adv_val is None or len(adv_val) == 0 else self.score(adv_val)
         self.threshold_ = choose_threshold(self.score(clean_val), adv, max_fpr=self.max_fpr)
         return self
+
+
+def _surprise(kind: str) -> DetectorKind:
+    """A VAE's surprise at the input (MagNet), whichever model is defended."""
+    return DetectorKind(lambda model, data, section, seed, vae, built: GenerativeDetector(vae, kind, seed=seed), needs_vae=True)
+
+
+DETECTORS.add("reconstruction", _surprise("reconstruction"))
+DETECTORS.add("elbo", _surprise("elbo"))

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bayesrobust.detection.base import Detector, images
+from bayesrobust.detection.base import DETECTORS, Detector, DetectorKind, images
 from bayesrobust.detection.uncertainty import uncertainty_score
 from bayesrobust.seeding import make_generator
 
@@ -122,3 +122,7 @@ class HybridDetector(Detector):
         low, high, count = self._fitted("low_"), self._fitted("high_"), self._fitted("agree_")
         u, agree = self._parts(x, band=(low, high))
         return u, self._rule(u, agree, low, high, count)
+
+
+DETECTORS.add("hybrid", DetectorKind(lambda model, data, section, seed, vae, built: HybridDetector(
+    model, samples=section.samples, crop=section.crop, seed=seed, crop_samples=section.crop_samples or None)))

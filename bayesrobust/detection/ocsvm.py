@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bayesrobust.detection.base import Detector, choose_threshold, images
+from bayesrobust.detection.base import DETECTORS, Detector, DetectorKind, choose_threshold, images
 from bayesrobust.seeding import make_generator
 
 
@@ -54,3 +54,7 @@ class OneClassSVMDetector(Detector):
         adv = None if adv_val is None or len(adv_val) == 0 else self.score(adv_val)
         self.threshold_ = choose_threshold(self.score(clean_val), adv)
         return self
+
+
+DETECTORS.add("ocsvm", DetectorKind(lambda model, data, section, seed, vae, built: OneClassSVMDetector(
+    model, data.train.images, data.train.labels, per_class=section.ocsvm_per_class, samples=section.samples, seed=seed)))

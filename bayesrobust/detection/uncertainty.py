@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bayesrobust.detection.base import Detector, check_max_fpr, choose_threshold, images
+from bayesrobust.detection.base import DETECTORS, Detector, DetectorKind, check_max_fpr, choose_threshold, images
 from bayesrobust.errors import ConfigError
 from bayesrobust.predictive import Predictive
 from bayesrobust.seeding import make_generator
@@ -52,3 +52,16 @@ class UncertaintyDetector(Detector):
         adv = None if adv_val is None or len(adv_val) == 0 else self.score(adv_val)
         self.threshold_ = choose_threshold(self.score(clean_val), adv, max_fpr=self.max_fpr)
         return self
+
+
+def _uncertainty(kind: str) -> DetectorKind:
+    """The model's own predictive uncertainty as a detector (Feinman's BU; Smith & Gal's MI)."""
+    return DetectorKind(lambda model, data, section, seed, vae, built: UncertaintyDetector(model, kind, samples=section.samples,
+                                                                                           seed=seed))
+
+
+DETECTORS.add("variance", _uncertainty("variance"))
+DETECTORS.add("entropy", _uncertainty("entropy"))
+DETECTORS.add("mi", _uncertainty("mi"))
+DETECTORS.add("variation_ratio", _uncertainty("variation_ratio"))
+DETECTORS.add("max_probability", _uncertainty("max_probability"))

@@ -345,7 +345,7 @@ def _checked(samples: int) -> int:
     return samples
 
 
-MODELS: Registry[type[BayesianClassifier]] = Registry("model architecture")
+MODELS: Registry[type[BayesianClassifier]] = Registry("model architecture", package="bayesrobust.models")  # each family in its module
 
 
 def build_for_images(arch: str, shape: tuple[int, ...], *, mode: str | None = None, seed: int | None = None,

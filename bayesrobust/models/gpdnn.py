@@ -34,7 +34,7 @@ import gpytorch
 import torch
 from torch import nn
 
-from bayesrobust.models.base import BayesianClassifier, Draws
+from bayesrobust.models.base import MODELS, BayesianClassifier, Draws
 from bayesrobust.models.nets import conv_stack
 from bayesrobust.models.residual import residual_sn_extractor
 from bayesrobust.models.robust_max import RobustMax
@@ -76,6 +76,7 @@ class LatentGP(gpytorch.models.ApproximateGP):
         return self.variational_strategy.base_variational_strategy.inducing_points
 
 
+@MODELS.register("gpdnn")
 class GPDNN(BayesianClassifier):
     """CNN features → sparse variational GP (``inducing`` points, ``kernel`` "rbf" or "linear") →
     robust-max likelihood (``epsilon``). ``gp_lr`` is the learning rate of the GP's parameters (kernel,

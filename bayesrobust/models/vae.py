@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bayesrobust.models.base import BayesianClassifier, Draws
+from bayesrobust.models.base import MODELS, BayesianClassifier, Draws
 from bayesrobust.seeding import derive_seed, make_generator
 
 ENCODERS = ("mlp", "conv")
@@ -92,6 +92,7 @@ def gaussian_kl(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return 0.5 * (loc.pow(2) + scale.pow(2) - 1.0 - 2.0 * scale.log()).sum(-1)
 
 
+@MODELS.register("vae")
 class VAEClassifier(BayesianClassifier):
     """A Pyro VAE (``encoder`` "mlp" or "conv", ``hidden`` units, ``latent`` dimensions) and a latent
     classifier (``classifier_hidden`` units) on its encoder mean, trained for ``classifier_epochs``.

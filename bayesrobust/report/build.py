@@ -28,14 +28,21 @@ def save_figure(run: RunDir, name: str, fig) -> bytes:
 
 def build_report(run: RunDir, *, assume_complete: bool = False) -> None:
     """Render every section whose files exist; write figures, report.md and report.html."""
-    from bayesrobust.suites.registry import REPORT_ORDER
+    from bayesrobust.suites.registry import report_order
 
-    sections: list[Section] = [s for s in (SECTIONS.get(n)(run) for n in REPORT_ORDER) if s is not None]
+    sections = [s for name in report_order() for s in built_sections(SECTIONS.get(name), run)]
     env = run.read_json("env.json") if run.file("env.json").exists() else {}
     complete = assume_complete or run.complete
     pngs = {name: save_figure(run, name, fig) for name, fig in unique_figures(sections)}
     run.write_text("report.md", _markdown(run, sections, env, complete))
     run.write_text("report.html", _html(run, sections, env, complete, pngs))
+
+
+def built_sections(section_function, run: RunDir) -> list[Section]:
+    """What one registered section function made of the run: a Section, several (the attack suite's
+    analyses), or none when its files are absent."""
+    made = section_function(run)
+    return [] if made is None else made if isinstance(made, list) else [made]
 
 
 def unique_figures(sections: list[Section]) -> list[tuple[str, object]]:

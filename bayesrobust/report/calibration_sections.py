@@ -126,7 +126,9 @@ def transfer_part(section: Section, meta: dict, shifted: list[str], arrays, metr
 
 def grid_sets(meta: dict) -> list[str]:
     """The sets that are rotated or translated copies of the test digits (``rotate_<deg>``, …)."""
-    return [f"{kind}_{v:g}" for kind, values in meta.get("shift_grid", {}).items() for v in values]
+    from bayesrobust.data.shift import copy_name
+
+    return [copy_name(kind, v) for kind, values in meta.get("shift_grid", {}).items() for v in values]
 
 
 GRID_QUANTITIES = (("acc", "accuracy"), ("nll", "NLL (nats)"), ("brier", "Brier"), ("ece", "ECE"))
@@ -135,11 +137,13 @@ GRID_QUANTITIES = (("acc", "accuracy"), ("nll", "NLL (nats)"), ("brier", "Brier"
 def shift_grid_part(section: Section, meta: dict, metrics) -> None:
     """Accuracy, NLL, Brier and ECE against the rotation / translation (0: the whole test split), with
     their intervals as bands, one figure per kind."""
+    from bayesrobust.data.shift import copy_name
+
     for kind, unit in (("rotate", "rotation (degrees)"), ("translate", "translation (pixels)")):
         strengths = meta["shift_grid"].get(kind, [])
         if not strengths:
             continue
-        prefixes = ["calib", *(f"calib_shift/{kind}_{v:g}" for v in strengths)]
+        prefixes = ["calib", *(f"calib_shift/{copy_name(kind, v)}" for v in strengths)]
         curves, bands = {}, {}
         for m in meta["models"]:
             curves[m] = {q: [metrics.get(f"{p}/{m}/{q}") for p in prefixes] for q, _ in GRID_QUANTITIES}

@@ -110,23 +110,6 @@ def uncertainty_histograms(in_dist: dict[str, np.ndarray], shifted: dict[str, di
     return fig
 
 
-def eps_curves(eps: list[float], curves: dict[str, dict[str, list[float]]], attack: str):
-    """Two panels against ε: error rate and mean predictive entropy of each model (one line per
-    model, ε = 0 the clean digits), the layout of Bradshaw et al.'s FGSM figures."""
-    fig, axes = new_figure(1, 2, width=3.6)
-    for i, (model, values) in enumerate(curves.items()):
-        style = {"color": PALETTE[i % len(PALETTE)], "marker": "o", "markersize": 3, "label": model}
-        axes[0][0].plot(eps, values["error_rate"], **style)
-        axes[0][1].plot(eps, values["entropy"], **style)
-    for ax, label in zip(axes[0], ("error rate", "mean predictive entropy (nats)")):
-        ax.set_xlabel(f"{attack} ε")
-        ax.set_ylabel(label)
-    axes[0][0].set_ylim(-0.02, 1.02)
-    axes[0][0].legend(loc="lower right")
-    fig.tight_layout()
-    return fig
-
-
 def roc_curves(truth: np.ndarray, scores: dict[str, np.ndarray], title: str = ""):
     """One ROC curve per detector (adversarial = positive), with the AUC in the legend."""
     from sklearn.metrics import roc_auc_score, roc_curve
@@ -159,33 +142,6 @@ def score_histograms(truth: np.ndarray, scores: dict[str, np.ndarray], title: st
     for ax in flat[len(scores):]:
         ax.set_visible(False)
     flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def attack_uncertainty_panels(clean: np.ndarray, runs: dict[str, dict[str, np.ndarray]], quantity: str, title: str = ""):
-    """Small multiples, one panel per attack run: the uncertainty measure on the clean digits (filled)
-    beside the run's adversarial examples in each form (outlines), on a shared axis, with each
-    distribution's median in the legend."""
-    upper = max([float(np.max(clean))] + [float(np.max(v)) for forms in runs.values() for v in forms.values()] + [1e-3])
-    bins = np.linspace(0.0, upper * 1.02, 30)
-    ncols = min(4, max(1, len(runs)))
-    nrows = int(np.ceil(len(runs) / ncols))
-    fig, axes = new_figure(nrows, ncols, width=2.6, height=2.2, sharex=True)
-    for ax in axes.ravel()[len(runs):]:
-        ax.axis("off")
-    styles = ["-", "--", ":"]
-    for ax, (run, forms) in zip(axes.ravel(), runs.items()):
-        ax.hist(clean, bins=bins, density=True, alpha=0.45, color=PALETTE[0], label=f"clean (median {np.median(clean):.2f})")
-        for i, (form, values) in enumerate(forms.items()):
-            ax.hist(values, bins=bins, density=True, histtype="step", linewidth=1.4, linestyle=styles[i % len(styles)],
-                    color=PALETTE[1 + i % (len(PALETTE) - 1)], label=f"{form} (median {np.median(values):.2f})")
-        ax.set_title(run)
-        ax.set_xlabel(quantity)
-        ax.set_ylabel("density")
-        ax.legend(loc="upper right", fontsize=7)
-    if title:
-        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -229,49 +185,6 @@ def heatmap(matrix: np.ndarray, *, rows, columns, title: str, fmt: str = "{:.2f}
     return fig
 
 
-def logit_sweep_figure(eps: np.ndarray, logits: np.ndarray, images: np.ndarray, label: int):
-    """Goodfellow et al. Figure 4 layout: logits per class versus ε, and the inputs along the path."""
-    fig, axes = new_figure(1, 2, width=3.6, height=3.0)
-    ax = axes[0][0]
-    for c in range(logits.shape[1]):
-        ax.plot(eps, logits[:, c], color=f"C{c}", linewidth=2.0 if c == label else 1.0,
-                label=f"{c}{' (true)' if c == label else ''}")
-    ax.axvline(0, color="0.6", linewidth=0.5)
-    ax.set_xlabel("ε")
-    ax.set_ylabel("logit (argument of the softmax)")
-    ax.legend(ncol=2, fontsize=6)
-    strip = axes[0][1]
-    pick = np.linspace(0, len(eps) - 1, 16).round().astype(int)
-    tiles = [images[i].reshape(28, 28) for i in pick]
-    grid = np.vstack([np.hstack(tiles[r * 4:(r + 1) * 4]) for r in range(4)])
-    strip.imshow(grid, cmap="gray_r", vmin=min(0, grid.min()), vmax=max(1, grid.max()))
-    predicted = logits.argmax(1)
-    for k, i in enumerate(pick):
-        r, c = divmod(k, 4)
-        if predicted[i] == label:
-            strip.add_patch(matplotlib.patches.Rectangle((c * 28, r * 28), 27, 27, fill=False, edgecolor="#e6b800", linewidth=1.5))
-    strip.set_title("inputs, ε from −max (top left) to +max; boxed = correct")
-    strip.axis("off")
-    fig.tight_layout()
-    return fig
-
-
-def triptych_figure(original, delta, adversarial, labels: dict[str, tuple[np.ndarray, np.ndarray]], rows: int = 10):
-    """Choi's layout: original / perturbation / adversarial, each titled with label and confidence."""
-    n = min(rows, len(original))
-    grid = PanelGrid(n, 3, cell=1.15, top=0.18)
-    for j, (key, images) in enumerate((("original", original), ("delta", delta), ("adversarial", adversarial))):
-        grid.column_label(j, key)
-        lab, conf = labels[key]
-        for i in range(n):
-            colours = {}
-            if key == "delta":  # the perturbation, diverging around zero
-                bound = max(float(np.abs(images[i]).max()), 1e-6)
-                colours = {"cmap": "RdBu_r", "vmin": -bound, "vmax": bound}
-            grid.image(i, j, images[i], title=f"label {lab[i]}  conf {conf[i]:.3f}", **colours)
-    return grid.fig
-
-
 def image_rows(rows: dict[str, np.ndarray], predicted: dict[str, np.ndarray] | None = None, ncols: int = 8):
     """One row of digits per named set (Lacok Figure 1: original, FGSM ε, noise)."""
     names = list(rows)
@@ -296,24 +209,6 @@ def weight_maps(weights: dict[str, np.ndarray]):
     grid.row_label(0, "w")
     grid.row_label(1, "sign(w)")
     return grid.fig
-
-
-def distortion_curves(curves: dict[str, tuple[list[float], list[float], list[float]]]):
-    """Kos et al.'s sweep: per loss, the output distortion ‖x̂* − x_t‖₂ against the input distortion
-    ‖x − x*‖₂ over λ (left), and AS_target against the input distortion (right)."""
-    fig, axes = new_figure(1, 2, width=3.4, height=2.8)
-    left, right = axes[0]
-    for i, (loss, (l2, out, success)) in enumerate(curves.items()):
-        style = {"color": PALETTE[i % len(PALETTE)], "marker": "o", "markersize": 3, "label": loss}
-        left.plot(l2, out, **style)
-        right.plot(l2, success, **style)
-    left.set(xlabel="input distortion ‖x − x*‖₂", ylabel="output distortion ‖x̂* − x_t‖₂")
-    right.set(xlabel="input distortion ‖x − x*‖₂", ylabel="AS_target", ylim=(0, 1.02))
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-    right.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
 
 
 def reliability_diagrams(bins: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], scheme: str = "width",
@@ -383,23 +278,6 @@ def shift_curves(strengths: list[float], curves: dict[str, dict[str, list[float]
         ax.grid(alpha=0.3)
     if quantities[0][0] == "acc":
         axes[0][0].set_ylim(-0.02, 1.02)
-    axes[0][-1].legend(fontsize=6)
-    fig.tight_layout()
-    return fig
-
-
-def robustness_curves(curves: dict[str, dict[str, tuple[list, list, list, list]]]):
-    """Robust accuracy against ε, one panel per norm and one line per model, with its bootstrap interval
-    as a band: ``curves[norm][model] = (ε, robust accuracy, low, high)``."""
-    fig, axes = new_figure(1, len(curves), width=3.2, height=2.6)
-    for ax, (norm, models) in zip(axes[0], curves.items()):
-        for i, (model, (eps, values, low, high)) in enumerate(models.items()):
-            color = PALETTE[i % len(PALETTE)]
-            ax.plot(eps, values, color=color, marker="o", markersize=2.5, label=model)
-            if all(v is not None for v in (*low, *high)):
-                ax.fill_between(eps, low, high, color=color, alpha=0.15, linewidth=0)
-        ax.set(xlabel=f"{norm} ε", ylabel="robust accuracy", ylim=(-0.02, 1.02))
-        ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=6)
     fig.tight_layout()
     return fig

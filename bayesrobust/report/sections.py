@@ -29,30 +29,29 @@ class Section:
     warnings: list[str] = field(default_factory=list)  # shown prominently, above the tables
 
 
-SECTIONS: Registry[Callable] = Registry("report section")
+SECTIONS: Registry[Callable] = Registry("report section", package="bayesrobust.report")
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-SUMMARY_COLUMNS = (("test accuracy", "clean/{m}/acc"), ("mean log-lik.", "clean/{m}/ll"), ("ECE", "calib/{m}/ece"),
-                   ("mean entropy", "clean/{m}/entropy"), ("robust accuracy (worst attack)", "adv/worst_case/{m}/robust_accuracy"))
-
-
 @SECTIONS.register("summary")
 def summary_section(run) -> Section | None:
-    """The headline numbers of every model in one table, before the suites' own sections."""
+    """The headline numbers of every model in one table (each suite's per-model headline metrics), before
+    the suites' own sections."""
+    from bayesrobust.suites.registry import headlines
+
     metrics = run.metrics()
-    models = list(dict.fromkeys(k.split("/")[1] for k in metrics
-                                if k.count("/") == 2 and k.split("/")[0] in ("clean", "calib") and k.endswith("/acc")))
-    columns = [(label, key) for label, key in SUMMARY_COLUMNS if any(key.format(m=m) in metrics for m in models)]
+    columns = [h for h in headlines() if h.per_model]
+    models = list(dict.fromkeys(fields["model"] for h in columns for _, fields in h.key.select(metrics)))
+    columns = [h for h in columns if any(h.key(model=m) in metrics for m in models)]
     if not models or not columns:
         return None
-    rows = [[m] + [with_interval(metrics, key.format(m=m)) for _, key in columns] for m in models]
+    rows = [[m] + [with_interval(metrics, h.key(model=m)) for h in columns] for m in models]
     return Section("Summary", "Headline numbers per model (95% bootstrap intervals in brackets where the run computed "
                    "them); the sections below give each suite's tables, settings and figures.",
-                   [Table("Every model at a glance", ["model", *(label for label, _ in columns)], rows)])
+                   [Table("Every model at a glance", ["model", *(h.label for h in columns)], rows)])
 
 
 def transfer_table(metrics: dict, models: list[str], sets: list[tuple[str, str]]) -> Table:
@@ -170,6 +169,9 @@ def models_section(run) -> Section | None:
 
 @SECTIONS.register("evaluation")
 def evaluation_section(run) -> Section | None:
+    from bayesrobust.data.shift import copy_name
+    from bayesrobust.suites.evaluation import OVADIA
+
     if not run.file("arrays/evaluation.npz").exists():
         return None
     meta = run.read_json("arrays/evaluation.json")
@@ -221,12 +223,15 @@ def evaluation_section(run) -> Section | None:
         strengths = meta.get("rotations" if kind == "rotate" else "translations", [])
         if strengths:
             xs = [0.0, *strengths]
-            curves = {m: {q: [metrics[f"{kind}/{s:g}/{m}/{q}"] for s in xs] for q in ("acc", "nll", "ece", "entropy")}
-                      for m in models}
+
+            def value(s, m, q, kind=kind):
+                return metrics[OVADIA(copy=copy_name(kind, s), model=m, measure=q)]
+
+            curves = {m: {q: [value(s, m, q) for s in xs] for q in ("acc", "nll", "ece", "entropy")} for m in models}
             section.tables.append(Table(f"Ovadia et al.'s shift protocol: {unit} of {meta['shift_examples']} test digits "
                                         "(accuracy / NLL / ECE per model)", ["model", *[f"{s:g}" for s in strengths]],
-                                        [[m] + [f"{metrics[f'{kind}/{s:g}/{m}/acc']:.3f} / {metrics[f'{kind}/{s:g}/{m}/nll']:.2f} / "
-                                                f"{metrics[f'{kind}/{s:g}/{m}/ece']:.3f}" for s in strengths] for m in models]))
+                                        [[m] + [f"{value(s, m, 'acc'):.3f} / {value(s, m, 'nll'):.2f} / {value(s, m, 'ece'):.3f}"
+                                                for s in strengths] for m in models]))
             section.figures.append((f"shift_{kind}", figures.shift_curves(xs, curves, unit),
                                     f"Accuracy, NLL, ECE and mean predictive entropy against {unit.split(' ')[0]} "
                                     "(0: the unshifted test split)."))

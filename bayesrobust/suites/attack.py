@@ -1,39 +1,42 @@
 """The attack suite: configured attack runs on every model plus the paper analyses.
 
-Metrics: ``adv/<run>/<model>/{success_rate,success_rate_fresh,error_rate,confidence,entropy,mi,l0,l2,
-linf,...}`` beside ``adv/clean/<model>/{error_rate,confidence,entropy,mi}`` on the same attacked
-examples; on stochastic models also ``adv/<run>@adaptive/<model>/…`` (the adaptive form: EOT and a
-confidence margin); ``adv/worst_case/<model>/{success_rate,robust_accuracy}`` (an example counts as
-broken when any run broke it, as AutoAttack reports robust accuracy); ``hclu/<model>/…`` (the
-uncertainty-aware goal of Grosse et al.); and the analyses' own groups, each carrying the model
-(``lacok/<model>/``, ``papernot/<model>/``, ``sweep/``, ``crossmodel/<crafted on>/<evaluated by>/``,
-``choi/<model>/``, ``kos/<vae>/``, ``masking/<model>/``: the gradient-masking checks of ``analysis/masking.py``,
-``robustness/<model>/<norm>/<ε>/``: robust accuracy against ε of ``analysis/robustness_curve.py``).
-Arrays go to ``arrays/attack.npz``; the report draws every
-figure from them.
+Metrics (key families in ``suites/attack_results.py``): ``adv/<run>/<model>/{success_rate,
+success_rate_fresh,error_rate,confidence,entropy,mi,l0,l2,linf,...}`` beside ``adv/clean/<model>/{error_rate,
+confidence,entropy,mi}`` on the same attacked examples; on stochastic models also ``adv/<run>@adaptive/<model>/…``
+(the adaptive form: EOT and a confidence margin); ``adv/worst_case/<model>/{success_rate,robust_accuracy}`` (an
+example counts as broken when any run broke it, as AutoAttack reports robust accuracy). Then every configured
+analysis (``analysis/``: each declares its own keys). Arrays go to ``arrays/attack.npz`` and the report's
+metadata to ``arrays/attack.json`` (``AttackMeta``); the report draws every figure from them.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
 
-from bayesrobust.analysis import one_per_class
-from bayesrobust.analysis.kos import kos_analysis
-from bayesrobust.analysis.lacok import lacok_table
-from bayesrobust.analysis.masking import masking_checks, masking_reference
-from bayesrobust.analysis.papernot import papernot_analysis
-from bayesrobust.analysis.robustness_curve import grids, robustness_curve
-from bayesrobust.analysis.sweep import logit_sweep
-from bayesrobust.analysis.transfer import transfer_matrix
-from bayesrobust.analysis.triptych import triptych
+from bayesrobust.analysis import analyses, one_per_class
 from bayesrobust.attacks import ATTACKS, build_attack
 from bayesrobust.attacks.base import choose_targets, run_batched
-from bayesrobust.models.base import Reconstructs
-from bayesrobust.schema import to_plain
+from bayesrobust.keys import Key
 from bayesrobust.seeding import derive_seed, make_generator
+from bayesrobust.suites.attack_config import AttackSection, validate_attack
+from bayesrobust.suites.attack_results import (
+    CLEAN,
+    LABELS,
+    METRIC_KEYS,
+    ORIGINAL,
+    PER_EXAMPLE,
+    RUN,
+    SHOWN,
+    WORST_CASE,
+    AttackMeta,
+)
+from bayesrobust.suites.registry import SUITES, Headline, Suite
 from bayesrobust.units import Units
 
 
@@ -71,82 +74,112 @@ def worst_case(outcomes: list[tuple[torch.Tensor, torch.Tensor]], clean_wrong: t
             "examples": float(hit.sum()), "examples_all_runs": float((count == len(outcomes)).sum())}
 
 
-def uncertainty_caps(models, data, section, gen) -> dict[str, float]:
-    """Each model's cap for the uncertainty-aware goal: the configured quantile of its mutual
-    information (or entropy) on clean validation digits — never the test split."""
-    u = section.uncertainty_aware
-    reference = data.val if data.val is not None else data.train
-    caps = {}
-    for name, model in models.items():
-        pred = model.predictive(reference.images, section.eval_samples, generator=gen("uncertainty-cap", name),
-                                batch_size=section.batch_size)
-        values = pred.mutual_information if u.uncertainty == "mi" else pred.entropy
-        caps[name] = float(torch.quantile(values.double(), u.quantile))
-    return caps
+@dataclass
+class AttackContext:
+    """What an analysis's ``run`` gets: the models, the data, the suite's settings and the attacked test
+    digits, with the suite's seeded generators and resumable units (``units.py``)."""
+
+    run: object  # the RunDir
+    models: dict
+    data: object
+    section: object  # the AttackSection
+    seed: int
+    units: Units
+    test: object  # the attacked test digits (a Dataset)
+    metrics: dict[str, float] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def x(self) -> torch.Tensor:
+        return self.test.images
+
+    @property
+    def y(self) -> torch.Tensor:
+        return self.test.labels
+
+    @property
+    def common(self) -> dict:
+        """The suite's judge and batching, as the analyses' functions take them."""
+        s = self.section
+        return {"eval_samples": s.eval_samples, "eot_samples": s.eot_samples, "batch_size": s.batch_size}
+
+    def gen(self, *names: str) -> torch.Generator:
+        return make_generator(derive_seed(self.seed, "attack", *names))
+
+    def model_name(self, configured: str) -> str:
+        """The configured model, or the config's first one."""
+        return configured or next(iter(self.models))
+
+    def subset(self, limit: int):
+        """``limit`` of the attacked digits (stratified, seeded), or all of them for 0."""
+        return self.test.head(limit, seed=0) if limit else self.test
+
+    def keep(self, key: str, compute: Callable[[], tuple[dict, dict]]) -> tuple[dict, dict]:
+        """Run ``compute`` as the unit ``key`` (or read it back on a resumed run) and keep its results."""
+        m, a = self.units(key, compute)
+        self.metrics.update(m)
+        self.arrays.update(a)
+        return m, a
+
+    def attacked(self, unit: str, attack, name: str, xs, ys, target, generator_name: str, desc: str, *,
+                 metric: Callable[..., str], per_example: Callable[..., str], shown: Callable[..., str] | None = None) -> dict:
+        """One attack on model ``name`` as a unit: its summary under ``metric(measure=…)`` with the time
+        taken and the number of digits, per-example uncertainty and success under
+        ``per_example(quantity=…)`` and one adversarial digit per class under ``shown(quantity=…)``."""
+        def compute():
+            start = time.perf_counter()
+            result = run_batched(attack, self.models[name], xs, ys, target=target, batch_size=self.section.batch_size,
+                                 generator=self.gen(generator_name, name), progress=True, desc=desc)
+            m = {metric(measure=k): v for k, v in result.summary().items()}
+            m.update({metric(measure="seconds"): time.perf_counter() - start, metric(measure="examples"): float(len(ys))})
+            a = {per_example(quantity="entropy"): result.predictive.entropy.numpy(),
+                 per_example(quantity="mutual_information"): result.predictive.mutual_information.numpy(),
+                 per_example(quantity="success"): result.success.numpy()}
+            if shown is not None:
+                picked = one_per_class(result.labels)
+                a.update({shown(quantity="images"): result.x_adv[picked].numpy(),
+                          shown(quantity="predicted"): result.predictive.predicted[picked].numpy()})
+            return m, a
+        return self.keep(unit, compute)[1]
 
 
 def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
-    """Execute every configured attack run (configured and, on stochastic models, adaptive form), the
-    uncertainty-aware goal and the analyses; write arrays/attack.npz + attack.json. Each attack run on one
-    model, each model's clean pass and each analysis is a unit (``units.py``): kept as it ends, read back
-    by a resumed run."""
-    test = data.test.head(section.limit, seed=0)
-    x, y = test.images, test.labels
-    common = {"eval_samples": section.eval_samples, "eot_samples": section.eot_samples, "batch_size": section.batch_size}
-    metrics: dict[str, float] = {}
-    arrays: dict[str, np.ndarray] = {"attacked/labels": y.numpy()}
-    first = next(iter(models))
+    """Execute every configured attack run (configured and, on stochastic models, adaptive form) and the
+    configured analyses; write arrays/attack.npz + attack.json. Each attack run on one model, each model's
+    clean pass and each analysis is a unit (``units.py``): kept as it ends, read back by a resumed run."""
+    ctx = AttackContext(run, models, data, section, seed, Units(run, "attack", seed), data.test.head(section.limit, seed=0))
+    x, y = ctx.x, ctx.y
+    ctx.arrays[LABELS] = y.numpy()
     outcomes: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {name: [] for name in models}  # for the worst case
     clean_wrong = {}
-    units = Units(run, "attack", seed)
-
-    def gen(*names: str) -> torch.Generator:
-        return make_generator(derive_seed(seed, "attack", *names))
-
-    def keep(key: str, compute) -> tuple[dict, dict]:
-        m, a = units(key, compute)
-        metrics.update(m)
-        arrays.update(a)
-        return m, a
-
-    def attacked(prefix: str, attack, name: str, xs, ys, target, generator_name: str, desc: str) -> dict:
-        def compute():
-            start = time.perf_counter()
-            result = run_batched(attack, models[name], xs, ys, target=target, batch_size=section.batch_size,
-                                 generator=gen(generator_name, name), progress=True, desc=desc)
-            picked = one_per_class(result.labels)
-            m = {f"{prefix}/{k}": v for k, v in result.summary().items()}
-            m.update({f"{prefix}/seconds": time.perf_counter() - start, f"{prefix}/examples": float(len(ys))})
-            return m, {f"{prefix}/entropy": result.predictive.entropy.numpy(),
-                       f"{prefix}/mutual_information": result.predictive.mutual_information.numpy(),
-                       f"{prefix}/success": result.success.numpy(),
-                       f"{prefix}/examples": result.x_adv[picked].numpy(),
-                       f"{prefix}/predicted": result.predictive.predicted[picked].numpy()}
-        return keep(prefix, compute)[1]
 
     def attack_all(run_name: str, attack, name: str, xs, ys, target, index) -> None:
-        prefix = f"adv/{run_name}/{name}"
-        result = attacked(prefix, attack, name, xs, ys, target, run_name, f"{run_name} on {name}")
-        outcomes[name].append((index, torch.from_numpy(result[f"{prefix}/success"])))
+        result = ctx.attacked(f"adv/{run_name}/{name}", attack, name, xs, ys, target, run_name, f"{run_name} on {name}",
+                              metric=partial(RUN, run=run_name, model=name),
+                              per_example=partial(PER_EXAMPLE, run=run_name, model=name),
+                              shown=partial(SHOWN, run=run_name, model=name))
+        outcomes[name].append((index, torch.from_numpy(result[PER_EXAMPLE(run=run_name, model=name, quantity="success")])))
 
     def clean_pass(name: str):
-        clean = models[name].predictive(x, section.eval_samples, generator=gen("clean", name), batch_size=section.batch_size)
-        return ({f"adv/clean/{name}/error_rate": 1.0 - clean.accuracy(y),
-                 f"adv/clean/{name}/confidence": float(clean.confidence.mean()),
-                 f"adv/clean/{name}/entropy": float(clean.entropy.mean()),
-                 f"adv/clean/{name}/mi": float(clean.mutual_information.mean())},
-                {f"clean/{name}/entropy": clean.entropy.numpy(),
-                 f"clean/{name}/mutual_information": clean.mutual_information.numpy(),
-                 f"clean/{name}/wrong": (clean.predicted != y).numpy()})
+        clean = models[name].predictive(x, section.eval_samples, generator=ctx.gen("clean", name), batch_size=section.batch_size)
+        row = partial(PER_EXAMPLE, run="clean", model=name)
+        return ({CLEAN(model=name, measure="error_rate"): 1.0 - clean.accuracy(y),
+                 CLEAN(model=name, measure="confidence"): float(clean.confidence.mean()),
+                 CLEAN(model=name, measure="entropy"): float(clean.entropy.mean()),
+                 CLEAN(model=name, measure="mi"): float(clean.mutual_information.mean())},
+                {row(quantity="entropy"): clean.entropy.numpy(),
+                 row(quantity="mutual_information"): clean.mutual_information.numpy(),
+                 row(quantity="wrong"): (clean.predicted != y).numpy()})
 
     for name in models:
-        clean_wrong[name] = torch.from_numpy(keep(f"clean/{name}", lambda name=name: clean_pass(name))[1][f"clean/{name}/wrong"])
+        wrong = ctx.keep(f"clean/{name}", partial(clean_pass, name))[1][PER_EXAMPLE(run="clean", model=name, quantity="wrong")]
+        clean_wrong[name] = torch.from_numpy(wrong)
 
     adaptive_runs: dict[str, dict] = {}
     for run_name, spec in section.runs.items():
         attack = build_attack(spec.attack, {"eval_samples": section.eval_samples, "eot_samples": section.eot_samples},
                               **dict(spec.params))
-        index = torch.from_numpy(test.head_index(spec.limit, seed=0)) if spec.limit else torch.arange(len(y))
+        index = torch.from_numpy(ctx.test.head_index(spec.limit, seed=0)) if spec.limit else torch.arange(len(y))
         xs, ys = x[index], y[index]
         target = choose_targets(spec.targets, ys, derive_seed(seed, "targets", run_name))
         form = adaptive_form(spec.attack, spec.params, section) if section.adaptive else None
@@ -156,89 +189,30 @@ def run_attack_suite(run, models, data, section, seed: int) -> dict[str, float]:
                 adaptive = build_attack(spec.attack, {"eval_samples": section.eval_samples}, **form)
                 attack_all(f"{run_name}@adaptive", adaptive, name, xs, ys, target, index)
                 adaptive_runs[f"{run_name}@adaptive"] = {"of": run_name, "params": form}
-        arrays[f"adv/{run_name}/original"] = xs[one_per_class(ys)].numpy()
-        arrays[f"adv/{run_name}/original_labels"] = ys[one_per_class(ys)].numpy()
+        ctx.arrays[ORIGINAL(run=run_name, quantity="images")] = xs[one_per_class(ys)].numpy()
+        ctx.arrays[ORIGINAL(run=run_name, quantity="labels")] = ys[one_per_class(ys)].numpy()
 
     for name in models:
         if outcomes[name]:
-            metrics.update({f"adv/worst_case/{name}/{k}": v for k, v in worst_case(outcomes[name], clean_wrong[name]).items()})
+            ctx.metrics.update({WORST_CASE(model=name, measure=k): v for k, v in worst_case(outcomes[name], clean_wrong[name]).items()})
 
-    hclu_meta = None
-    if section.uncertainty_aware is not None:
-        u = section.uncertainty_aware
-        caps, _ = units("hclu/caps", lambda: (uncertainty_caps(models, data, section, gen), {}))
-        subset = test.head(u.limit, seed=0) if u.limit else test
-        target = choose_targets(u.targets, subset.labels, derive_seed(seed, "targets", "uncertainty_aware"))
-        for name in models:
-            attack = build_attack(u.attack, **{**dict(u.params), "eval_samples": section.eval_samples,
-                                               "eot_samples": u.eot_samples, "min_confidence": u.confidence,
-                                               "max_uncertainty": caps[name], "uncertainty": u.uncertainty,
-                                               "uncertainty_weight": u.uncertainty_weight})
-            attacked(f"hclu/{name}", attack, name, subset.images, subset.labels, target, "uncertainty_aware",
-                     f"uncertainty-aware on {name}")
-            metrics[f"hclu/{name}/cap"] = caps[name]
-        hclu_meta = {"attack": u.attack, "params": dict(u.params), "confidence": u.confidence, "quantile": u.quantile,
-                     "uncertainty": u.uncertainty, "eot_samples": u.eot_samples,
-                     "reference": "validation" if data.val is not None else "train"}
+    reported = {}
+    for name, analysis in analyses().items():
+        configured = getattr(section, name)
+        if configured is not None:
+            meta = analysis.run(ctx, configured)
+            if meta is not None:
+                reported[name] = meta
 
-    if section.lacok is not None:
-        keep("lacok", lambda: lacok_table(models, x, y, section.lacok, generator=gen("lacok"), **common))
-    if section.papernot is not None:
-        name = section.papernot.model or first
-        keep("papernot", lambda: papernot_analysis(models[name], x, y, section.papernot, name=name, generator=gen("papernot"),
-                                                   **common))
-    if section.sweep is not None:
-        name = section.sweep.model or first
-        keep("sweep", lambda: logit_sweep(models[name], x, y, section.sweep, eot_samples=section.eot_samples,
-                                          generator=gen("sweep")))
-    if section.transfer is not None and len(models) > 1:
-        target = choose_targets(section.transfer.targets, y, derive_seed(seed, "targets", "transfer"))
-        keep("transfer", lambda: transfer_matrix(models, x, y, section.transfer, generator=gen("transfer"), target=target,
-                                                 **common))
-    if section.triptych is not None:
-        name = section.triptych.model or first
-        keep("triptych", lambda: triptych(models[name], x, y, section.triptych, name=name, eval_samples=section.eval_samples,
-                                          eot_samples=section.eot_samples, generator=gen("triptych")))
-    kos_model = None
-    if section.kos is not None:
-        kos_model = section.kos.model or next(n for n, m in models.items() if isinstance(m, Reconstructs))
-        judge = models[section.kos.judge] if section.kos.judge else None
-        keep("kos", lambda: kos_analysis(models[kos_model], x, y, section.kos, name=kos_model, judge=judge, generator=gen("kos"),
-                                         **common))
+    run.save_arrays("arrays/attack.npz", **ctx.arrays)
+    AttackMeta(models=list(models), runs={n: r.describe() for n, r in section.runs.items()}, adaptive=adaptive_runs,
+               examples=len(y), eval_samples=section.eval_samples, eot_samples=section.eot_samples,
+               modes={n: m.mode for n, m in models.items()}, draws={n: m.draws.value for n, m in models.items()},
+               analyses=reported).write(run)
+    return ctx.metrics
 
-    masking_meta = None
-    if section.masking is not None:
-        m = section.masking
-        sub = test.head(m.limit, seed=0) if m.limit else test
-        keep("masking", lambda: masking_checks(models, sub.images, sub.labels, m, eval_samples=section.eval_samples,
-                                               batch_size=section.batch_size, generator=gen("masking")))
-        masking_meta = {**to_plain(m), "reference": masking_reference(models, m), "examples": len(sub)}
 
-    curve_meta = None
-    if section.robustness_curve is not None:
-        c = section.robustness_curve
-        sub = test.head(c.limit, seed=0) if c.limit else test
-        for name in models:
-            keep(f"robustness/{name}", lambda name=name: robustness_curve(
-                name, models[name], sub.images, sub.labels, c, eval_samples=section.eval_samples, batch_size=section.batch_size,
-                generator=gen("robustness", name), seed=derive_seed(seed, "robustness", name)))
-        curve_meta = {**c.describe(), "grids": {k: list(v) for k, v in grids(c).items()}, "examples": len(sub),
-                      "eot_samples": c.eot_samples, "resamples": c.resamples}
-
-    run.save_arrays("arrays/attack.npz", **arrays)
-    run.write_json("arrays/attack.json", {
-        "models": list(models), "runs": {n: r.describe() for n, r in section.runs.items()},
-        "adaptive": adaptive_runs, "uncertainty_aware": hclu_meta,
-        "examples": len(y), "eval_samples": section.eval_samples, "eot_samples": section.eot_samples,
-        "modes": {n: m.mode for n, m in models.items()},
-        "draws": {n: m.draws.value for n, m in models.items()},
-        "papernot_model": (section.papernot.model or first) if section.papernot else None,
-        "papernot_space": section.papernot.space if section.papernot else None,
-        "sweep_model": (section.sweep.model or first) if section.sweep else None,
-        "triptych_model": (section.triptych.model or first) if section.triptych else None,
-        "kos": None if section.kos is None else {"model": kos_model, "judge": section.kos.judge, "losses": list(section.kos.losses),
-                                                 "lams": {k: list(section.kos.lams_of(k)) for k in section.kos.losses}},
-        "masking": masking_meta,
-        "robustness_curve": curve_meta,
-    })
-    return metrics
+SUITES.add("attack", Suite(AttackSection, run_attack_suite, validate_attack, ("attacks", "analyses"),
+                           (*METRIC_KEYS, *(k for a in analyses().values() for k in a.metric_keys)),
+                           (Headline("robust accuracy (worst attack)", Key("adv/worst_case/{model}/robust_accuracy")),),
+                           order=30))

@@ -45,13 +45,16 @@ from bayesrobust.analysis.logistic import LogisticSection, run_logistic, validat
 from bayesrobust.attacks import build_attack
 from bayesrobust.attacks.base import choose_targets, run_batched
 from bayesrobust.attacks.spec import AttackSpec
+from bayesrobust.data.shift import ShiftGrid
 from bayesrobust.errors import ConfigError
+from bayesrobust.keys import Key
 from bayesrobust.metrics import calibration as cal
 from bayesrobust.metrics import conformal
 from bayesrobust.metrics.bootstrap import batched_mean, bootstrap_all, mean_bounds
 from bayesrobust.models.calibrators import calibration_label
 from bayesrobust.schema import to_plain
 from bayesrobust.seeding import derive_seed, make_generator
+from bayesrobust.suites.registry import SUITES, Headline, Suite
 from bayesrobust.units import Units
 
 
@@ -66,8 +69,10 @@ class ConformalSection:
 
 
 @dataclass(frozen=True)
-class CalibrationSection:
-    """``[calibration]``: bins, intervals and the attacks under which confidence is measured."""
+class CalibrationSection(ShiftGrid):
+    """``[calibration]``: bins, intervals and the attacks under which confidence is measured, and Ovadia et
+    al.'s rotated and translated copies of the test digits as more sets (``rotations``, ``translations``,
+    ``shift_limit``: ``data/shift.py``; sets ``rotate_<deg>``, ``translate_<px>``)."""
 
     samples: int = 50  # posterior draws per prediction
     bins: int = 15
@@ -80,9 +85,6 @@ class CalibrationSection:
     shifted: bool = True  # also on every labelled shifted set the run evaluates (calibration under transfer)
     reference: str = ""  # the model every other is compared with on the same digits (default: the first model)
     conformal: ConformalSection | None = None  # conformal sets: coverage and size on every set and under attack
-    rotations: tuple[float, ...] = ()  # Ovadia et al.'s shifts as more sets: test digits rotated by these degrees,
-    translations: tuple[int, ...] = ()  # … and moved right by these pixels (sets rotate_<deg>, translate_<px>)
-    shift_limit: int = 2000  # test digits per rotated / translated copy (stratified, seeded; 0: all)
 
 
 def validate_calibration(config) -> None:
@@ -110,11 +112,7 @@ def validate_calibration(config) -> None:
             raise ConfigError("calibration.conformal.lam and k_reg must be >= 0")
         if config.data.val_fraction <= 0:
             raise ConfigError("calibration.conformal calibrates on the validation split: set data.val_fraction > 0")
-    from bayesrobust.data.shift import check_shift_grid
-
-    check_shift_grid(section.rotations, section.translations, "calibration")
-    if section.shift_limit < 0:
-        raise ConfigError("calibration.shift_limit must be >= 0 (0: all test digits)")
+    section.check("calibration")
     if section.reference and section.reference not in config.models:
         raise ConfigError(f"calibration.reference: no model {section.reference!r}; models: {', '.join(config.models)}")
 
@@ -247,18 +245,6 @@ def adversarial_confidence(model, test, spec: AttackSpec, section: CalibrationSe
     return out, sets
 
 
-def shifted_copies(test, section: CalibrationSection) -> dict:
-    """``{rotate_<deg> | translate_<px>: dataset}``: the configured rotations and translations of
-    ``shift_limit`` test digits (the same digits in every copy), each a labelled set like any other."""
-    from dataclasses import replace
-
-    from bayesrobust.data.shift import SHIFTS, shift_points
-
-    points = shift_points(section.rotations, section.translations)
-    base = test.head(section.shift_limit, seed=0) if section.shift_limit else test
-    return {f"{kind}_{strength:g}": replace(base, images=SHIFTS[kind](base.images, strength)) for kind, strength in points}
-
-
 def run_calibration(run, models, data, section: CalibrationSection, seed: int) -> dict[str, float]:
     metrics: dict[str, float] = {}
     arrays: dict[str, np.ndarray] = {}
@@ -304,8 +290,7 @@ def run_calibration(run, models, data, section: CalibrationSection, seed: int) -
     sets = {"test": (data.test, "calib")}
     if section.shifted:
         sets.update({n: (d, f"calib_shift/{n}") for n, d in data.shifted.items() if d.labelled})
-    grid = shifted_copies(data.test, section)
-    sets.update({n: (d, f"calib_shift/{n}") for n, d in grid.items()})
+    sets.update({n: (d, f"calib_shift/{n}") for n, (_, _, d) in section.copies(data.test).items()})
     for name, model in models.items():
         if section.conformal is not None:
             m, _ = units(f"conformal/{name}", partial(thresholds, name, model))
@@ -334,9 +319,24 @@ def run_calibration(run, models, data, section: CalibrationSection, seed: int) -
         "draws": {n: m.draws.value for n, m in models.items()},
         "sets": list(sets), "reference": reference, "shift_grid": {"rotate": list(section.rotations),
                                                                     "translate": list(section.translations)},
-        "shift_examples": len(next(iter(grid.values()))) if grid else 0,
+        "shift_examples": min(section.shift_limit or len(data.test), len(data.test)) if section.points() else 0,
         "temperatures": {n: m.temperature for n, m in models.items() if m.temperature != 1.0},
         "calibrations": {n: calibration_label(m) for n, m in models.items() if calibration_label(m)},
         "logistic": None if section.logistic is None else to_plain(section.logistic),
         "conformal": None if section.conformal is None else to_plain(section.conformal)})
     return metrics
+
+
+CALIBRATION_KEYS = (
+    Key("calib/{model}/{measure}"), Key("calib/{model}/{attack}/{measure}"),  # the test split; under each attack
+    Key("calib_shift/{set}/{model}/{measure}"), Key("calib_paired/{set}/{model}/{measure}"),  # shifted sets; paired differences
+    Key("conformal/{model}/{method}/{measure}"), Key("conformal/{set}/{model}/{method}/{measure}"),
+    Key("conformal_adv/{attack}/{model}/{method}/{measure}"),
+    Key("logistic/{measure}"), Key("logistic/{variant}/{measure}"),  # Goodfellow et al.'s logistic regression
+)
+
+SUITES.add("calibration", Suite(CalibrationSection, run_calibration, validate_calibration, ("calibration",), CALIBRATION_KEYS,
+                                (Headline("ECE", Key("calib/{model}/ece")), Headline("accuracy", Key("calib/{model}/acc"), summary=False),
+                                 Headline("NLL", Key("calib/{model}/nll"), summary=False),
+                                 Headline("Brier", Key("calib/{model}/brier"), summary=False)),
+                                order=20))

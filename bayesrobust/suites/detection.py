@@ -33,8 +33,7 @@ digits); per-example scores in ``arrays/detection.npz``.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -46,23 +45,21 @@ from bayesrobust.attacks import ATTACKS, build_attack
 from bayesrobust.attacks.base import Penalty, penalised_attacks
 from bayesrobust.attacks.spec import AttackSpec
 from bayesrobust.detection import (
-    GENERATIVE_SCORES,
     GenerativeDetector,
-    HybridDetector,
     KernelDensityUncertainty,
-    OneClassSVMDetector,
     UncertaintyDetector,
     build_mixed_set,
     detection_metrics,
 )
-from bayesrobust.detection.density import gaussian_noise_like
+from bayesrobust.detection.base import DETECTORS
+from bayesrobust.detection.density import gaussian_noise_like, kernel_density
 from bayesrobust.detection.mixed import MixedSet
-from bayesrobust.detection.uncertainty import SCORES
 from bayesrobust.errors import ConfigError
+from bayesrobust.keys import Key
 from bayesrobust.models.base import Reconstructs
 from bayesrobust.models.families import reconstructing_models
-from bayesrobust.registry import Registry
 from bayesrobust.seeding import derive_seed, isolated_rng, make_generator
+from bayesrobust.suites.registry import SUITES, Headline, Suite
 from bayesrobust.units import Units
 
 PENALTIES = ("reconstruction", "kd")  # detectors a detector-aware attack adds to its objective as a penalty
@@ -142,44 +139,10 @@ def validate_detection(config) -> None:
                           "and detection.ocsvm_per_class >= 1")
 
 
-@dataclass(frozen=True)
-class DetectorKind:
-    """How the suite builds one kind of detector from its context, and whether it scores with a VAE."""
-
-    build: Callable[..., Any]  # (model, data, section, seed, vae, built) -> an unfitted detector
-    needs_vae: bool = False
-
-
-DETECTORS: Registry[DetectorKind] = Registry("detector")
-for _score in SCORES:  # the model's own predictive uncertainty (Feinman's BU; Smith & Gal's MI)
-    DETECTORS.add(_score, DetectorKind(lambda model, data, section, seed, vae, built, kind=_score:
-                                       UncertaintyDetector(model, kind, samples=section.samples, seed=seed)))
-for _score in GENERATIVE_SCORES:  # a VAE's surprise (MagNet)
-    DETECTORS.add(_score, DetectorKind(lambda model, data, section, seed, vae, built, kind=_score:
-                                       GenerativeDetector(vae, kind, seed=seed), needs_vae=True))
-DETECTORS.add("hybrid", DetectorKind(lambda model, data, section, seed, vae, built: HybridDetector(
-    model, samples=section.samples, crop=section.crop, seed=seed, crop_samples=section.crop_samples or None)))
-DETECTORS.add("kd_bu", DetectorKind(lambda model, data, section, seed, vae, built: kernel_density(model, data, section, seed, built)))
-DETECTORS.add("ocsvm", DetectorKind(lambda model, data, section, seed, vae, built: OneClassSVMDetector(
-    model, data.train.images, data.train.labels, per_class=section.ocsvm_per_class, samples=section.samples, seed=seed)))
-
-
 def make_detector(name: str, model, data, section, seed: int, vae=None, built: dict | None = None):
-    """An unfitted detector of a registered kind; ``built`` (one dict per defended model) shares KD's
-    training features."""
+    """An unfitted detector of a registered kind (``detection/``); ``built`` (one dict per defended model)
+    shares KD's training features."""
     return DETECTORS.get(name).build(model, data, section, seed, vae, built)
-
-
-def kernel_density(model, data, section, seed: int, built: dict | None = None) -> KernelDensityUncertainty:
-    """Feinman's KD + BU detector, unfitted. Building it passes every training digit through the model, so
-    with ``built`` that is done once per model and each caller gets a shallow copy: the training features
-    are shared (read only), the bandwidth and the fitted regression are the copy's own."""
-    built = {} if built is None else built
-    if "kd_bu" not in built:
-        with isolated_rng(derive_seed(seed, "kd_bu")):  # the same features whichever unit builds them first
-            built["kd_bu"] = KernelDensityUncertainty(model, data.train.images, data.train.labels, samples=section.samples,
-                                                      bandwidth=section.kd_bandwidth or "auto", seed=seed)
-    return copy.copy(built["kd_bu"])
 
 
 def detector_penalty(spec: DetectionAttack, model, data, section: DetectionSection, seed: int, vae=None,
@@ -353,3 +316,9 @@ class DefendedModel:
                 metrics[f"{prefix}/{det_name}/held_out_roc_auc"] = detection_metrics(
                     truth, *held.score_and_decide(test.images), predicted, test.labels.numpy(), resamples=0)["roc_auc"]
         return metrics, arrays
+
+
+SUITES.add("detection", Suite(DetectionSection, run_detection, validate_detection, ("detection",),
+                              (Key("detect/{model}/{attack}/{measure}"), Key("detect/{model}/{attack}/{detector}/{measure}")),
+                              (Headline("detection ROC-AUC", Key("detect/{model}/{attack}/{detector}/roc_auc")),),
+                              order=40))

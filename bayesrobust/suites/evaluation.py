@@ -3,7 +3,7 @@
 Writes ``clean/<model>/{acc,nll,ll,confidence,entropy,mi,variance}`` (accuracy and mean
 log-likelihood ``ll`` with bootstrap intervals ``_low`` / ``_high``: the transfer table of Bradshaw et
 al.), the same under ``shift/<set>/<model>/`` (label-free quantities only for an unlabelled
-``transfer.extra`` folder) plus ``auroc_<score>`` and ``fpr95_<score>`` for entropy, mi, variance and
+set, such as a user's folder without labels) plus ``auroc_<score>`` and ``fpr95_<score>`` for entropy, mi, variance and
 max_probability (1 − confidence): telling the shifted set from the test set by the model's own
 uncertainty (FPR@95: the share of test digits flagged when 95% of the shifted ones are). VAEs add
 ``auroc_elbo`` and ``auroc_reconstruction``, with the mean ELBO in ``clean/<vae>/elbo`` and
@@ -12,9 +12,10 @@ diagnostics (``inducing_distance``, ``training_distance`` to the nearest of ``re
 ``latent_std_ratio``, ``latent_variance``: means under ``clean/`` and ``shift/<set>/``, and
 ``auroc_<diagnostic>`` per shifted set; ``GPDNN.collapse_diagnostics``). Also ``arrays/evaluation.npz``
 (per-example uncertainty for the report's histograms and a stratified grid of test digits) and one ArviZ NetCDF per model on the test split. With ``rotations`` /
-``translations``, Ovadia et al.'s shift protocol: ``rotate/<degrees>/<model>/{acc,nll,brier,ece,entropy}``
-and ``translate/<pixels>/<model>/…`` on shifted copies of the test digits, NLL and Brier with bootstrap
-intervals, and their per-example values in ``arrays/evaluation.npz`` under the same keys (paired
+``translations``, Ovadia et al.'s shift protocol (``data/shift.py``, the calibration suite's too):
+``ovadia/<copy>/<model>/{acc,nll,brier,ece,entropy}`` on each shifted copy of the test digits (``rotate_45``,
+``translate_4``; ``rotate_0``: the same digits unshifted, where each curve starts), NLL and Brier with
+bootstrap intervals, and their per-example values in ``arrays/evaluation.npz`` under the same keys (paired
 differences between models on the same shifted digits).
 """
 
@@ -26,24 +27,25 @@ from functools import partial
 import numpy as np
 import torch
 
+from bayesrobust.data.shift import ShiftGrid, copy_name
 from bayesrobust.errors import ConfigError
+from bayesrobust.keys import Key
 from bayesrobust.metrics.bootstrap import mean_bounds
 from bayesrobust.metrics.ood import auroc
 from bayesrobust.predictive import Predictive
 from bayesrobust.seeding import derive_seed, make_generator
+from bayesrobust.suites.registry import SUITES, Headline, Suite
 from bayesrobust.units import Units
 
 
 @dataclass(frozen=True)
-class EvaluationSection:
-    """Clean and shifted-set evaluation (the ``evaluation`` suite)."""
+class EvaluationSection(ShiftGrid):
+    """Clean and shifted-set evaluation (the ``evaluation`` suite), with Ovadia et al.'s shift protocol
+    (``rotations``, ``translations``, ``shift_limit``: ``data/shift.py``)."""
 
     samples: int = 50
     batch_size: int = 500
     grid_size: int = 16
-    rotations: tuple[float, ...] = ()  # degrees (Ovadia et al.: 15, 30, …, 180) applied to the test digits
-    translations: tuple[int, ...] = ()  # pixels to the right (Ovadia et al.: 2, 4, …, 26)
-    shift_limit: int = 0  # test digits per shifted copy (0: all)
     bootstrap: int = 1000  # resamples for the intervals of accuracy and log-likelihood (0: none)
     reference_digits: int = 5000  # training digits a GP model's training_distance is measured to (0: not measured)
 
@@ -52,13 +54,9 @@ def validate_evaluation(config) -> None:
     section = config.suites["evaluation"]
     if section.samples < 1:
         raise ConfigError("evaluation.samples must be >= 1")
-    from bayesrobust.data.shift import check_shift_grid
-
-    check_shift_grid(section.rotations, section.translations, "evaluation")
+    section.check("evaluation")
     if section.bootstrap < 0:
         raise ConfigError(f"evaluation.bootstrap must be >= 0 (0: no intervals), got {section.bootstrap}")
-    if section.shift_limit < 0:
-        raise ConfigError("evaluation.shift_limit must be >= 0 (0: all test digits)")
     if section.reference_digits < 0:
         raise ConfigError("evaluation.reference_digits must be >= 0 (0: no distance to the training digits)")
 
@@ -115,6 +113,9 @@ def collapse_scores(model, images: torch.Tensor, reference: torch.Tensor | None)
     return {kind: values.numpy() for kind, values in model.collapse_diagnostics(images, reference=reference).items()}
 
 
+OVADIA = Key("ovadia/{copy}/{model}/{measure}")  # Ovadia et al.'s protocol: a rotated or translated copy (data/shift.py)
+
+
 def shift_metrics(pred: Predictive, labels: torch.Tensor, *, resamples: int = 0,
                   seed: int = 0) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Ovadia et al.'s quantities on one shifted copy — accuracy, NLL, Brier, ECE (15 bins), entropy —
@@ -135,35 +136,30 @@ def shift_metrics(pred: Predictive, labels: torch.Tensor, *, resamples: int = 0,
 
 
 def run_shift_protocol(models, test, config, seed: int, units) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Every model on rotated and translated copies of the test digits (``rotate/<deg>/<model>/…``,
-    ``translate/<px>/<model>/…``), the per-example NLL and Brier as arrays under the same keys. Every
-    model sees the same copies and the bootstrap the same resamples (one seed per copy), so intervals
-    of paired differences can be read from the arrays. Each copy (a grid point, every model) is a unit."""
-    from bayesrobust.data.shift import SHIFTS
+    """Every model on the rotated and translated copies of the test digits (``ovadia/<copy>/<model>/…``),
+    the per-example NLL and Brier as arrays under the same keys. Every model sees the same copies and the
+    bootstrap the same resamples (one seed per copy), so intervals of paired differences can be read from
+    the arrays. Each copy (a grid point, every model) is a unit."""
     from bayesrobust.progress import progress_bar
 
-    subset = test.head(config.shift_limit, seed=0) if config.shift_limit else test
     metrics: dict[str, float] = {}
     arrays: dict[str, np.ndarray] = {}
-    # strength 0 (the same digits unshifted) starts each curve, computed the same way
-    points = [("rotate", r) for r in ([0.0, *config.rotations] if config.rotations else [])]
-    points += [("translate", t) for t in ([0, *config.translations] if config.translations else [])]
 
-    def grid_point(kind: str, strength) -> tuple[dict, dict]:
-        images = SHIFTS[kind](subset.images, strength)
+    def grid_point(copy: str, kind: str, strength, shifted) -> tuple[dict, dict]:
         point_metrics, point_arrays = {}, {}
         for name, model in models.items():
-            pred = model.predictive(images, config.samples, generator=make_generator(derive_seed(seed, kind, name)),
+            pred = model.predictive(shifted.images, config.samples, generator=make_generator(derive_seed(seed, kind, name)),
                                     batch_size=config.batch_size)
-            values, per_example = shift_metrics(pred, subset.labels, resamples=config.bootstrap,
+            values, per_example = shift_metrics(pred, shifted.labels, resamples=config.bootstrap,
                                                 seed=derive_seed(seed, "bootstrap", kind, f"{strength:g}"))
-            prefix = f"{kind}/{strength:g}/{name}"
-            point_metrics.update({f"{prefix}/{key}": value for key, value in values.items()})
-            point_arrays.update({f"{prefix}/{key}": value for key, value in per_example.items()})
+            point_metrics.update({OVADIA(copy=copy, model=name, measure=key): value for key, value in values.items()})
+            point_arrays.update({OVADIA(copy=copy, model=name, measure=key): value for key, value in per_example.items()})
         return point_metrics, point_arrays
 
-    for kind, strength in progress_bar(points, desc="shift protocol (rotations, translations)"):
-        m, a = units(f"{kind}/{strength:g}", partial(grid_point, kind, strength))
+    # strength 0 (the same digits unshifted) starts each curve, computed the same way
+    copies = config.copies(test, identity=True)
+    for copy, (kind, strength, shifted) in progress_bar(copies.items(), desc="shift protocol (rotations, translations)"):
+        m, a = units(f"ovadia/{copy}", partial(grid_point, copy, kind, strength, shifted))
         metrics.update(m)
         arrays.update(a)
     return metrics, arrays
@@ -231,5 +227,19 @@ def run_evaluation(run, models, data, config, seed: int) -> dict[str, float]:
                                                "unlabelled": [k for k, v in data.shifted.items() if not v.labelled],
                                                "samples": config.samples, "test": data.test.info.name,
                                                "rotations": list(config.rotations), "translations": list(config.translations),
-                                               "shift_examples": min(config.shift_limit or len(data.test), len(data.test))})
+                                               "shift_examples": min(config.shift_limit or len(data.test), len(data.test)),
+                                               "copies": [copy_name(k, s) for k, s in config.points(identity=True)]})
     return metrics
+
+
+CLEAN = Key("clean/{model}/{measure}")  # the test split
+SHIFTED = Key("shift/{set}/{model}/{measure}")  # every shifted (or transfer) set
+
+SUITES.add("evaluation", Suite(EvaluationSection, run_evaluation, validate_evaluation, ("evaluation",),
+                               (CLEAN, SHIFTED, OVADIA),
+                               (Headline("test accuracy", Key("clean/{model}/acc")), Headline("mean log-lik.", Key("clean/{model}/ll")),
+                                Headline("mean entropy", Key("clean/{model}/entropy")),
+                                Headline("NLL", Key("clean/{model}/nll"), summary=False),
+                                Headline("accuracy on each shifted set", Key("shift/{set}/{model}/acc")),
+                                Headline("entropy AUROC on each shifted set", Key("shift/{set}/{model}/auroc_entropy"))),
+                               order=10))

@@ -24,11 +24,9 @@ import numpy as np
 
 from bayesrobust.atomic import write_json_atomic, write_text_atomic
 from bayesrobust.runs import RunDir
+from bayesrobust.suites.registry import headline_patterns
 from bayesrobust.sweeps.execute import OUTCOMES, trial_state
 from bayesrobust.sweeps.plan import MANIFEST, short_names
-
-DEFAULT_PATTERNS = ("clean/*/acc", "clean/*/nll", "calib/*/ece", "lacok/*/*/error", "lacok/*/*/confidence",
-                    "adv/worst_case/*/robust_accuracy", "detect/*/*/*/roc_auc", "shift/*/*/auroc_entropy")
 
 
 def seed_statistics(values: np.ndarray, *, resamples: int = 1000, seed: int = 0) -> dict[str, float]:
@@ -57,7 +55,7 @@ def aggregate(sweep_dir: Path, patterns: tuple[str, ...] = (), seed: int = 0) ->
     """``{"keys", "points", "metrics": {metric: {point label: stats}}, "trials": [...status...]}``."""
     manifest = json.loads((sweep_dir / MANIFEST).read_text())
     keys = list(manifest["grid"])
-    patterns = tuple(patterns) or tuple(manifest.get("metrics") or ()) or DEFAULT_PATTERNS
+    patterns = tuple(patterns) or tuple(manifest.get("metrics") or ()) or headline_patterns()
     outcomes = last_outcomes(sweep_dir)
     per_point: dict[str, list[dict[str, float]]] = defaultdict(list)
     trials = []
