@@ -29,9 +29,9 @@ demo: $(STAMP)  ## train + evaluate on the embedded offline data, write runs/qui
 PYTEST_RUN := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --max-worker-restart 0 --durations 20
 
 # The model and attack contract tests, and the training loop that once hung oneDNN (tests/test_cpu_paths.py)
-CONTRACT_TESTS := tests/test_models.py tests/test_any_model.py tests/test_dropout.py tests/test_gpdnn.py \
-	tests/test_spectral.py tests/test_vae.py tests/test_attacks.py tests/test_criterion.py tests/test_apgd.py \
-	tests/test_square_pgd.py tests/test_autoattack.py tests/test_cpu_paths.py
+CONTRACT_TESTS := tests/models/test_models.py tests/models/test_any_model.py tests/models/test_dropout.py tests/models/test_gpdnn.py \
+	tests/models/test_spectral.py tests/models/test_vae.py tests/attacks/test_attacks.py tests/attacks/test_criterion.py tests/attacks/test_apgd.py \
+	tests/attacks/test_square_pgd.py tests/attacks/test_autoattack.py tests/test_cpu_paths.py
 # What an AVX2-only CPU (many AMD machines) runs: oneDNN's kernels and ATen's vectorised kernels capped at AVX2
 AVX2_ONLY := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
 
@@ -45,7 +45,7 @@ browser:  ## Debian's chromium for the report's browser test (best effort: needs
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	    (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) ; } || \
-	  echo "chromium not installed: tests/test_report_browser.py will skip"
+	  echo "chromium not installed: tests/report/test_report_browser.py will skip"
 
 lint: $(STAMP)
 	$(BIN)/ruff check bayesrobust tests benchmarks docs/examples

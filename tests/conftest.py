@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -48,6 +49,64 @@ def pytest_terminal_summary(terminalreporter, config):
     if collected > len(ran):
         terminalreporter.write_sep("=", f"{collected - len(ran)} of {collected} collected tests never ran: "
                                         "the run is incomplete", red=True)
+
+
+# A small real experiment (300 training digits, one epoch) that tests run through the CLI.
+SMALL = """
+[run]
+name = "small"
+[data]
+train = "mnist-5k"
+val_fraction = 0.2
+train_limit = 300
+test_limit = 60
+shifted = ["digits"]
+shifted_limit = 40
+[models.mc]
+arch = "lenet"
+mode = "mc_dropout"
+params = { channels = [4, 8], hidden = 16 }
+[models.mc.train]
+epochs = 1
+[models.plain]
+arch = "lenet"
+mode = "plain"
+params = { channels = [4, 8], hidden = 16 }
+weights_of = "mc"
+[models.plain_ts]
+arch = "lenet"
+mode = "plain"
+params = { channels = [4, 8], hidden = 16 }
+weights_of = "mc"
+calibrate = "temperature"
+[models.plain_iso]
+arch = "lenet"
+mode = "plain"
+params = { channels = [4, 8], hidden = 16 }
+weights_of = "mc"
+calibrate = "isotonic"
+[models.gp]
+arch = "gpdnn"
+params = { channels = [4, 8], hidden = 16, features = 8, inducing = 8, kmeans_images = 200 }
+[models.gp.train]
+epochs = 1
+[evaluation]
+samples = 3
+[attack]
+limit = 20
+eval_samples = 3
+[attack.runs.fgsm]
+attack = "fgsm"
+params = { eps = 0.2 }
+[attack.runs.cw]
+attack = "cw_l2"
+params = { steps = 5, binary_search_steps = 2 }
+[attack.masking]
+limit = 8
+steps = [2, 3]
+queries = 10
+eot_samples = 2
+"""
 
 
 def shared_data() -> Path | None:
@@ -191,20 +250,16 @@ def tiny_overrides(path: Path) -> list[str]:
     sets = ["data.train_limit=300", "data.test_limit=60", "data.shifted_limit=40"]
     for name, spec in raw.get("models", {}).items():
         sets.append(f"models.{name}.train.epochs=1")
-        if spec.get("arch", "lenet") in ("lenet", "feinman_cnn"):
-            sets += [f"models.{name}.params.channels=[4, 8]", f"models.{name}.params.hidden=16"]
-        elif spec["arch"] == "ae_softmax":
-            sets += [f"models.{name}.params.code=16", f"models.{name}.params.pretrain_epochs=1"]
-        elif spec["arch"] == "gpdnn":
-            sets += [f"models.{name}.params.{key}={value!r}".replace("(", "[").replace(")", "]")
-                     for key, value in TINY_GPDNN.items()]
-        elif spec["arch"] == "vae":
-            sets += [f"models.{name}.params.{key}={value}" for key, value in TINY_VAE.items()]
-        elif spec["arch"] == "ensemble":
-            sets += [f"models.{name}.params.members=2", f"models.{name}.params.member.params.channels=[4, 8]",
-                     f"models.{name}.params.member.params.hidden=16"]
-        elif spec.get("params", {}).get("hidden"):
-            sets.append(f"models.{name}.params.hidden=[32]")
+        arch = spec.get("arch", "lenet")
+        if arch == "ensemble":  # its members, each a family of its own, made tiny
+            member = spec.get("params", {}).get("member", {}).get("arch", "lenet")
+            sets += [f"models.{name}.params.members=2",
+                     *(f"models.{name}.params.member.params.{key}={json.dumps(value)}"
+                       for key, value in MODELS.get(member).tiny_params.items())]
+        elif arch in MODELS and MODELS.get(arch).tiny_params:  # each family says what makes it small; a size the
+            params = spec.get("params", {})                    # config sets to none (hidden = []) is another model
+            sets += [f"models.{name}.params.{key}={json.dumps(value)}" for key, value in MODELS.get(arch).tiny_params.items()
+                     if key not in params or params[key]]
     if "evaluation" in raw:
         sets += ["evaluation.samples=3", "evaluation.grid_size=8"]
         if raw["evaluation"].get("rotations") or raw["evaluation"].get("translations"):

@@ -26,7 +26,7 @@ from bayesrobust.errors import ConfigError, DatasetError, InputError
 from bayesrobust.models import build_model
 from bayesrobust.schema import tomllib
 from tests.conftest import REPO, tiny_attack
-from tests.test_data import idx_bytes, semeion_line, write_svhn
+from tests.data_files import idx_bytes, semeion_line, write_svhn
 
 QUICKSTART = tomllib.loads((REPO / "experiments" / "quickstart.toml").read_text())
 SCALE = int(os.environ.get("BAYESROBUST_PROPERTY_EXAMPLES", "0"))

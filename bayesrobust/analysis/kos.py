@@ -27,7 +27,7 @@ from bayesrobust.errors import ConfigError
 from bayesrobust.keys import Key
 from bayesrobust.models.base import Reconstructs
 from bayesrobust.models.families import reconstructing_models
-from bayesrobust.report.figures import PALETTE, heatmap, image_rows, new_figure
+from bayesrobust.report.figures import PALETTE, heatmap, image_rows, new_figure, note_coinciding
 from bayesrobust.report.sections import Section, Table, fmt
 
 KOS = Key("kos/{model}/{measure}")  # examples, clean_feedback_accuracy, clean_judge_accuracy
@@ -178,6 +178,8 @@ def distortion_curves(curves: dict[str, tuple[list[float], list[float], list[flo
     right.set(xlabel="input distortion ‖x − x*‖₂", ylabel="AS_target", ylim=(0, 1.02))
     for ax in (left, right):
         ax.grid(alpha=0.3)
+    note_coinciding(left, {loss: [*l2, *out] for loss, (l2, out, _) in curves.items()})  # both coordinates equal
+    note_coinciding(right, {loss: [*l2, *success] for loss, (l2, _, success) in curves.items()})
     right.legend(fontsize=7)
     fig.tight_layout()
     return fig

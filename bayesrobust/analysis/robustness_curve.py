@@ -25,7 +25,7 @@ from bayesrobust.attacks.spec import AttackSpec
 from bayesrobust.errors import ConfigError
 from bayesrobust.keys import Key
 from bayesrobust.metrics.bootstrap import mean_bounds
-from bayesrobust.report.figures import PALETTE, new_figure
+from bayesrobust.report.figures import PALETTE, new_figure, note_coinciding
 from bayesrobust.report.sections import Section, Table
 from bayesrobust.seeding import derive_seed
 
@@ -150,6 +150,7 @@ def robustness_curves(curves: dict[str, dict[str, tuple[list, list, list, list]]
                 ax.fill_between(eps, low, high, color=color, alpha=0.15, linewidth=0)
         ax.set(xlabel=f"{norm} ε", ylabel="robust accuracy", ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
+        note_coinciding(ax, {model: values for model, (_, values, _, _) in models.items()})
     axes[0][-1].legend(fontsize=6)
     fig.tight_layout()
     return fig

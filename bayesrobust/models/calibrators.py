@@ -13,7 +13,7 @@
 
 These are netcal's definitions (``LogisticCalibration``'s vector scaling, which takes log-probabilities
 as its logits; ``HistogramBinning`` with equal intervals; ``IsotonicRegression``), cross-checked on the
-same probabilities in ``tests/test_calibrators.py``. One difference: before renormalising, every
+same probabilities in ``tests/models/test_calibrators.py``. One difference: before renormalising, every
 calibrated probability is floored at 1e-12, so a row that all classes' maps send to 0 becomes uniform
 (netcal divides by zero there).
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from bayesrobust.analysis import analyses
-from bayesrobust.report.figures import PALETTE, image_rows, new_figure
+from bayesrobust.report.figures import PALETTE, image_rows, new_figure, note_coinciding
 from bayesrobust.report.sections import SECTIONS, Section, Table, fmt
 from bayesrobust.suites.attack_results import CLEAN, ORIGINAL, PER_EXAMPLE, RUN, SHOWN, WORST_CASE, AttackFiles
 
@@ -145,9 +145,10 @@ def eps_curves(eps: list[float], curves: dict[str, dict[str, list[float]]], atta
         style = {"color": PALETTE[i % len(PALETTE)], "marker": "o", "markersize": 3, "label": model}
         axes[0][0].plot(eps, values["error_rate"], **style)
         axes[0][1].plot(eps, values["entropy"], **style)
-    for ax, label in zip(axes[0], ("error rate", "mean predictive entropy (nats)")):
+    for ax, key, label in zip(axes[0], ("error_rate", "entropy"), ("error rate", "mean predictive entropy (nats)")):
         ax.set_xlabel(f"{attack} ε")
         ax.set_ylabel(label)
+        note_coinciding(ax, {model: values[key] for model, values in curves.items()})
     axes[0][0].set_ylim(-0.02, 1.02)
     axes[0][0].legend(loc="lower right")
     fig.tight_layout()

@@ -45,6 +45,30 @@ def displayable(image) -> np.ndarray:
     side = int(round(math.sqrt(a.size)))
     return a.reshape(side, side)
 
+def coinciding(lines: dict[str, object], tol: float = 1e-9) -> list[list[str]]:
+    """Groups (two or more names) of lines equal point for point: drawn on top of each other, only the last
+    one drawn would show, and a reader would think the others missing. Missing points (None, NaN) match."""
+    values = {name: np.asarray([np.nan if v is None else v for v in line], dtype=float) for name, line in lines.items()}
+    groups: list[list[str]] = []
+    for name, line in values.items():
+        group = next((g for g in groups if values[g[0]].shape == line.shape
+                      and np.allclose(values[g[0]], line, atol=tol, rtol=0, equal_nan=True)), None)
+        if group is None:
+            groups.append([name])
+        else:
+            group.append(name)
+    return [g for g in groups if len(g) > 1]
+
+
+def note_coinciding(ax, lines: dict[str, object]) -> None:
+    """Say on the panel which of its lines coincide (e.g. a network and its temperature-scaled twin, whose
+    accuracy is the same at every point)."""
+    groups = coinciding(lines)
+    if groups:
+        ax.text(0.02, 0.02, "coincide: " + "; ".join(" = ".join(g) for g in groups), transform=ax.transAxes,
+                fontsize=6, color="0.25", va="bottom", ha="left")
+
+
 class PanelGrid:
     """A grid of image panels drawn on one axes that fills the figure, in inch coordinates (y down).
 
@@ -251,6 +275,7 @@ def risk_coverage_curves(curves: dict[str, dict[str, np.ndarray]], coverage: np.
     for ax, score in zip(axes[0], scores):
         ax.set(title=f"abstaining by {score}", xlabel="coverage", xlim=(0, 1))
         ax.grid(alpha=0.3)
+        note_coinciding(ax, {model: by_score[score] for model, by_score in curves.items() if score in by_score})
     axes[0][0].set_ylabel("risk (error rate of the retained)")
     axes[0][0].legend(fontsize=6)  # the first panel has every model
     fig.tight_layout()
@@ -273,9 +298,10 @@ def shift_curves(strengths: list[float], curves: dict[str, dict[str, list[float]
             band = (bands or {}).get(model, {}).get(key)
             if band is not None and all(v is not None for v in (*band[0], *band[1])):
                 ax.fill_between(strengths, band[0], band[1], color=style["color"], alpha=0.15, linewidth=0)
-    for ax, (_, label) in zip(axes[0], quantities):
+    for ax, (key, label) in zip(axes[0], quantities):
         ax.set(xlabel=unit, ylabel=label)
         ax.grid(alpha=0.3)
+        note_coinciding(ax, {model: values[key] for model, values in curves.items()})
     if quantities[0][0] == "acc":
         axes[0][0].set_ylim(-0.02, 1.02)
     axes[0][-1].legend(fontsize=6)
