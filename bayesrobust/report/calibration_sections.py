@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from bayesrobust.metrics.bootstrap import with_interval
 from bayesrobust.report import figures
+from bayesrobust.report.figures import PALETTE, PanelGrid, new_figure, note_coinciding
 from bayesrobust.report.sections import DRAW_SPREAD, SECTIONS, Section, Table, fmt, single_pass_models
 
 
@@ -83,7 +86,7 @@ def selective_part(section: Section, meta: dict, arrays, metrics, single_pass: s
         "every digit, so abstaining by it would rank nothing",
         ["set", "model", "score", "AURC", *(f"accuracy at {round(c * 100)}% coverage" for c in COVERAGES)], rows))
     curves = {m: {score: arrays[f"calib/{m}/risk_coverage/{score}"] for score in scores(m)} for m in meta["models"]}
-    section.figures.append(("risk_coverage", figures.risk_coverage_curves(curves, COVERAGE_GRID),
+    section.figures.append(("risk_coverage", risk_coverage_curves(curves, COVERAGE_GRID),
                             "Risk–coverage curves on the test split: the error rate among the digits kept when the model "
                             "abstains on the least certain ones, by each score."))
 
@@ -217,9 +220,43 @@ def logistic_part(section: Section, config: dict, arrays, metrics) -> None:
         f"ε {config['eps']:g} (published for the plain model: 99%); adversarial objective E ζ(ε‖w‖₁ − y(wᵀx + b)), "
         "L1: mean logistic loss + λ‖w‖₁; w_zero_fraction: share of |w| < 1e-3",
         ["model", *LOGISTIC_COLUMNS], rows))
-    section.figures.append(("logistic_weights", figures.weight_maps({n: arrays[f"logistic/{n}/weights"] for n in names}),
+    section.figures.append(("logistic_weights", weight_maps({n: arrays[f"logistic/{n}/weights"] for n in names}),
                             "Weights of each logistic regression (top) and their sign (bottom): the sign is the "
                             "direction of the optimal perturbation (Goodfellow et al. Figure 2)."))
     section.figures.append(("logistic_examples", figures.image_rows(
         {"test digits": arrays["logistic/examples"], f"ε {config['eps']:g} (plain)": arrays["logistic/examples_adv"]}),
         "Test digits and their worst-case perturbations against the plain logistic regression."))
+
+
+def weight_maps(weights: dict[str, np.ndarray]):
+    """Goodfellow et al.'s Figure 2 layout for linear models: each model's weights as an image (top,
+    diverging colours around zero, saturating at the 99th percentile of |w|) and their sign, the optimal perturbation's direction (bottom)."""
+    names = list(weights)
+    grid = PanelGrid(2, len(names), cell=1.4, left=0.6)
+    for c, name in enumerate(names):
+        w = weights[name].reshape(28, 28)
+        bound = max(float(np.quantile(np.abs(w), 0.99)), 1e-12)  # a few large weights would wash out the rest
+        grid.image(0, c, w, title=name, cmap="RdBu_r", vmin=-bound, vmax=bound)
+        grid.image(1, c, np.sign(w), cmap="RdBu_r", vmin=-1, vmax=1)
+    grid.row_label(0, "w")
+    grid.row_label(1, "sign(w)")
+    return grid.fig
+
+
+def risk_coverage_curves(curves: dict[str, dict[str, np.ndarray]], coverage: np.ndarray):
+    """Selective prediction: the error rate among the retained digits against the share retained, one
+    panel per uncertainty score (shared axes), one line per model; lower is better."""
+    scores = list(dict.fromkeys(score for by_score in curves.values() for score in by_score))  # a model may lack one
+    fig, axes = new_figure(1, len(scores), width=2.7, height=2.4, sharey=True)
+    for i, (model, by_score) in enumerate(curves.items()):
+        for ax, score in zip(axes[0], scores):
+            if score in by_score:
+                ax.plot(coverage, by_score[score], color=PALETTE[i % len(PALETTE)], lw=1.2, label=model)
+    for ax, score in zip(axes[0], scores):
+        ax.set(title=f"abstaining by {score}", xlabel="coverage", xlim=(0, 1))
+        ax.grid(alpha=0.3)
+        note_coinciding(ax, {model: by_score[score] for model, by_score in curves.items() if score in by_score})
+    axes[0][0].set_ylabel("risk (error rate of the retained)")
+    axes[0][0].legend(fontsize=6)  # the first panel has every model
+    fig.tight_layout()
+    return fig

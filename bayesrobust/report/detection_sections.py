@@ -3,7 +3,9 @@ detection accuracy and the classifier's accuracy on what it lets through; ROC cu
 
 from __future__ import annotations
 
-from bayesrobust.report import figures
+import numpy as np
+
+from bayesrobust.report.figures import PALETTE, new_figure
 from bayesrobust.report.sections import SECTIONS, Section, Table, fmt
 
 COLUMNS = ["roc_auc", "aupr", "tpr_at_5_fpr", "detection_accuracy", "accuracy_passed", "undefended_accuracy",
@@ -62,7 +64,43 @@ def add_attack(section: Section, meta, metrics, arrays, model: str, attack: str)
     truth = arrays[f"{prefix}/is_adversarial"].astype(bool)
     scores = {d: arrays[f"{prefix}/{d}/scores"] for d in meta["detectors"]}
     title = f"{model}, {attack}"
-    section.figures.append((f"roc_{model}_{attack}", figures.roc_curves(truth, scores, title=title),
+    section.figures.append((f"roc_{model}_{attack}", roc_curves(truth, scores, title=title),
                             f"ROC curves of every detector on the {attack} evaluation mixed set, {model}."))
-    section.figures.append((f"scores_{model}_{attack}", figures.score_histograms(truth, scores, title=title),
+    section.figures.append((f"scores_{model}_{attack}", score_histograms(truth, scores, title=title),
                             f"Detector scores on clean (filled) and adversarial (outline) images, {attack}, {model}."))
+
+
+def roc_curves(truth: np.ndarray, scores: dict[str, np.ndarray], title: str = ""):
+    """One ROC curve per detector (adversarial = positive), with the AUC in the legend."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fig, axes = new_figure(1, 1, width=3.8, height=3.4)
+    ax = axes[0][0]
+    for i, (name, s) in enumerate(scores.items()):
+        fpr, tpr, _ = roc_curve(truth, s)
+        ax.plot(fpr, tpr, color=PALETTE[i % len(PALETTE)], label=f"{name} ({roc_auc_score(truth, s):.3f})")
+    ax.plot([0, 1], [0, 1], color="0.6", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def score_histograms(truth: np.ndarray, scores: dict[str, np.ndarray], title: str = ""):
+    """Small multiples, one per detector: its scores on clean (filled) and adversarial (outline) images."""
+    ncols = min(3, len(scores))
+    nrows = int(np.ceil(len(scores) / ncols))
+    fig, axes = new_figure(nrows, ncols, width=3.0, height=2.3)
+    flat = axes.ravel()
+    for ax, (name, s) in zip(flat, scores.items()):
+        bins = np.linspace(float(np.min(s)), float(np.max(s)) + 1e-12, 30)
+        ax.hist(s[~truth], bins=bins, density=True, alpha=0.6, color=PALETTE[0], label="clean")
+        ax.hist(s[truth], bins=bins, density=True, histtype="step", linewidth=1.5, color=PALETTE[1], label="adversarial")
+        ax.set_title(f"{title} · {name}" if title else name, fontsize=8)
+    for ax in flat[len(scores):]:
+        ax.set_visible(False)
+    flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig

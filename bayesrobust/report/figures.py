@@ -1,15 +1,16 @@
-"""Paper-style figures drawn from a run folder's arrays (never from live models)."""
+"""The plotting helpers every report section shares: the house style and palette, figures made without
+pyplot, panel grids of digits, heatmaps, rows of images, reliability diagrams, curves against a shift's
+strength, and the note that lines coincide. A suite's or an analysis's own figures live beside its report
+section (``report/*_sections.py``, ``analysis/*.py``); all of them are drawn from a run folder's arrays,
+never from live models."""
 
 from __future__ import annotations
 
 import math
 
 import matplotlib
-import matplotlib.patches
 import numpy as np
 from matplotlib.figure import Figure
-
-from bayesrobust.predictive import import_arviz
 
 STYLE = {
     "figure.dpi": 110,
@@ -112,78 +113,6 @@ class PanelGrid:
         self.ax.text(self.ax.get_xlim()[1] / 2, 0.04, text, ha="center", va="top", fontsize=9)
 
 
-def uncertainty_histograms(in_dist: dict[str, np.ndarray], shifted: dict[str, dict[str, np.ndarray]],
-                           quantity: str = "predictive entropy (nats)", test_name: str = "test"):
-    """One panel per model: the distribution of an uncertainty measure on the test split and on
-    each shifted set (normalised histograms; the panels share both axes, so models compare at a glance)."""
-    models = list(in_dist)
-    fig, axes = new_figure(1, len(models), width=3.4, sharex=True, sharey=True)
-    upper = max([float(np.max(v)) for v in in_dist.values()] +
-                [float(np.max(v)) for per in shifted.values() for v in per.values()] + [1e-3])
-    bins = np.linspace(0.0, upper * 1.02, 40)
-    for ax, model in zip(axes[0], models):
-        ax.hist(in_dist[model], bins=bins, density=True, alpha=0.6, color=PALETTE[0], label=f"{test_name} (in-dist.)")
-        for i, (set_name, per_model) in enumerate(shifted.items(), start=1):
-            ax.hist(per_model[model], bins=bins, density=True, histtype="step", linewidth=1.5,
-                    color=PALETTE[i % len(PALETTE)], label=set_name)
-        ax.set_title(model)
-        ax.set_xlabel(quantity)
-    axes[0][0].set_ylabel("density")
-    axes[0][0].legend(loc="upper right")
-    fig.tight_layout()
-    return fig
-
-
-def roc_curves(truth: np.ndarray, scores: dict[str, np.ndarray], title: str = ""):
-    """One ROC curve per detector (adversarial = positive), with the AUC in the legend."""
-    from sklearn.metrics import roc_auc_score, roc_curve
-
-    fig, axes = new_figure(1, 1, width=3.8, height=3.4)
-    ax = axes[0][0]
-    for i, (name, s) in enumerate(scores.items()):
-        fpr, tpr, _ = roc_curve(truth, s)
-        ax.plot(fpr, tpr, color=PALETTE[i % len(PALETTE)], label=f"{name} ({roc_auc_score(truth, s):.3f})")
-    ax.plot([0, 1], [0, 1], color="0.6", linewidth=0.8, linestyle=":")
-    ax.set_xlabel("false-positive rate")
-    ax.set_ylabel("true-positive rate")
-    ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def score_histograms(truth: np.ndarray, scores: dict[str, np.ndarray], title: str = ""):
-    """Small multiples, one per detector: its scores on clean (filled) and adversarial (outline) images."""
-    ncols = min(3, len(scores))
-    nrows = int(np.ceil(len(scores) / ncols))
-    fig, axes = new_figure(nrows, ncols, width=3.0, height=2.3)
-    flat = axes.ravel()
-    for ax, (name, s) in zip(flat, scores.items()):
-        bins = np.linspace(float(np.min(s)), float(np.max(s)) + 1e-12, 30)
-        ax.hist(s[~truth], bins=bins, density=True, alpha=0.6, color=PALETTE[0], label="clean")
-        ax.hist(s[truth], bins=bins, density=True, histtype="step", linewidth=1.5, color=PALETTE[1], label="adversarial")
-        ax.set_title(f"{title} · {name}" if title else name, fontsize=8)
-    for ax in flat[len(scores):]:
-        ax.set_visible(False)
-    flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def digit_grid(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, confidence: np.ndarray,
-               title: str = "", ncols: int = 8):
-    """Digits with their predicted label and confidence; wrong predictions in red."""
-    n = len(images)
-    grid = PanelGrid(int(np.ceil(n / ncols)), ncols, cell=0.85, font=8, top=0.3 if title else 0.0)
-    for i in range(n):
-        ok = predicted[i] == labels[i]
-        grid.image(i // ncols, i % ncols, images[i], title=f"{predicted[i]} ({confidence[i]:.2f})",
-                   color="black" if ok else "#d62728")
-    if title:
-        grid.heading(title)
-    return grid.fig
-
-
 def heatmap(matrix: np.ndarray, *, rows, columns, title: str, fmt: str = "{:.2f}", cmap: str = "viridis",
             xlabel: str = "", ylabel: str = ""):
     """Annotated matrix (NaN cells blank), e.g. source × target success rates."""
@@ -220,21 +149,6 @@ def image_rows(rows: dict[str, np.ndarray], predicted: dict[str, np.ndarray] | N
     return grid.fig
 
 
-def weight_maps(weights: dict[str, np.ndarray]):
-    """Goodfellow et al.'s Figure 2 layout for linear models: each model's weights as an image (top,
-    diverging colours around zero, saturating at the 99th percentile of |w|) and their sign, the optimal perturbation's direction (bottom)."""
-    names = list(weights)
-    grid = PanelGrid(2, len(names), cell=1.4, left=0.6)
-    for c, name in enumerate(names):
-        w = weights[name].reshape(28, 28)
-        bound = max(float(np.quantile(np.abs(w), 0.99)), 1e-12)  # a few large weights would wash out the rest
-        grid.image(0, c, w, title=name, cmap="RdBu_r", vmin=-bound, vmax=bound)
-        grid.image(1, c, np.sign(w), cmap="RdBu_r", vmin=-1, vmax=1)
-    grid.row_label(0, "w")
-    grid.row_label(1, "sign(w)")
-    return grid.fig
-
-
 def reliability_diagrams(bins: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], scheme: str = "width",
                          titles: dict[str, str] | None = None):
     """One panel per model: accuracy against mean confidence per bin (bars at the bins' mean confidence,
@@ -259,25 +173,6 @@ def reliability_diagrams(bins: dict[str, tuple[np.ndarray, np.ndarray, np.ndarra
         bottom.bar(centre[filled], count[filled] / max(count.sum(), 1), width=width, color="grey")
         bottom.set(xlabel="confidence", ylabel="share" if j == 0 else "", xlim=(0, 1))
     axes[0][0].legend(fontsize=6, loc="upper left")
-    fig.tight_layout()
-    return fig
-
-
-def risk_coverage_curves(curves: dict[str, dict[str, np.ndarray]], coverage: np.ndarray):
-    """Selective prediction: the error rate among the retained digits against the share retained, one
-    panel per uncertainty score (shared axes), one line per model; lower is better."""
-    scores = list(dict.fromkeys(score for by_score in curves.values() for score in by_score))  # a model may lack one
-    fig, axes = new_figure(1, len(scores), width=2.7, height=2.4, sharey=True)
-    for i, (model, by_score) in enumerate(curves.items()):
-        for ax, score in zip(axes[0], scores):
-            if score in by_score:
-                ax.plot(coverage, by_score[score], color=PALETTE[i % len(PALETTE)], lw=1.2, label=model)
-    for ax, score in zip(axes[0], scores):
-        ax.set(title=f"abstaining by {score}", xlabel="coverage", xlim=(0, 1))
-        ax.grid(alpha=0.3)
-        note_coinciding(ax, {model: by_score[score] for model, by_score in curves.items() if score in by_score})
-    axes[0][0].set_ylabel("risk (error rate of the retained)")
-    axes[0][0].legend(fontsize=6)  # the first panel has every model
     fig.tight_layout()
     return fig
 
@@ -309,50 +204,3 @@ def shift_curves(strengths: list[float], curves: dict[str, dict[str, list[float]
     return fig
 
 
-def uncertainty_densities(values: dict[str, dict[str, np.ndarray]], quantity: str = "predictive entropy (nats)"):
-    """One panel per model: ArviZ kernel density estimates (boundary-corrected at zero, where entropy and
-    MI pile up) of an uncertainty measure on every set, ``values[set][model]``, the first set filled; a
-    log density axis, so the in-distribution spike near zero and the shifted sets' tails both show."""
-    az = import_arviz()
-    sets = list(values)
-    models = list(values[sets[0]])
-    fig, axes = new_figure(1, len(models), width=3.4)
-    for ax, model in zip(axes[0], models):
-        for i, set_name in enumerate(sets):
-            colour = PALETTE[i % len(PALETTE)]
-            data = np.asarray(values[set_name][model], dtype=np.float64)
-            if np.ptp(data) <= 1e-12:  # a constant (a plain network's MI is exactly zero): a spike, not a density
-                ax.axvline(float(data.mean()), color=colour, linewidth=1.5, label=set_name)
-                continue
-            az.plot_kde(data, ax=ax, legend=False, bw="scott", plot_kwargs={"color": colour, "linewidth": 1.5, "label": set_name},
-                        fill_kwargs={"alpha": 0.25, "color": colour} if i == 0 else None)
-        ax.set_yscale("log")
-        ax.set_ylim(bottom=1e-2)
-        ax.set_xlim(left=0.0)
-        ax.tick_params(labelsize=8)
-        ax.set_title(model)
-        ax.set_xlabel(quantity)
-        ax.set_ylabel("density (log scale)")
-    axes[0][-1].legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def class_probability_forest(idata_by_model: dict[str, object], examples: list[int], labels: np.ndarray, hdi: float = 0.94):
-    """ArviZ forest plots of the per-class predictive probabilities of chosen test digits: one panel per
-    model, one row per (digit, class) with the draws' median and ``hdi`` highest-density interval — where
-    the draws disagree (MI), the intervals are wide."""
-    az = import_arviz()
-    models = list(idata_by_model)
-    fig, axes = new_figure(1, len(models), width=3.0, height=0.5 + 0.22 * 10 * len(examples), sharex=True)
-    for ax, model in zip(axes[0], models):
-        probs = idata_by_model[model].posterior_predictive["probs"]
-        az.plot_forest({f"#{e} (y={int(labels[e])})": probs.sel(example=e).rename({"class": "p"}) for e in examples},
-                       combined=True, hdi_prob=hdi, ax=ax, colors=PALETTE[:len(examples)], textsize=7,
-                       legend=False)
-        ax.set_title(model)
-        ax.set_xlabel("class probability")
-        ax.set_xlim(-0.02, 1.02)
-        ax.tick_params(axis="x", labelsize=8)
-    fig.tight_layout()
-    return fig

@@ -9,6 +9,8 @@ import pytest
 
 from bayesrobust.analysis.triptych import triptych_figure
 from bayesrobust.report import figures
+from bayesrobust.report.calibration_sections import weight_maps
+from bayesrobust.report.evaluation_sections import digit_grid, uncertainty_histograms
 
 
 def panel_extents(fig) -> list[tuple[float, float, float, float]]:
@@ -22,7 +24,7 @@ def test_panels_are_square_disjoint_and_inside_the_figure():
     labels = np.arange(13) % 10
     predicted = labels.copy()
     predicted[3] = (labels[3] + 1) % 10
-    fig = figures.digit_grid(images, labels, predicted, np.full(13, 0.5), title="model", ncols=5)
+    fig = digit_grid(images, labels, predicted, np.full(13, 0.5), title="model", ncols=5)
     extents = panel_extents(fig)
     assert len(extents) == 13 and len(fig.axes) == 1
     width, height = fig.get_size_inches()
@@ -55,14 +57,14 @@ def test_triptych_and_weight_maps_draw_every_panel():
     original = np.random.default_rng(1).random((3, 784))
     labels = {k: (np.array([2, 2, 2]), np.array([0.9, 0.8, 0.7])) for k in ("original", "delta", "adversarial")}
     assert len(panel_extents(triptych_figure(original, original - 0.5, original, labels))) == 9
-    assert len(panel_extents(figures.weight_maps({"plain": original[0], "l1": original[1]}))) == 4
+    assert len(panel_extents(weight_maps({"plain": original[0], "l1": original[1]}))) == 4
 
 
 def test_uncertainty_histograms_share_both_axes():
     """Models compare at a glance: every panel has the same x and y limits (a shared axis, not one
     rescaled per model), and only the first panel labels the density."""
     rng = np.random.default_rng(0)
-    fig = figures.uncertainty_histograms({"a": rng.random(200), "b": rng.random(200) * 0.1},
+    fig = uncertainty_histograms({"a": rng.random(200), "b": rng.random(200) * 0.1},
                                          {"shifted": {"a": rng.random(100), "b": rng.random(100)}})
     first, second = fig.axes
     assert first.get_ylim() == second.get_ylim() and first.get_xlim() == second.get_xlim()
@@ -92,8 +94,8 @@ def test_a_cell_with_an_interval_never_wraps_and_a_text_cell_may():
 def test_a_single_pass_models_spread_between_draws_shows_as_a_dash():
     """A plain network's MI and variance between draws are 0 by construction: its MI cell and its MI and
     variance OOD scores are "–", not a measured-looking 0.500 / 1.000; a stochastic model keeps its numbers."""
-    from bayesrobust.report.figures import risk_coverage_curves
-    from bayesrobust.report.sections import ood_table
+    from bayesrobust.report.calibration_sections import risk_coverage_curves
+    from bayesrobust.report.evaluation_sections import ood_table
 
     values = {"confidence": 0.8, "entropy": 0.5, "auroc_entropy": 0.9, "fpr95_entropy": 0.3, "auroc_mi": 0.5,
               "fpr95_mi": 1.0, "auroc_variance": 0.5, "fpr95_variance": 1.0, "auroc_max_probability": 0.9,
