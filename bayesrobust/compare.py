@@ -19,6 +19,7 @@ import numpy as np
 from bayesrobust.errors import RunError
 from bayesrobust.metrics.bootstrap import Interval, paired_bootstrap, with_interval
 from bayesrobust.runs import RunDir
+from bayesrobust.suites.calibration import CALIB, CALIB_ARRAYS, PAIRED, paired_statistic
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,8 @@ def paired_difference(reference: dict, other: dict, model: str, measure: str, *,
                       bins: int = 15, scheme: str = "width") -> Interval | None:
     """(other − reference) of ``calib/<model>/<measure>`` with its paired interval, or None without data."""
     def arrays(source, names):
-        keys = [f"calib/{model}/examples/{n}" for n in names]
+        keys = [CALIB_ARRAYS(model=model, group="examples", quantity=n) for n in names]
         return [source[k] for k in keys] if all(k in source for k in keys) else None
-
-    from bayesrobust.suites.calibration import PAIRED, paired_statistic
 
     if measure not in PAIRED:
         return None
@@ -87,14 +86,14 @@ def compare_runs(paths: list[str], patterns: tuple[str, ...] = (), *, resamples:
     cells: dict[tuple[str, int], str] = {}
     for key in keys:
         cells[key, 0] = with_interval(metrics[0], key, 4)
-        parts = key.split("/")
+        calib = CALIB.parse(key)  # a calibration headline: paired per example against the reference run
         for i in range(1, len(runs)):
             text = with_interval(metrics[i], key, 4)
             ref_meta, meta = examples[0][1], examples[i][1]
             same = (ref_meta.get("test_labels_sha256") is not None
                     and all(ref_meta.get(k) == meta.get(k) for k in ("test_labels_sha256", "bins", "scheme")))
-            if parts[0] == "calib" and len(parts) == 3 and same:
-                diff = paired_difference(examples[0][0], examples[i][0], parts[1], parts[2], resamples=resamples, seed=seed,
+            if calib is not None and same:
+                diff = paired_difference(examples[0][0], examples[i][0], calib["model"], calib["measure"], resamples=resamples, seed=seed,
                                          bins=ref_meta["bins"], scheme=ref_meta["scheme"])
                 if diff is not None:
                     mark = " *" if diff.low > 0 or diff.high < 0 else ""

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from bayesrobust.data import Dataset
 from bayesrobust.errors import ConfigError
+from bayesrobust.keys import Key
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,13 @@ def variants(section: LogisticSection) -> dict[str, dict[str, float]]:
     return out
 
 
+LOGISTIC = Key("logistic/{variant}/{measure}")  # one trained variant (plain, l1=…, adversarial eps=…)
+LOGISTIC_RUN = Key("logistic/{measure}")  # test_digits
+LOGISTIC_KEYS = (LOGISTIC, LOGISTIC_RUN)
+WEIGHTS = Key("logistic/{variant}/weights")  # arrays, beside logistic/examples and logistic/examples_adv
+EXAMPLES, EXAMPLES_ADV = "logistic/examples", "logistic/examples_adv"
+
+
 def run_logistic(train: Dataset, test: Dataset, section: LogisticSection, seed: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Every variant trained on ``train``'s two classes, measured on ``test``'s: metrics
     ``logistic/<variant>/…`` and each variant's weights (for Goodfellow et al.'s Figure 2 layout)."""
@@ -117,10 +125,10 @@ def run_logistic(train: Dataset, test: Dataset, section: LogisticSection, seed: 
     arrays: dict[str, np.ndarray] = {}
     for name, options in variants(section).items():
         w, b = fit_logistic(x, y, section, seed=seed, **options)
-        metrics.update({f"logistic/{name}/{k}": v for k, v in logistic_metrics(w, b, x_test, y_test, section.eps).items()})
-        arrays[f"logistic/{name}/weights"] = w.reshape(28, 28).numpy()
-    arrays["logistic/examples"] = x_test[:8].reshape(-1, 28, 28).numpy()
-    arrays["logistic/examples_adv"] = linear_fgsm(x_test[:8], y_test[:8], torch.from_numpy(arrays["logistic/plain/weights"]).flatten(),
-                                                 section.eps).reshape(-1, 28, 28).numpy()
-    metrics["logistic/test_digits"] = float(len(x_test))
+        metrics.update({LOGISTIC(variant=name, measure=k): v for k, v in logistic_metrics(w, b, x_test, y_test, section.eps).items()})
+        arrays[WEIGHTS(variant=name)] = w.reshape(28, 28).numpy()
+    arrays[EXAMPLES] = x_test[:8].reshape(-1, 28, 28).numpy()
+    arrays[EXAMPLES_ADV] = linear_fgsm(x_test[:8], y_test[:8], torch.from_numpy(arrays[WEIGHTS(variant="plain")]).flatten(),
+                                       section.eps).reshape(-1, 28, 28).numpy()
+    metrics[LOGISTIC_RUN(measure="test_digits")] = float(len(x_test))
     return metrics, arrays

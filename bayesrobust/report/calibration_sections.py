@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
+from bayesrobust.analysis.logistic import EXAMPLES, EXAMPLES_ADV, LOGISTIC, LOGISTIC_RUN, WEIGHTS
 from bayesrobust.metrics.bootstrap import with_interval
 from bayesrobust.report import figures
 from bayesrobust.report.figures import PALETTE, PanelGrid, new_figure, note_coinciding
 from bayesrobust.report.sections import DRAW_SPREAD, SECTIONS, Section, Table, fmt, single_pass_models
+from bayesrobust.suites.calibration import (
+    CALIB,
+    CALIB_ARRAYS,
+    CALIB_ATTACK,
+    CALIB_PAIRED,
+    CALIB_SHIFT,
+    CONFORMAL,
+    CONFORMAL_ADV,
+    on_set,
+)
 
 
 @SECTIONS.register("calibration")
@@ -18,8 +31,8 @@ def calibration_section(run) -> Section | None:
     arrays, metrics = run.load_arrays("arrays/calibration.npz"), run.metrics()
     models = meta["models"]
     columns = ["acc", "nll", "brier", "ece", "ece_debiased"]
-    rows = [[m] + [with_interval(metrics, f"calib/{m}/{c}", 4) for c in columns]
-            + [fmt(metrics.get(f"calib/{m}/{c}")) for c in ("mce", "classwise_ece", "aurc")] for m in models]
+    rows = [[m] + [with_interval(metrics, CALIB(model=m, measure=c), 4) for c in columns]
+            + [fmt(CALIB.get(metrics, model=m, measure=c)) for c in ("mce", "classwise_ece", "aurc")] for m in models]
     interval = f"95% bootstrap intervals ({meta['bootstrap']} resamples)" if meta["bootstrap"] else "no intervals"
     text = (f"Test split, {meta['samples']} posterior draws per prediction (one pass for plain networks); ECE and MCE "
             f"over {meta['bins']} equal-{meta['scheme']} bins of confidence, each bin at its examples' mean confidence; "
@@ -34,20 +47,19 @@ def calibration_section(run) -> Section | None:
         attack_rows = []
         for m in models:
             for a in meta["attacks"]:
-                key = f"calib/{m}/{a}"
-                attack_rows.append([m, a, fmt(metrics.get(f"{key}/accuracy")), fmt(metrics.get(f"{key}/confidence")),
-                                    fmt(metrics.get(f"{key}/confidence_wrong")), fmt(metrics.get(f"{key}/entropy"))])
+                attack_rows.append([m, a, *(fmt(CALIB_ATTACK.get(metrics, model=m, attack=a, measure=q))
+                                            for q in ("accuracy", "confidence", "confidence_wrong", "entropy"))])
         section.tables.append(Table(
             f"Under attack ({meta['attack_limit']} test digits; stochastic models with EOT over {meta['adaptive_eot_samples']} "
             "draws per gradient): accuracy, mean confidence, mean confidence on the misclassified examples "
             "(Goodfellow et al.'s 'confidently wrong'), mean entropy",
             ["model", "attack", "accuracy", "confidence", "confidence (wrong)", "entropy"], attack_rows))
-    bins = {m: (arrays[f"calib/{m}/count"], arrays[f"calib/{m}/confidence"], arrays[f"calib/{m}/accuracy"]) for m in models}
+    bins = {m: reliability_bins(arrays, "test", m) for m in models}
     if bins:  # a config may run only the logistic-regression part
-        section.figures.append(("reliability", figures.reliability_diagrams(bins, meta["scheme"], panel_titles(meta, metrics, "calib")),
+        section.figures.append(("reliability", figures.reliability_diagrams(bins, meta["scheme"], panel_titles(meta, metrics, "test")),
                                 "Reliability diagrams: accuracy per confidence bin (blue), its gap to the bin's mean "
                                 "confidence (red), the diagonal = perfect calibration; below, the share of test digits per bin."))
-    if models and f"calib/{models[0]}/aurc_confidence" in metrics:
+    if models and CALIB(model=models[0], measure="aurc_confidence") in metrics:
         selective_part(section, meta, arrays, metrics, single_pass_models(run, meta["models"]))
     shifted = [s for s in meta.get("sets", ["test"]) if s != "test"]
     if shifted and models:
@@ -74,18 +86,19 @@ def selective_part(section: Section, meta: dict, arrays, metrics, single_pass: s
 
     rows = []
     for s in [s for s in meta.get("sets", ["test"]) if s not in grid_sets(meta)]:  # the grid's: in its own figure
-        prefix = "calib" if s == "test" else f"calib_shift/{s}"
+        key = on_set(s)[0]
         for m in meta["models"]:
             for score in scores(m):
-                rows.append([s, m, score, with_interval(metrics, f"{prefix}/{m}/aurc_{score}", 4)]
-                            + [with_interval(metrics, f"{prefix}/{m}/acc_at_{round(c * 100)}_{score}", 4) for c in COVERAGES])
+                rows.append([s, m, score, with_interval(metrics, key(model=m, measure=f"aurc_{score}"), 4)]
+                            + [with_interval(metrics, key(model=m, measure=f"acc_at_{round(c * 100)}_{score}"), 4) for c in COVERAGES])
     section.tables.append(Table(
         "Selective prediction: abstain on the least certain digits by each score (1 − confidence, entropy, mutual "
         "information). AURC: the mean error rate of the retained digits over all coverages (lower is better); "
         "accuracy on the most certain 90% and 80%. A plain network has no MI rows: its mutual information is 0 on "
         "every digit, so abstaining by it would rank nothing",
         ["set", "model", "score", "AURC", *(f"accuracy at {round(c * 100)}% coverage" for c in COVERAGES)], rows))
-    curves = {m: {score: arrays[f"calib/{m}/risk_coverage/{score}"] for score in scores(m)} for m in meta["models"]}
+    curves = {m: {score: arrays[CALIB_ARRAYS(model=m, group="risk_coverage", quantity=score)] for score in scores(m)}
+              for m in meta["models"]}
     section.figures.append(("risk_coverage", risk_coverage_curves(curves, COVERAGE_GRID),
                             "Risk–coverage curves on the test split: the error rate among the digits kept when the model "
                             "abstains on the least certain ones, by each score."))
@@ -97,13 +110,13 @@ def post_hoc(meta: dict) -> dict[str, str]:
     return meta.get("calibrations") or {m: f"T = {t:.3f}" for m, t in meta.get("temperatures", {}).items()}
 
 
-def panel_titles(meta: dict, metrics, prefix: str) -> dict[str, str]:
-    """Each reliability panel's title: the model, its ECE on these digits and, if post-hoc calibrated, how
-    (T, or the calibrator)."""
+def panel_titles(meta: dict, metrics, set_name: str) -> dict[str, str]:
+    """Each reliability panel's title: the model, its ECE on the set's digits and, if post-hoc calibrated,
+    how (T, or the calibrator)."""
     calibrations = post_hoc(meta)
     titles = {}
     for m in meta["models"]:
-        ece = metrics.get(f"{prefix}/{m}/ece")
+        ece = metrics.get(on_set(set_name)[0](model=m, measure="ece"))
         parts = [m] + ([f"ECE {100 * ece:.2f}%"] if ece is not None else []) + ([calibrations[m]] if m in calibrations else [])
         titles[m] = ", ".join(parts)
     return titles
@@ -112,18 +125,22 @@ def panel_titles(meta: dict, metrics, prefix: str) -> dict[str, str]:
 TRANSFER_COLUMNS = ("acc", "nll", "brier", "ece", "ece_debiased")
 
 
+def reliability_bins(arrays, set_name: str, model: str) -> tuple:
+    """(count, confidence, accuracy) per bin of one model on one set."""
+    key = partial(on_set(set_name)[1], model=model, group="bins")
+    return tuple(arrays[key(quantity=q)] for q in ("count", "confidence", "accuracy"))
+
+
 def transfer_part(section: Section, meta: dict, shifted: list[str], arrays, metrics) -> None:
     """Calibration on every labelled shifted set: the table (model × set) and one reliability figure per set."""
-    rows = [[s, m] + [with_interval(metrics, f"calib_shift/{s}/{m}/{c}", 4) for c in TRANSFER_COLUMNS]
-            + [fmt(metrics.get(f"calib_shift/{s}/{m}/{c}")) for c in ("mce", "classwise_ece")]
+    rows = [[s, m] + [with_interval(metrics, CALIB_SHIFT(set=s, model=m, measure=c), 4) for c in TRANSFER_COLUMNS]
+            + [fmt(CALIB_SHIFT.get(metrics, set=s, model=m, measure=c)) for c in ("mce", "classwise_ece")]
             for s in shifted for m in meta["models"]]
     section.tables.append(Table("Calibration under transfer: the same metrics on every labelled shifted set",
                                 ["set", "model", *TRANSFER_COLUMNS, "mce", "classwise_ece"], rows))
     for s in [s for s in shifted if s not in grid_sets(meta)]:  # the rotation / translation grid: a figure of its own
-        bins = {m: (arrays[f"calib_shift/{s}/{m}/count"], arrays[f"calib_shift/{s}/{m}/confidence"],
-                    arrays[f"calib_shift/{s}/{m}/accuracy"]) for m in meta["models"]}
-        section.figures.append((f"reliability_{s}", figures.reliability_diagrams(bins, meta["scheme"],
-                                                                                  panel_titles(meta, metrics, f"calib_shift/{s}")),
+        bins = {m: reliability_bins(arrays, s, m) for m in meta["models"]}
+        section.figures.append((f"reliability_{s}", figures.reliability_diagrams(bins, meta["scheme"], panel_titles(meta, metrics, s)),
                                 f"Reliability diagrams on {s} (a shifted set), as above."))
 
 
@@ -146,12 +163,14 @@ def shift_grid_part(section: Section, meta: dict, metrics) -> None:
         strengths = meta["shift_grid"].get(kind, [])
         if not strengths:
             continue
-        prefixes = ["calib", *(f"calib_shift/{copy_name(kind, v)}" for v in strengths)]
+        keys = [on_set(s)[0] for s in ["test", *(copy_name(kind, v) for v in strengths)]]  # 0: the whole test split
         curves, bands = {}, {}
         for m in meta["models"]:
-            curves[m] = {q: [metrics.get(f"{p}/{m}/{q}") for p in prefixes] for q, _ in GRID_QUANTITIES}
-            bands[m] = {q: ([metrics.get(f"{p}/{m}/{q}_low") for p in prefixes], [metrics.get(f"{p}/{m}/{q}_high") for p in prefixes])
-                        for q, _ in GRID_QUANTITIES}
+            def along(measure: str, m=m, keys=keys) -> list:
+                return [metrics.get(key(model=m, measure=measure)) for key in keys]
+
+            curves[m] = {q: along(q) for q, _ in GRID_QUANTITIES}
+            bands[m] = {q: (along(f"{q}_low"), along(f"{q}_high")) for q, _ in GRID_QUANTITIES}
         section.figures.append((f"calibration_{kind}", figures.shift_curves([0.0, *strengths], curves, unit, GRID_QUANTITIES, bands),
                                 f"Calibration against {unit.split(' ')[0]} of {meta['shift_examples']} test digits (0: the whole "
                                 "test split), with 95% bootstrap bands; the rows of the transfer table above."))
@@ -163,15 +182,16 @@ def paired_part(section: Section, meta: dict, metrics) -> None:
     reference, rows = meta["reference"], []
     for s in meta.get("sets", ["test"]):
         for m in meta["models"]:
-            if m == reference or f"calib_paired/{s}/{m}/nll" not in metrics:
+            paired = partial(CALIB_PAIRED, set=s, model=m)
+            if m == reference or paired(measure="nll") not in metrics:
                 continue
-            rows.append([s, f"{m} − {reference}"] + [_delta(metrics, f"calib_paired/{s}/{m}/{c}") for c in ("acc", "nll", "brier", "ece")])
-            low = metrics.get(f"calib_paired/{s}/{m}/nll_low")
+            rows.append([s, f"{m} − {reference}"] + [_delta(metrics, paired(measure=c)) for c in ("acc", "nll", "brier", "ece")])
+            low = metrics.get(paired(measure="nll_low"))
             if s != "test" and m in post_hoc(meta) and low is not None and low > 0:
                 section.warnings.append(
                     f"Post-hoc calibration made {s} worse: {m} ({post_hoc(meta)[m]}) has a higher NLL "
-                    f"than {reference} on the same digits, Δ = {metrics[f'calib_paired/{s}/{m}/nll']:+.4f} "
-                    f"[{low:+.4f}, {metrics[f'calib_paired/{s}/{m}/nll_high']:+.4f}].")
+                    f"than {reference} on the same digits, Δ = {metrics[paired(measure='nll')]:+.4f} "
+                    f"[{low:+.4f}, {metrics[paired(measure='nll_high')]:+.4f}].")
     if rows:
         section.tables.append(Table(
             f"Paired differences with {reference} on the same digits (model − {reference}; 95% paired bootstrap "
@@ -182,12 +202,13 @@ def paired_part(section: Section, meta: dict, metrics) -> None:
 def conformal_part(section: Section, meta: dict, metrics) -> None:
     """Split conformal sets: coverage (interval) and mean size on every set and under each attack."""
     c = meta["conformal"]
-    places = [(s, f"conformal/{s}") for s in meta.get("sets", ["test"])]
-    places += [(f"{a} (attacked, {meta['attack_limit']} test digits)", f"conformal_adv/{a}") for a in meta["attacks"]]
-    rows = [[where, m, method, with_interval(metrics, f"{prefix}/{m}/{method}/coverage", 4),
-             fmt(metrics.get(f"{prefix}/{m}/{method}/size"), 2), fmt(metrics.get(f"{prefix}/{m}/{method}/empty"), 3)]
-            for where, prefix in places for m in meta["models"] for method in c["methods"]
-            if f"{prefix}/{m}/{method}/coverage" in metrics]
+    places = [(s, partial(CONFORMAL, set=s)) for s in meta.get("sets", ["test"])]
+    places += [(f"{a} (attacked, {meta['attack_limit']} test digits)", partial(CONFORMAL_ADV, attack=a)) for a in meta["attacks"]]
+    rows = [[where, m, method, with_interval(metrics, key(model=m, method=method, measure="coverage"), 4),
+             fmt(metrics.get(key(model=m, method=method, measure="size")), 2),
+             fmt(metrics.get(key(model=m, method=method, measure="empty")), 3)]
+            for where, key in places for m in meta["models"] for method in c["methods"]
+            if key(model=m, method=method, measure="coverage") in metrics]
     section.tables.append(Table(
         f"Conformal prediction sets (split conformal, α = {c['alpha']:g}, calibrated on the validation split; RAPS λ = "
         f"{c['lam']:g}, k_reg = {c['k_reg']}): coverage is guaranteed ≥ {1 - c['alpha']:.2f} only where the digits are "
@@ -211,20 +232,20 @@ LOGISTIC_COLUMNS = ("clean_error", "nll", "adv_error", "adv_confidence_wrong", "
 
 def logistic_part(section: Section, config: dict, arrays, metrics) -> None:
     """Goodfellow et al.'s logistic regression: the table of the three trainings and Figure 2's layout."""
-    names = [k.split("/")[1] for k in arrays if k.startswith("logistic/") and k.endswith("/weights")]
+    names = [fields["variant"] for _, fields in WEIGHTS.select(arrays)]
     a, b = config["classes"]
-    rows = [[n] + [fmt(metrics.get(f"logistic/{n}/{c}")) for c in LOGISTIC_COLUMNS] for n in names]
+    rows = [[n] + [fmt(LOGISTIC.get(metrics, variant=n, measure=c)) for c in LOGISTIC_COLUMNS] for n in names]
     section.tables.append(Table(
         f"Goodfellow et al. (2015): logistic regression, {a} (y = −1) vs {b} (y = +1), "
-        f"{int(metrics['logistic/test_digits'])} test digits; adversarial error under the exact worst case at "
+        f"{int(metrics[LOGISTIC_RUN(measure='test_digits')])} test digits; adversarial error under the exact worst case at "
         f"ε {config['eps']:g} (published for the plain model: 99%); adversarial objective E ζ(ε‖w‖₁ − y(wᵀx + b)), "
         "L1: mean logistic loss + λ‖w‖₁; w_zero_fraction: share of |w| < 1e-3",
         ["model", *LOGISTIC_COLUMNS], rows))
-    section.figures.append(("logistic_weights", weight_maps({n: arrays[f"logistic/{n}/weights"] for n in names}),
+    section.figures.append(("logistic_weights", weight_maps({n: arrays[WEIGHTS(variant=n)] for n in names}),
                             "Weights of each logistic regression (top) and their sign (bottom): the sign is the "
                             "direction of the optimal perturbation (Goodfellow et al. Figure 2)."))
     section.figures.append(("logistic_examples", figures.image_rows(
-        {"test digits": arrays["logistic/examples"], f"ε {config['eps']:g} (plain)": arrays["logistic/examples_adv"]}),
+        {"test digits": arrays[EXAMPLES], f"ε {config['eps']:g} (plain)": arrays[EXAMPLES_ADV]}),
         "Test digits and their worst-case perturbations against the plain logistic regression."))
 
 

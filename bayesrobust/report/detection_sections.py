@@ -3,10 +3,13 @@ detection accuracy and the classifier's accuracy on what it lets through; ROC cu
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from bayesrobust.report.figures import PALETTE, new_figure
 from bayesrobust.report.sections import SECTIONS, Section, Table, fmt
+from bayesrobust.suites.detection import DETECTOR, PAIR, SCORES, TRUTH
 
 COLUMNS = ["roc_auc", "aupr", "tpr_at_5_fpr", "detection_accuracy", "accuracy_passed", "undefended_accuracy",
            "tp", "fp", "tn", "fn"]
@@ -48,21 +51,21 @@ def detection_section(run) -> Section | None:
 
 def add_attack(section: Section, meta, metrics, arrays, model: str, attack: str) -> None:
     """One (model, attack) pair: the table, the ROC curves and the score histograms."""
-    prefix = f"detect/{model}/{attack}"
+    pair, detector = partial(PAIR.get, metrics, model=model, attack=attack), partial(DETECTOR, model=model, attack=attack)
     cols = COLUMNS + (["held_out_roc_auc"] if meta["held_out"] and attack != meta["first_attack"] else [])
     cols += ["roc_auc_noisy_negatives"] if meta.get("noisy_negatives") else []
-    rows = [[d] + [fmt(metrics.get(f"{prefix}/{d}/{c}"), 0) if c in COUNTS
-                   else _cell(metrics, f"{prefix}/{d}/{c}", bool(meta.get("bootstrap")) and c in INTERVALS) for c in cols]
+    rows = [[d] + [fmt(metrics.get(detector(detector=d, measure=c)), 0) if c in COUNTS
+                   else _cell(metrics, detector(detector=d, measure=c), bool(meta.get("bootstrap")) and c in INTERVALS) for c in cols]
             for d in meta["detectors"]]
     spec = meta["attacks"][attack]
-    aware = (f", detector-aware: {spec['aware_of']} under its clean-validation threshold {fmt(metrics.get(f'{prefix}/aware_cap'), 4)}"
+    aware = (f", detector-aware: {spec['aware_of']} under its clean-validation threshold {fmt(pair(measure='aware_cap'), 4)}"
              if spec.get("aware_of") else "")
     section.tables.append(Table(f"{model}, {attack} ({spec['attack']} {spec['params']}{aware}): "
-                                f"{fmt(metrics.get(f'{prefix}/examples'), 0)} images, mean L2 of the adversarial ones "
-                                f"{fmt(metrics.get(f'{prefix}/mean_l2'), 3)} (median {fmt(metrics.get(f'{prefix}/median_l2'), 3)})",
+                                f"{fmt(pair(measure='examples'), 0)} images, mean L2 of the adversarial ones "
+                                f"{fmt(pair(measure='mean_l2'), 3)} (median {fmt(pair(measure='median_l2'), 3)})",
                                 ["detector", *cols], rows))
-    truth = arrays[f"{prefix}/is_adversarial"].astype(bool)
-    scores = {d: arrays[f"{prefix}/{d}/scores"] for d in meta["detectors"]}
+    truth = arrays[TRUTH(model=model, attack=attack)].astype(bool)
+    scores = {d: arrays[SCORES(model=model, attack=attack, detector=d)] for d in meta["detectors"]}
     title = f"{model}, {attack}"
     section.figures.append((f"roc_{model}_{attack}", roc_curves(truth, scores, title=title),
                             f"ROC curves of every detector on the {attack} evaluation mixed set, {model}."))

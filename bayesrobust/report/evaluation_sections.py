@@ -4,12 +4,27 @@ shifted set, the GP models' feature-collapse diagnostics, Ovadia et al.'s shift 
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
+from bayesrobust.data.shift import copy_name
 from bayesrobust.metrics.bootstrap import with_interval
 from bayesrobust.predictive import import_arviz
 from bayesrobust.report.figures import PALETTE, PanelGrid, new_figure, shift_curves
 from bayesrobust.report.sections import DRAW_SPREAD, SECTIONS, Section, Table, fmt, single_pass_models
+from bayesrobust.suites.evaluation import (
+    CLEAN,
+    GRID,
+    GRID_IMAGES,
+    GRID_LABELS,
+    OVADIA,
+    SHIFTED,
+    SHIFTED_EXAMPLES,
+    TEST_EXAMPLES,
+    TEST_LABELS,
+    on_set,
+)
 
 OOD_COLUMNS = (("entropy", "entropy"), ("mi", "MI"), ("variance", "variance"), ("max_probability", "1 − confidence"))
 
@@ -20,14 +35,15 @@ COLLAPSE_COLUMNS = (("inducing_distance", "distance to nearest inducing point / 
 COLLAPSE_SCORES = (("latent_variance", "latent-variance AUROC"), ("training_distance", "training-distance AUROC"))
 
 
-def transfer_table(metrics: dict, models: list[str], sets: list[tuple[str, str]]) -> Table:
-    """Bradshaw et al.'s layout: accuracy / mean log-likelihood of every model on every labelled set."""
-    def log_likelihood(key: str) -> str:  # runs before the intervals wrote only the NLL
-        return with_interval(metrics, f"{key}/ll") if f"{key}/nll" not in metrics or f"{key}/ll" in metrics \
-            else f"{-metrics[f'{key}/nll']:.3f}"
+def transfer_table(metrics: dict, models: list[str], sets: list[tuple[str | None, str]]) -> Table:
+    """Bradshaw et al.'s layout: accuracy / mean log-likelihood of every model on every labelled set
+    (``sets``: (set name, or None for the test split; column label))."""
+    def log_likelihood(key) -> str:  # runs before the intervals wrote only the NLL
+        ll, nll = key(measure="ll"), key(measure="nll")
+        return with_interval(metrics, ll) if nll not in metrics or ll in metrics else f"{-metrics[nll]:.3f}"
 
-    rows = [[m] + [f"{with_interval(metrics, f'{prefix}/{m}/acc')} / {log_likelihood(f'{prefix}/{m}')}"
-                   for prefix, _ in sets] for m in models]
+    rows = [[m] + [f"{with_interval(metrics, on_set(s)(model=m, measure='acc'))} / {log_likelihood(partial(on_set(s), model=m))}"
+                   for s, _ in sets] for m in models]
     return Table("Transfer testing: accuracy / mean log-likelihood (nats) [95% bootstrap interval]; "
                  "log 0.1 = −2.30 is a uniform \"don't know\"", ["model", *(name for _, name in sets)], rows)
 
@@ -35,42 +51,42 @@ def transfer_table(metrics: dict, models: list[str], sets: list[tuple[str, str]]
 def ood_table(metrics: dict, models: list[str], set_name: str, unlabelled: bool, single_pass: set[str] = frozenset()) -> Table:
     """One shifted set: mean uncertainty, and how well each uncertainty score tells the set from the test
     split (ROC-AUC / FPR@95); a VAE's ELBO columns where written. A single-pass model's MI columns are "–"."""
-    prefix = f"shift/{set_name}"
-    vae = any(f"{prefix}/{m}/elbo" in metrics for m in models)
+    vae = any(SHIFTED(set=set_name, model=m, measure="elbo") in metrics for m in models)
     headers = ["model", "confidence", "entropy", "MI", *(f"{label} AUROC / FPR@95" for _, label in OOD_COLUMNS)]
     headers += ["ELBO", "−ELBO AUROC", "recon. AUROC"] if vae else []
 
     def cell(key: str) -> str:
         return fmt(metrics[key], 3) if key in metrics else "–"
 
-    def shown(m: str, key: str) -> str:  # a single-pass model's spread between draws ("mi", "auroc_variance", …): "–"
-        return "–" if m in single_pass and key.rsplit("/", 1)[1].split("_")[-1] in DRAW_SPREAD else cell(key)
+    def shown(m: str, measure: str) -> str:  # a single-pass model's spread between draws ("mi", "auroc_variance", …): "–"
+        spread = m in single_pass and measure.split("_")[-1] in DRAW_SPREAD
+        return "–" if spread else cell(SHIFTED(set=set_name, model=m, measure=measure))
 
     rows = []
     for m in models:
-        row = [m, *(shown(m, f"{prefix}/{m}/{c}") for c in ("confidence", "entropy", "mi"))]
-        row += [f"{shown(m, f'{prefix}/{m}/auroc_{k}')} / {shown(m, f'{prefix}/{m}/fpr95_{k}')}" for k, _ in OOD_COLUMNS]
-        row += [cell(f"{prefix}/{m}/{c}") for c in ("elbo", "auroc_elbo", "auroc_reconstruction")] if vae else []
+        row = [m, *(shown(m, c) for c in ("confidence", "entropy", "mi"))]
+        row += [f"{shown(m, f'auroc_{k}')} / {shown(m, f'fpr95_{k}')}" for k, _ in OOD_COLUMNS]
+        row += [cell(SHIFTED(set=set_name, model=m, measure=c)) for c in ("elbo", "auroc_elbo", "auroc_reconstruction")] if vae else []
         rows.append(row)
     what = " (unlabelled: label-free quantities only)" if unlabelled else ""
     return Table(f"Shifted set {set_name}{what}: telling it from the test split by each uncertainty score "
                  "(AUROC; FPR@95: share of test digits flagged when 95% of this set are)", headers, rows)
 
 
-def collapse_table(metrics: dict, models: list[str], sets: list[tuple[str, str]]) -> Table | None:
+def collapse_table(metrics: dict, models: list[str], sets: list[tuple[str | None, str]]) -> Table | None:
     """The GP models' feature-collapse diagnostics on the test split and every shifted set, with the AUROC
     of the latent variance and of the distance to the training digits as OOD scores: the first is what the
     GP sees, the second what its extractor keeps apart; None without a GP model."""
-    gp = [m for m in models if f"clean/{m}/latent_std_ratio" in metrics]
+    gp = [m for m in models if CLEAN(model=m, measure="latent_std_ratio") in metrics]
     if not gp:
         return None
 
     def cell(key: str) -> str:
         return fmt(metrics[key], 3) if key in metrics else "–"
 
-    rows = [[m, set_name, *(cell(f"{prefix}/{m}/{k}") for k, _ in COLLAPSE_COLUMNS),
-             *(cell(f"{prefix}/{m}/auroc_{k}") for k, _ in COLLAPSE_SCORES)]
-            for m in gp for prefix, set_name in sets]
+    rows = [[m, label, *(cell(on_set(s)(model=m, measure=k)) for k, _ in COLLAPSE_COLUMNS),
+             *(cell(on_set(s)(model=m, measure=f"auroc_{k}")) for k, _ in COLLAPSE_SCORES)]
+            for m in gp for s, label in sets]
     return Table("Feature collapse (GP models): does the GP see an unfamiliar image as far from its data? A GP that "
                  "reverts to its prior off-distribution has larger distances and a std ratio near 1 there. A high "
                  "training-distance AUROC beside a low latent-variance one: the features keep the image apart, the GP "
@@ -84,18 +100,15 @@ def forest_figure(run, stochastic: list[str], arrays, count: int = 3) -> tuple[s
     from bayesrobust.predictive import import_arviz
 
     az = import_arviz()
-    examples = [int(i) for i in np.argsort(-arrays[f"test/{stochastic[0]}/mutual_information"], kind="stable")[:count]]
+    examples = [int(i) for i in np.argsort(-arrays[TEST_EXAMPLES(model=stochastic[0], quantity="mutual_information")], kind="stable")[:count]]
     idata = {m: az.from_netcdf(str(run.file(f"arrays/predictive_{m}_test.nc"))) for m in stochastic}
-    return ("class_forest", class_probability_forest(idata, examples, arrays["test/labels"]),
+    return ("class_forest", class_probability_forest(idata, examples, arrays[TEST_LABELS]),
             f"Class probabilities of the {count} test digits {stochastic[0]} is least sure of (highest MI): median "
             "and 94% highest-density interval of the predictive draws (ArviZ forest plots).")
 
 
 @SECTIONS.register("evaluation")
 def evaluation_section(run) -> Section | None:
-    from bayesrobust.data.shift import copy_name
-    from bayesrobust.suites.evaluation import OVADIA
-
     if not run.file("arrays/evaluation.npz").exists():
         return None
     meta = run.read_json("arrays/evaluation.json")
@@ -106,7 +119,7 @@ def evaluation_section(run) -> Section | None:
     models, shifted = meta["models"], meta["shifted"]
     single_pass = single_pass_models(run, models)
     cols = ["acc", "nll", "confidence", "entropy", "mi"]
-    rows = [[m] + ["–" if c in DRAW_SPREAD and m in single_pass else fmt(metrics.get(f"clean/{m}/{c}")) for c in cols]
+    rows = [[m] + ["–" if c in DRAW_SPREAD and m in single_pass else fmt(CLEAN.get(metrics, model=m, measure=c)) for c in cols]
             for m in models]
     section = Section(
         "Clean evaluation and domain shift",
@@ -119,23 +132,24 @@ def evaluation_section(run) -> Section | None:
         if isinstance(info, dict) and info.get("available") is False:
             section.text += f" Shifted set {name}: not available on this machine ({info.get('reason', '')})."
     labelled = [s for s in shifted if s not in meta.get("unlabelled", [])]
-    section.tables.append(transfer_table(metrics, models, [("clean", meta["test"]), *((f"shift/{s}", s) for s in labelled)]))
+    section.tables.append(transfer_table(metrics, models, [(None, meta["test"]), *((s, s) for s in labelled)]))
     for set_name in shifted:
         section.tables.append(ood_table(metrics, models, set_name, set_name not in labelled, single_pass))
-    collapse = collapse_table(metrics, models, [("clean", meta["test"]), *((f"shift/{s}", s) for s in shifted)])
+    collapse = collapse_table(metrics, models, [(None, meta["test"]), *((s, s) for s in shifted)])
     if collapse is not None:
         section.tables.append(collapse)
-    entropy_in = {m: arrays[f"test/{m}/entropy"] for m in models}
-    entropy_shift = {s: {m: arrays[f"shift/{s}/{m}/entropy"] for m in models} for s in shifted}
+    entropy_in = {m: arrays[TEST_EXAMPLES(model=m, quantity="entropy")] for m in models}
+    entropy_shift = {s: {m: arrays[SHIFTED_EXAMPLES(set=s, model=m, quantity="entropy")] for m in models} for s in shifted}
     section.figures.append(("entropy_histogram", uncertainty_histograms(entropy_in, entropy_shift, test_name=meta["test"]),
                             "Predictive entropy on the test split versus the shifted sets."))
     section.figures.append(("entropy_density", uncertainty_densities({meta["test"]: entropy_in, **entropy_shift}),
                             "The same as densities (ArviZ kernel density estimates, log density axis): the test "
                             "split filled, each shifted set a line."))
-    stochastic = [m for m in models if m not in single_pass and np.any(arrays[f"test/{m}/mutual_information"] > 0)]
+    stochastic = [m for m in models if m not in single_pass and np.any(arrays[TEST_EXAMPLES(model=m, quantity="mutual_information")] > 0)]
     if stochastic:  # a single-pass model's MI is a spike at 0: no panel for it
-        mi_in = {m: arrays[f"test/{m}/mutual_information"] for m in stochastic}
-        mi_shift = {s: {m: arrays[f"shift/{s}/{m}/mutual_information"] for m in stochastic} for s in shifted}
+        mi_in = {m: arrays[TEST_EXAMPLES(model=m, quantity="mutual_information")] for m in stochastic}
+        mi_shift = {s: {m: arrays[SHIFTED_EXAMPLES(set=s, model=m, quantity="mutual_information")] for m in stochastic}
+                    for s in shifted}
         section.figures.append(("mi_histogram", uncertainty_histograms(mi_in, mi_shift, "mutual information (nats)", meta["test"]),
                                 "Mutual information (epistemic uncertainty) of the models that draw several predictions; "
                                 "a plain network's is 0 by construction and is left out."))
@@ -160,8 +174,9 @@ def evaluation_section(run) -> Section | None:
                                     f"Accuracy, NLL, ECE and mean predictive entropy against {unit.split(' ')[0]} "
                                     "(0: the unshifted test split)."))
     for m in models:
-        section.figures.append((f"grid_{m}", digit_grid(arrays["grid/images"], arrays["grid/labels"],
-                                                                arrays[f"grid/{m}/predicted"], arrays[f"grid/{m}/confidence"],
+        section.figures.append((f"grid_{m}", digit_grid(arrays[GRID_IMAGES], arrays[GRID_LABELS],
+                                                                arrays[GRID(model=m, quantity="predicted")],
+                                                                arrays[GRID(model=m, quantity="confidence")],
                                                                 title=m),
                                 f"Test digits with the predicted label and confidence of {m} (red: wrong)."))
     return section

@@ -41,7 +41,7 @@ from functools import partial
 
 import numpy as np
 
-from bayesrobust.analysis.logistic import LogisticSection, run_logistic, validate_logistic
+from bayesrobust.analysis.logistic import LOGISTIC_KEYS, LogisticSection, run_logistic, validate_logistic
 from bayesrobust.attacks import build_attack
 from bayesrobust.attacks.base import choose_targets, run_batched
 from bayesrobust.attacks.spec import AttackSpec
@@ -56,6 +56,28 @@ from bayesrobust.schema import to_plain
 from bayesrobust.seeding import derive_seed, make_generator
 from bayesrobust.suites.registry import SUITES, Headline, Suite
 from bayesrobust.units import Units
+
+# metrics.json
+CALIB = Key("calib/{model}/{measure}")  # the test split
+CALIB_ATTACK = Key("calib/{model}/{attack}/{measure}")  # under one configured attack
+CALIB_SHIFT = Key("calib_shift/{set}/{model}/{measure}")  # a labelled shifted set, or a rotated / translated copy
+CALIB_PAIRED = Key("calib_paired/{set}/{model}/{measure}")  # model minus the reference on the same digits
+THRESHOLD = Key("conformal/{model}/{method}/{measure}")  # q̂ from the validation split ("threshold")
+CONFORMAL = Key("conformal/{set}/{model}/{method}/{measure}")  # coverage, size, empty on a set
+CONFORMAL_ADV = Key("conformal_adv/{attack}/{model}/{method}/{measure}")  # … on adversarial examples
+# arrays/calibration.npz: group "bins" (count, confidence, accuracy), "examples" (per-example pieces, which
+# ``bayesrobust compare`` pairs across runs) and "risk_coverage" (one curve per uncertainty score)
+CALIB_ARRAYS = Key("calib/{model}/{group}/{quantity}")
+CALIB_SHIFT_ARRAYS = Key("calib_shift/{set}/{model}/{group}/{quantity}")
+ARRAY_GROUPS = ("bins", "examples", "risk_coverage")  # never an attack's name (calib/<model>/<attack>/… is a metric)
+
+
+def on_set(set_name: str):
+    """(metric key, array key) of a model's results on a set: the test split ("test") under ``calib/``,
+    any other under ``calib_shift/<set>/``."""
+    if set_name == "test":
+        return CALIB, CALIB_ARRAYS
+    return partial(CALIB_SHIFT, set=set_name), partial(CALIB_SHIFT_ARRAYS, set=set_name)
 
 
 @dataclass(frozen=True)
@@ -98,6 +120,8 @@ def validate_calibration(config) -> None:
         raise ConfigError(f"calibration.bootstrap must be >= 0 (0: no intervals), got {section.bootstrap}")
     for name, spec in section.attacks.items():
         spec.check(f"calibration.attacks.{name}")
+        if name in ARRAY_GROUPS:
+            raise ConfigError(f"calibration.attacks.{name}: {', '.join(ARRAY_GROUPS)} name the suite's arrays; rename the attack")
     if section.logistic is not None:
         validate_logistic(section.logistic)
     if section.conformal is not None:
@@ -128,11 +152,11 @@ def paired_statistic(measure: str, bins: int, scheme: str) -> tuple:
     return batched_mean, ({"acc": "correct"}.get(measure, measure),)
 
 
-def paired_differences(arrays: dict[str, np.ndarray], prefix: str, models: list[str], reference: str,
+def paired_differences(arrays: dict[str, np.ndarray], set_name: str, models: list[str], reference: str,
                        section: CalibrationSection, seed: int) -> dict[str, float]:
     """``calib_paired/<set>/<model>/<measure>`` (+ ``_low`` / ``_high``): model minus ``reference`` on the
-    same digits, from the per-example arrays under ``prefix/<model>/examples/``, with a paired bootstrap
-    (the same resampled digits for both models, so the digits' own difficulty cancels)."""
+    same digits, from the per-example arrays of the set (group "examples"), with a paired bootstrap (the
+    same resampled digits for both models, so the digits' own difficulty cancels)."""
     from bayesrobust.metrics.bootstrap import paired_bootstrap
 
     out: dict[str, float] = {}
@@ -141,13 +165,14 @@ def paired_differences(arrays: dict[str, np.ndarray], prefix: str, models: list[
             continue
         for measure in PAIRED:
             statistic, names = paired_statistic(measure, section.bins, section.scheme)
-            first = [np.asarray(arrays[f"{prefix}/{model}/examples/{n}"], np.float64) for n in names]
-            second = [np.asarray(arrays[f"{prefix}/{reference}/examples/{n}"], np.float64) for n in names]
-            key = f"{model}/{measure}"
+            examples = partial(on_set(set_name)[1], group="examples")
+            first = [np.asarray(arrays[examples(model=model, quantity=n)], np.float64) for n in names]
+            second = [np.asarray(arrays[examples(model=reference, quantity=n)], np.float64) for n in names]
             if section.bootstrap:
-                out.update(paired_bootstrap(statistic, first, second, resamples=section.bootstrap, seed=seed).as_dict(key))
+                values = paired_bootstrap(statistic, first, second, resamples=section.bootstrap, seed=seed).as_dict(measure)
             else:
-                out[key] = float(statistic(*(a[None] for a in first))[0] - statistic(*(a[None] for a in second))[0])
+                values = {measure: float(statistic(*(a[None] for a in first))[0] - statistic(*(a[None] for a in second))[0])}
+            out.update({CALIB_PAIRED(set=set_name, model=model, measure=k): v for k, v in values.items()})
     return out
 
 
@@ -176,7 +201,7 @@ def selective_statistics(uncertainty: dict[str, np.ndarray], correct: np.ndarray
 
 def calibration_metrics(pred, labels, section: CalibrationSection, seed: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Headline metrics with intervals, selective prediction per uncertainty score with intervals, and the
-    reliability bins and risk–coverage curves, of one model's predictive."""
+    reliability bins and risk–coverage curves (keyed (group, quantity)), of one model's predictive."""
     y = labels.numpy()
     parts = per_example(pred.mean.double().numpy(), y, pred.log_likelihood(labels).double().numpy())
     entropy = pred.entropy.double().numpy()
@@ -198,36 +223,36 @@ def calibration_metrics(pred, labels, section: CalibrationSection, seed: int) ->
     out["classwise_ece"] = float(cal.classwise_ece(pred.mean.double().numpy(), y, section.bins, section.scheme)[0])
     out["aurc"] = float(cal.area_under_risk_coverage(entropy, parts["correct"])[0])
     count, confidence, accuracy = cal.reliability(parts["confidence"], parts["correct"], section.bins, section.scheme)
-    per = {f"examples/{k}": v for k, v in parts.items()}  # for paired comparisons between runs (``bayesrobust compare``)
+    per = {("examples", k): v for k, v in parts.items()}  # for paired comparisons between runs (``bayesrobust compare``)
     curves = {}
     for score, values in uncertainty.items():
         coverage, risk = cal.risk_coverage(values, parts["correct"])
-        curves[f"risk_coverage/{score}"] = np.interp(COVERAGE_GRID, coverage, risk[0])
-    return out, {"count": count[0], "confidence": confidence[0], "accuracy": accuracy[0], **per, **curves}
+        curves["risk_coverage", score] = np.interp(COVERAGE_GRID, coverage, risk[0])
+    bins = {("bins", "count"): count[0], ("bins", "confidence"): confidence[0], ("bins", "accuracy"): accuracy[0]}
+    return out, {**bins, **per, **curves}
 
 
 def conformal_metrics(probs: np.ndarray, labels: np.ndarray, thresholds: dict[str, float], section: CalibrationSection,
-                      seed: int) -> dict[str, float]:
-    """``<method>/{coverage,size,empty}`` of each method's sets on these examples (coverage with its
+                      seed: int) -> dict[tuple[str, str], float]:
+    """``(method, coverage | size | empty)`` of each method's sets on these examples (coverage with its
     bootstrap interval): does the validation split's guarantee hold here?"""
     c, out = section.conformal, {}
     u = conformal.uniforms(len(probs), derive_seed(seed, "u"))
     for method in c.methods:
         sets = conformal.prediction_sets(probs, thresholds[method], method, lam=c.lam, k_reg=c.k_reg, u=u)
         hit = conformal.covered(sets, labels).astype(np.float64)
-        out[f"{method}/coverage"] = float(hit.mean())
+        out[method, "coverage"] = float(hit.mean())
         if section.bootstrap:
-            out.update({f"{method}/{k}": v for k, v in mean_bounds({"coverage": hit}, resamples=section.bootstrap,
-                                                                     seed=seed).items()})
-        out[f"{method}/size"] = float(sets.sum(1).mean())
-        out[f"{method}/empty"] = float((sets.sum(1) == 0).mean())
+            out.update({(method, k): v for k, v in mean_bounds({"coverage": hit}, resamples=section.bootstrap, seed=seed).items()})
+        out[method, "size"] = float(sets.sum(1).mean())
+        out[method, "empty"] = float((sets.sum(1) == 0).mean())
     return out
 
 
 def adversarial_confidence(model, test, spec: AttackSpec, section: CalibrationSection, seed: int,
-                           desc: str = "", thresholds: dict[str, float] | None = None) -> tuple[dict[str, float], dict[str, float]]:
+                           desc: str = "", thresholds: dict[str, float] | None = None) -> tuple[dict[str, float], dict]:
     """Accuracy and confidence on adversarial examples of one attack (adaptive on stochastic models), and
-    with ``thresholds`` the conformal sets' coverage on them (``<method>/…``; else {})."""
+    with ``thresholds`` the conformal sets' coverage on them (``(method, measure)``; else {})."""
     params = dict(spec.params)
     if model.draws.random:
         params["eot_samples"] = max(int(params.get("eot_samples", 1)), section.adaptive_eot_samples)
@@ -264,48 +289,50 @@ def run_calibration(run, models, data, section: CalibrationSection, seed: int) -
         pred = model.predictive(data.val.images, section.samples, generator=make_generator(derive_seed(seed, "conformal", name)))
         probs, labels = pred.mean.double().numpy(), data.val.labels.numpy()
         u = conformal.uniforms(len(probs), derive_seed(seed, "conformal", name, "u"))
-        return {f"conformal/{name}/{m}/threshold": conformal.calibrate(probs, labels, m, c.alpha, lam=c.lam, k_reg=c.k_reg, u=u)
+        return {THRESHOLD(model=name, method=m, measure="threshold"): conformal.calibrate(probs, labels, m, c.alpha, lam=c.lam,
+                                                                                         k_reg=c.k_reg, u=u)
                 for m in c.methods}, {}
 
     q: dict[str, dict[str, float]] = {}
 
-    def scored(name: str, model, dataset, prefix: str, set_name: str) -> tuple[dict, dict]:
+    def scored(name: str, model, dataset, set_name: str) -> tuple[dict, dict]:
         on = () if set_name == "test" else (set_name,)  # the test split keeps the seeds it always had
         pred = model.predictive(dataset.images, section.samples, generator=make_generator(derive_seed(seed, "calibration", name, *on)))
         values, bins = calibration_metrics(pred, dataset.labels, section, derive_seed(seed, "calibration", "bootstrap", *on))
-        out = {f"{prefix}/{name}/{k}": v for k, v in values.items()}
+        metric, array = on_set(set_name)
+        out = {metric(model=name, measure=k): v for k, v in values.items()}
         if name in q:  # conformal coverage on this set, with the validation split's thresholds
-            out.update({f"conformal/{set_name}/{name}/{k}": v for k, v in conformal_metrics(
+            out.update({CONFORMAL(set=set_name, model=name, method=method, measure=k): v for (method, k), v in conformal_metrics(
                 pred.mean.double().numpy(), dataset.labels.numpy(), q[name], section,
                 derive_seed(seed, "conformal", set_name)).items()})
-        return out, {f"{prefix}/{name}/{k}": v for k, v in bins.items()}
+        return out, {array(model=name, group=group, quantity=k): v for (group, k), v in bins.items()}
 
     def attacked_with(name: str, model, attack_name: str, spec) -> tuple[dict, dict]:
         out, sets = adversarial_confidence(model, attacked, spec, section, derive_seed(seed, "calibration", name, attack_name),
                                            desc=f"{attack_name} on {name}", thresholds=q.get(name))
-        return ({**{f"calib/{name}/{attack_name}/{k}": v for k, v in out.items()},
-                 **{f"conformal_adv/{attack_name}/{name}/{k}": v for k, v in sets.items()}}, {})
+        return ({**{CALIB_ATTACK(model=name, attack=attack_name, measure=k): v for k, v in out.items()},
+                 **{CONFORMAL_ADV(attack=attack_name, model=name, method=method, measure=k): v
+                    for (method, k), v in sets.items()}}, {})
 
     # the test split (calib/<model>/…) and, under transfer, every labelled shifted set (calib_shift/<set>/<model>/…)
-    sets = {"test": (data.test, "calib")}
+    sets = {"test": data.test}
     if section.shifted:
-        sets.update({n: (d, f"calib_shift/{n}") for n, d in data.shifted.items() if d.labelled})
-    sets.update({n: (d, f"calib_shift/{n}") for n, (_, _, d) in section.copies(data.test).items()})
+        sets.update({n: d for n, d in data.shifted.items() if d.labelled})
+    sets.update({n: d for n, (_, _, d) in section.copies(data.test).items()})
     for name, model in models.items():
         if section.conformal is not None:
             m, _ = units(f"conformal/{name}", partial(thresholds, name, model))
             metrics.update(m)
-            q[name] = {method: m[f"conformal/{name}/{method}/threshold"] for method in section.conformal.methods}
-        for set_name, (dataset, prefix) in sets.items():
+            q[name] = {method: m[THRESHOLD(model=name, method=method, measure="threshold")] for method in section.conformal.methods}
+        for set_name, dataset in sets.items():
             keep(f"model/{name}" if set_name == "test" else f"shift/{set_name}/{name}",
-                 partial(scored, name, model, dataset, prefix, set_name))
+                 partial(scored, name, model, dataset, set_name))
         for attack_name, spec in section.attacks.items():
             keep(f"attack/{name}/{attack_name}", partial(attacked_with, name, model, attack_name, spec))
     reference = section.reference or next(iter(models))
-    for set_name, (_, prefix) in sets.items():
-        m, _ = units(f"paired/{set_name}", lambda prefix=prefix, set_name=set_name: (
-            {f"calib_paired/{set_name}/{k}": v for k, v in paired_differences(
-                arrays, prefix, list(models), reference, section, derive_seed(seed, "calibration", "paired", set_name)).items()}, {}))
+    for set_name in sets:
+        m, _ = units(f"paired/{set_name}", lambda set_name=set_name: (paired_differences(
+            arrays, set_name, list(models), reference, section, derive_seed(seed, "calibration", "paired", set_name)), {}))
         metrics.update(m)
     if section.logistic is not None:
         keep("logistic", lambda: run_logistic(data.train, data.test, section.logistic,
@@ -327,13 +354,7 @@ def run_calibration(run, models, data, section: CalibrationSection, seed: int) -
     return metrics
 
 
-CALIBRATION_KEYS = (
-    Key("calib/{model}/{measure}"), Key("calib/{model}/{attack}/{measure}"),  # the test split; under each attack
-    Key("calib_shift/{set}/{model}/{measure}"), Key("calib_paired/{set}/{model}/{measure}"),  # shifted sets; paired differences
-    Key("conformal/{model}/{method}/{measure}"), Key("conformal/{set}/{model}/{method}/{measure}"),
-    Key("conformal_adv/{attack}/{model}/{method}/{measure}"),
-    Key("logistic/{measure}"), Key("logistic/{variant}/{measure}"),  # Goodfellow et al.'s logistic regression
-)
+CALIBRATION_KEYS = (CALIB, CALIB_ATTACK, CALIB_SHIFT, CALIB_PAIRED, THRESHOLD, CONFORMAL, CONFORMAL_ADV, *LOGISTIC_KEYS)
 
 SUITES.add("calibration", Suite(CalibrationSection, run_calibration, validate_calibration, ("calibration",), CALIBRATION_KEYS,
                                 (Headline("ECE", Key("calib/{model}/ece")), Headline("accuracy", Key("calib/{model}/acc"), summary=False),

@@ -62,6 +62,12 @@ from bayesrobust.seeding import derive_seed, isolated_rng, make_generator
 from bayesrobust.suites.registry import SUITES, Headline, Suite
 from bayesrobust.units import Units
 
+PAIR = Key("detect/{model}/{attack}/{measure}")  # one defended model under one attack: examples, mean_l2, aware_cap, …
+DETECTOR = Key("detect/{model}/{attack}/{detector}/{measure}")  # roc_auc (+ _low, _high), aupr, …, held_out_roc_auc
+# arrays/detection.npz (no metric has these names): the evaluation set's truth and each detector's scores
+TRUTH = Key("detect/{model}/{attack}/is_adversarial")
+SCORES = Key("detect/{model}/{attack}/{detector}/scores")
+
 PENALTIES = ("reconstruction", "kd")  # detectors a detector-aware attack adds to its objective as a penalty
 
 
@@ -254,18 +260,18 @@ class DefendedModel:
         """Attack the validation and the test split into their mixed sets (adaptive attacks first get
         the detector's threshold they must stay under)."""
         spec, model, data, section = self.attacks[attack_name], self.model, self.data, self.section
-        prefix = f"detect/{self.name}/{attack_name}"
+        key = partial(PAIR, model=self.name, attack=attack_name)
         metrics: dict[str, float] = {}
         params = dict(spec.params)
         if spec.aware_of in ("mi", "entropy"):  # Carlini & Wagner (2017): attack the detector too, not only the classifier
             cap = UncertaintyDetector(model, spec.aware_of, samples=section.samples, seed=self.seed).fit(data.val.images).threshold_
             params.update(max_uncertainty=cap, uncertainty=spec.aware_of)
-            metrics[f"{prefix}/aware_cap"] = cap
+            metrics[key(measure="aware_cap")] = cap
         attack = build_attack(spec.attack, {"eval_samples": section.samples}, **params)
         if spec.aware_of in PENALTIES:  # ... or a detector's differentiable score added to the attack's objective
             penalty = detector_penalty(spec, model, data, section, self.seed, self.vae, self.built)
             attack.with_penalty(penalty)
-            metrics[f"{prefix}/aware_cap"] = penalty.cap
+            metrics[key(measure="aware_cap")] = penalty.cap
         s = self.attack_seed(attack_name)
         common = {"samples": section.samples, "successful_only": section.successful_only, "targets": spec.targets,
                   "progress": True}
@@ -273,9 +279,9 @@ class DefendedModel:
                               seed=derive_seed(s, "val"), desc=f"{attack_name} on {self.name}, validation set", **common)
         test = build_mixed_set(model, attack, data.test.images, data.test.labels, size=section.size,
                                seed=derive_seed(s, "test"), desc=f"{attack_name} on {self.name}, evaluation set", **common)
-        metrics[f"{prefix}/examples"] = len(test)
-        metrics[f"{prefix}/mean_l2"] = float(test.l2[test.is_adversarial].mean())
-        metrics[f"{prefix}/median_l2"] = float(test.l2[test.is_adversarial].median())  # adaptive vs oblivious: their ratio
+        metrics[key(measure="examples")] = len(test)
+        metrics[key(measure="mean_l2")] = float(test.l2[test.is_adversarial].mean())
+        metrics[key(measure="median_l2")] = float(test.l2[test.is_adversarial].median())  # adaptive vs oblivious: their ratio
         return metrics, {**val.as_arrays("val"), **test.as_arrays("test")}
 
     def fitted_detector(self, det_name: str, attack_name: str, val):
@@ -292,33 +298,34 @@ class DefendedModel:
 
     def scores(self, attack_name: str) -> tuple[dict, dict]:
         """Every detector fitted on the attack's validation set and scored on its evaluation set."""
-        section, prefix, s = self.section, f"detect/{self.name}/{attack_name}", self.attack_seed(attack_name)
+        section, s = self.section, self.attack_seed(attack_name)
         val, test = self.mixed_sets(attack_name)
         metrics: dict[str, float] = {}
         truth = test.is_adversarial.numpy()
         predicted = self.model.predictive(test.images, section.samples, generator=make_generator(s)).predicted.numpy()
-        arrays = {f"{prefix}/is_adversarial": truth}
+        arrays = {TRUTH(model=self.name, attack=attack_name): truth}
         for det_name in section.detectors:
+            key = partial(DETECTOR, model=self.name, attack=attack_name, detector=det_name)
             detector = self.fitted_detector(det_name, attack_name, val)
             scores, flagged = detector.score_and_decide(test.images)
-            for key, value in detection_metrics(truth, scores, flagged, predicted, test.labels.numpy(),
-                                                resamples=section.bootstrap, seed=derive_seed(s, "bootstrap")).items():
-                metrics[f"{prefix}/{det_name}/{key}"] = value
-            arrays[f"{prefix}/{det_name}/scores"] = scores
+            for measure, value in detection_metrics(truth, scores, flagged, predicted, test.labels.numpy(),
+                                                    resamples=section.bootstrap, seed=derive_seed(s, "bootstrap")).items():
+                metrics[key(measure=measure)] = value
+            arrays[SCORES(model=self.name, attack=attack_name, detector=det_name)] = scores
             if section.noisy_negatives:
-                metrics[f"{prefix}/{det_name}/roc_auc_noisy_negatives"] = auc_with_noisy_negatives(detector, test, scores, s)
+                metrics[key(measure="roc_auc_noisy_negatives")] = auc_with_noisy_negatives(detector, test, scores, s)
             if isinstance(detector, KernelDensityUncertainty):
-                metrics[f"{prefix}/{det_name}/bandwidth"] = detector.bandwidth_
+                metrics[key(measure="bandwidth")] = detector.bandwidth_
             if section.held_out and attack_name == self.first:
                 self.fitted[det_name] = detector
             elif section.held_out:
                 held = self.held_out_detector(det_name)
-                metrics[f"{prefix}/{det_name}/held_out_roc_auc"] = detection_metrics(
+                metrics[key(measure="held_out_roc_auc")] = detection_metrics(
                     truth, *held.score_and_decide(test.images), predicted, test.labels.numpy(), resamples=0)["roc_auc"]
         return metrics, arrays
 
 
 SUITES.add("detection", Suite(DetectionSection, run_detection, validate_detection, ("detection",),
-                              (Key("detect/{model}/{attack}/{measure}"), Key("detect/{model}/{attack}/{detector}/{measure}")),
+                              (PAIR, DETECTOR),
                               (Headline("detection ROC-AUC", Key("detect/{model}/{attack}/{detector}/roc_auc")),),
                               order=40))

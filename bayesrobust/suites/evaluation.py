@@ -37,6 +37,22 @@ from bayesrobust.seeding import derive_seed, make_generator
 from bayesrobust.suites.registry import SUITES, Headline, Suite
 from bayesrobust.units import Units
 
+# metrics.json
+CLEAN = Key("clean/{model}/{measure}")  # the test split
+SHIFTED = Key("shift/{set}/{model}/{measure}")  # every shifted (or transfer) set
+OVADIA = Key("ovadia/{copy}/{model}/{measure}")  # Ovadia et al.'s protocol: a rotated or translated copy (data/shift.py)
+# arrays/evaluation.npz: per-example values, never under a metric's key
+TEST_EXAMPLES = Key("test/{model}/{quantity}")  # the test split
+SHIFTED_EXAMPLES = Key("shifted/{set}/{model}/{quantity}")  # entropy, mutual_information
+OVADIA_EXAMPLES = Key("ovadia/{copy}/{model}/per_example/{quantity}")  # nll, brier: paired differences
+GRID = Key("grid/{model}/{quantity}")  # the report's digit grid: predicted, confidence
+TEST_LABELS, GRID_IMAGES, GRID_LABELS = "test/labels", "grid/images", "grid/labels"
+
+
+def on_set(set_name: str | None):
+    """The metric key of a model's measure on the test split (``None``) or on the shifted set ``set_name``."""
+    return CLEAN if set_name is None else partial(SHIFTED, set=set_name)
+
 
 @dataclass(frozen=True)
 class EvaluationSection(ShiftGrid):
@@ -113,9 +129,6 @@ def collapse_scores(model, images: torch.Tensor, reference: torch.Tensor | None)
     return {kind: values.numpy() for kind, values in model.collapse_diagnostics(images, reference=reference).items()}
 
 
-OVADIA = Key("ovadia/{copy}/{model}/{measure}")  # Ovadia et al.'s protocol: a rotated or translated copy (data/shift.py)
-
-
 def shift_metrics(pred: Predictive, labels: torch.Tensor, *, resamples: int = 0,
                   seed: int = 0) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Ovadia et al.'s quantities on one shifted copy — accuracy, NLL, Brier, ECE (15 bins), entropy —
@@ -153,7 +166,7 @@ def run_shift_protocol(models, test, config, seed: int, units) -> tuple[dict[str
             values, per_example = shift_metrics(pred, shifted.labels, resamples=config.bootstrap,
                                                 seed=derive_seed(seed, "bootstrap", kind, f"{strength:g}"))
             point_metrics.update({OVADIA(copy=copy, model=name, measure=key): value for key, value in values.items()})
-            point_arrays.update({OVADIA(copy=copy, model=name, measure=key): value for key, value in per_example.items()})
+            point_arrays.update({OVADIA_EXAMPLES(copy=copy, model=name, quantity=key): value for key, value in per_example.items()})
         return point_metrics, point_arrays
 
     # strength 0 (the same digits unshifted) starts each curve, computed the same way
@@ -174,35 +187,35 @@ def evaluate_model(run, name: str, model, data, config, seed: int) -> tuple[dict
     pred = model.predictive(data.test.images, config.samples, generator=gen, batch_size=config.batch_size)
     test_metrics = predictive_metrics(pred, data.test.labels, resamples=config.bootstrap,
                                       seed=derive_seed(seed, "bootstrap", name, "test"))
-    metrics.update({f"clean/{name}/{key}": value for key, value in test_metrics.items()})
+    metrics.update({CLEAN(model=name, measure=key): value for key, value in test_metrics.items()})
     for key, value in pred.per_example().items():
-        arrays[f"test/{name}/{key}"] = value.numpy()
+        arrays[TEST_EXAMPLES(model=name, quantity=key)] = value.numpy()
     run.save_inference_data(f"arrays/predictive_{name}_test.nc", pred.to_inference_data(data.test.labels))
     surprise = generative_scores(model, data.test.images, derive_seed(seed, "elbo", name))
     if surprise:
-        metrics[f"clean/{name}/elbo"] = -float(surprise["elbo"].mean())
+        metrics[CLEAN(model=name, measure="elbo")] = -float(surprise["elbo"].mean())
     reference = data.train.head(config.reference_digits, seed=0).images if config.reference_digits else None
     collapse = collapse_scores(model, data.test.images, reference)
-    metrics.update({f"clean/{name}/{kind}": float(values.mean()) for kind, values in collapse.items()})
+    metrics.update({CLEAN(model=name, measure=kind): float(values.mean()) for kind, values in collapse.items()})
     grid_pred = model.predictive(grid.images, config.samples, generator=make_generator(derive_seed(seed, "grid", name)))
-    arrays[f"grid/{name}/predicted"] = grid_pred.predicted.numpy()
-    arrays[f"grid/{name}/confidence"] = grid_pred.confidence.numpy()
+    arrays[GRID(model=name, quantity="predicted")] = grid_pred.predicted.numpy()
+    arrays[GRID(model=name, quantity="confidence")] = grid_pred.confidence.numpy()
     for set_name, shifted in data.shifted.items():
         spred = model.predictive(shifted.images, config.samples, generator=gen, batch_size=config.batch_size)
-        prefix = f"shift/{set_name}/{name}"
+        key = partial(SHIFTED, set=set_name, model=name)
         values = predictive_metrics(spred, shifted.labels if shifted.labelled else None, resamples=config.bootstrap,
                                     seed=derive_seed(seed, "bootstrap", name, set_name))
         values.update(ood_metrics(pred, spred))
-        metrics.update({f"{prefix}/{key}": value for key, value in values.items()})
+        metrics.update({key(measure=measure): value for measure, value in values.items()})
         shifted_surprise = generative_scores(model, shifted.images, derive_seed(seed, "elbo", name))
         shifted_collapse = collapse_scores(model, shifted.images, reference)
-        metrics.update({f"{prefix}/{kind}": float(values.mean()) for kind, values in shifted_collapse.items()})
+        metrics.update({key(measure=kind): float(values.mean()) for kind, values in shifted_collapse.items()})
         for kind, scores in {**shifted_surprise, **shifted_collapse}.items():
-            metrics[f"{prefix}/auroc_{kind}"] = auroc({**surprise, **collapse}[kind], scores)
+            metrics[key(measure=f"auroc_{kind}")] = auroc({**surprise, **collapse}[kind], scores)
         if shifted_surprise:
-            metrics[f"{prefix}/elbo"] = -float(shifted_surprise["elbo"].mean())
-        arrays[f"shift/{set_name}/{name}/entropy"] = spred.entropy.numpy()
-        arrays[f"shift/{set_name}/{name}/mutual_information"] = spred.mutual_information.numpy()
+            metrics[key(measure="elbo")] = -float(shifted_surprise["elbo"].mean())
+        arrays[SHIFTED_EXAMPLES(set=set_name, model=name, quantity="entropy")] = spred.entropy.numpy()
+        arrays[SHIFTED_EXAMPLES(set=set_name, model=name, quantity="mutual_information")] = spred.mutual_information.numpy()
     return metrics, arrays
 
 
@@ -211,10 +224,10 @@ def run_evaluation(run, models, data, config, seed: int) -> dict[str, float]:
     model's evaluation and each shift grid point is a unit (``units.py``), kept as it ends."""
     units = Units(run, "evaluation", seed)
     metrics: dict[str, float] = {}
-    arrays: dict[str, np.ndarray] = {"test/labels": data.test.labels.numpy()}
+    arrays: dict[str, np.ndarray] = {TEST_LABELS: data.test.labels.numpy()}
     grid = data.test.head(config.grid_size, seed=0)
-    arrays["grid/images"] = grid.images.numpy()
-    arrays["grid/labels"] = grid.labels.numpy()
+    arrays[GRID_IMAGES] = grid.images.numpy()
+    arrays[GRID_LABELS] = grid.labels.numpy()
     for name, model in models.items():
         m, a = units(f"model/{name}", partial(evaluate_model, run, name, model, data, config, seed))
         metrics.update(m)
@@ -232,8 +245,6 @@ def run_evaluation(run, models, data, config, seed: int) -> dict[str, float]:
     return metrics
 
 
-CLEAN = Key("clean/{model}/{measure}")  # the test split
-SHIFTED = Key("shift/{set}/{model}/{measure}")  # every shifted (or transfer) set
 
 SUITES.add("evaluation", Suite(EvaluationSection, run_evaluation, validate_evaluation, ("evaluation",),
                                (CLEAN, SHIFTED, OVADIA),

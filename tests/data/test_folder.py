@@ -139,7 +139,7 @@ shifted = ["digits", "{labelled}", "{scans}"]
     from sklearn.metrics import roc_auc_score, roc_curve
 
     arrays = np.load(out / "arrays" / "evaluation.npz")
-    test_h, scan_h = arrays["test/mc/entropy"], arrays["shift/scans/mc/entropy"]
+    test_h, scan_h = arrays["test/mc/entropy"], arrays["shifted/scans/mc/entropy"]
     truth, scores = np.r_[np.zeros(len(test_h)), np.ones(len(scan_h))], np.r_[test_h, scan_h]
     fpr, tpr, _ = roc_curve(truth, scores)
     assert m["shift/scans/mc/auroc_entropy"] == pytest.approx(roc_auc_score(truth, scores))

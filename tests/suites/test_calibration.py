@@ -32,7 +32,8 @@ def test_metrics_of_a_hand_built_predictive():
     assert values["mce"] == pytest.approx(0.125)
     assert values["acc_low"] <= values["acc"] <= values["acc_high"]
     assert 0 <= values["ece_debiased_low"] <= values["ece_debiased_high"]
-    assert bins["count"].sum() == 4 and bins["count"][8] == 2 and bins["count"][6] == 2
+    count = bins["bins", "count"]
+    assert count.sum() == 4 and count[8] == 2 and count[6] == 2
     unbootstrapped, _ = calibration_metrics(pred, labels, CalibrationSection(bins=10, bootstrap=0), seed=0)
     assert "ece_low" not in unbootstrapped and "ece_debiased" not in unbootstrapped and unbootstrapped["ece"] == values["ece"]
 
@@ -119,9 +120,10 @@ def test_shift_protocol_runs_every_copy_and_shows_no_bar_without_shifts(trained_
     assert {k.rsplit("/", 2)[0] for k in metrics} == copies
     assert metrics["ovadia/rotate_0/m/acc"] == metrics["ovadia/translate_0/m/acc"] > metrics["ovadia/rotate_90/m/acc"]
     # per-example NLL and Brier behind the means and their intervals, for paired differences
-    for key in ("ovadia/rotate_90/m", "ovadia/translate_4/mc"):
-        assert arrays[f"{key}/nll"].shape == arrays[f"{key}/brier"].shape == (50,)
-        assert metrics[f"{key}/nll"] == pytest.approx(float(arrays[f"{key}/nll"].mean()), rel=1e-5)
+    for copy, model in (("rotate_90", "m"), ("translate_4", "mc")):
+        key, per_example = f"ovadia/{copy}/{model}", f"ovadia/{copy}/{model}/per_example"
+        assert arrays[f"{per_example}/nll"].shape == arrays[f"{per_example}/brier"].shape == (50,)
+        assert metrics[f"{key}/nll"] == pytest.approx(float(arrays[f"{per_example}/nll"].mean()), rel=1e-5)
         assert metrics[f"{key}/brier_low"] <= metrics[f"{key}/brier"] <= metrics[f"{key}/brier_high"]
         assert metrics[f"{key}/nll_low"] <= metrics[f"{key}/nll"] <= metrics[f"{key}/nll_high"]
     assert "shift protocol" in log.getvalue() and "4/4" in log.getvalue()
@@ -136,15 +138,19 @@ def test_paired_shift_differences_cancel_what_both_models_share():
 
     rng = np.random.default_rng(0)
     hard = rng.exponential(2.0, 500)
-    arrays = {"ovadia/rotate_90/a/nll": hard + 0.1, "ovadia/rotate_90/b/nll": hard, "ovadia/rotate_90/a/brier": hard * 0.0,
-              "ovadia/rotate_90/b/brier": hard * 0.0 + 0.2, "ovadia/translate_4/a/nll": hard, "ovadia/translate_4/b/nll": hard,
-              "ovadia/rotate_90/c/nll": hard}
-    assert shift_copies(arrays, "a") == ["ovadia/rotate_90", "ovadia/translate_4"]
+    from bayesrobust.suites.evaluation import OVADIA_EXAMPLES as key
+
+    arrays = {key(copy="rotate_90", model="a", quantity="nll"): hard + 0.1, key(copy="rotate_90", model="b", quantity="nll"): hard,
+              key(copy="rotate_90", model="a", quantity="brier"): hard * 0.0,
+              key(copy="rotate_90", model="b", quantity="brier"): hard * 0.0 + 0.2,
+              key(copy="translate_4", model="a", quantity="nll"): hard, key(copy="translate_4", model="b", quantity="nll"): hard,
+              key(copy="rotate_90", model="c", quantity="nll"): hard}
+    assert shift_copies(arrays, "a") == ["rotate_90", "translate_4"]
     diff = paired_shift_differences(arrays, "a", "b", resamples=200)
-    assert set(diff) == {"ovadia/rotate_90/nll", "ovadia/rotate_90/brier", "ovadia/translate_4/nll"}
-    assert diff["ovadia/rotate_90/nll"].low == pytest.approx(0.1) and diff["ovadia/rotate_90/nll"].high == pytest.approx(0.1)
-    assert diff["ovadia/rotate_90/brier"].estimate == pytest.approx(-0.2)
-    assert diff["ovadia/translate_4/nll"].estimate == 0.0
+    assert set(diff) == {"rotate_90/nll", "rotate_90/brier", "translate_4/nll"}
+    assert diff["rotate_90/nll"].low == pytest.approx(0.1) and diff["rotate_90/nll"].high == pytest.approx(0.1)
+    assert diff["rotate_90/brier"].estimate == pytest.approx(-0.2)
+    assert diff["translate_4/nll"].estimate == 0.0
 
 
 def test_paired_differences_between_models_cancel_the_digits_they_share():
@@ -162,7 +168,8 @@ def test_paired_differences_between_models_cancel_the_digits_they_share():
     for model, shift in (("a", 0.0), ("b", 0.1)):
         arrays.update({f"calib/{model}/examples/nll": nll + shift, f"calib/{model}/examples/correct": correct,
                        f"calib/{model}/examples/brier": nll / 10 + shift, f"calib/{model}/examples/confidence": confidence})
-    out = paired_differences(arrays, "calib", ["a", "b"], "a", CalibrationSection(bootstrap=300), seed=0)
+    out = paired_differences(arrays, "test", ["a", "b"], "a", CalibrationSection(bootstrap=300), seed=0)
+    out = {k.removeprefix("calib_paired/test/"): v for k, v in out.items()}
     assert not any(k.startswith("a/") for k in out)
     assert out["b/nll"] == pytest.approx(0.1) and out["b/nll_low"] == pytest.approx(0.1) == out["b/nll_high"]
     assert out["b/acc"] == 0.0 == out["b/acc_low"] == out["b/acc_high"] and out["b/ece"] == pytest.approx(0.0)
@@ -177,7 +184,7 @@ def test_the_report_warns_where_post_hoc_calibration_makes_a_shifted_set_worse(t
     from bayesrobust.runs import RunDir
 
     run = RunDir.create(tmp_path / "run")
-    bins = {f"{p}/{m}/{k}": np.ones(3) for p in ("calib", "calib_shift/semeion") for m in ("lenet", "lenet_ts")
+    bins = {f"{p}/{m}/bins/{k}": np.ones(3) for p in ("calib", "calib_shift/semeion") for m in ("lenet", "lenet_ts")
             for k in ("count", "confidence", "accuracy")}
     run.save_arrays("arrays/calibration.npz", **bins)
     run.write_json("arrays/calibration.json", {"models": ["lenet", "lenet_ts"], "bins": 3, "scheme": "width", "bootstrap": 100,
