@@ -80,6 +80,6 @@ def run_suite(suite: str, models: Mapping[str, Any], train, test, *, val=None, s
         run.mark_failed(exc)
         raise
     run.finish()
-    sections = [s for name in spec.report_sections for s in built_sections(SECTIONS.get(name), run)]
+    sections = [s for name in spec.report_sections for s in built_sections(SECTIONS.get(name), run, name)]
     arrays = {p.stem: run.load_arrays(f"arrays/{p.name}") for p in sorted(run.file("arrays").glob("*.npz"))}
     return SuiteResult(run.metrics(), arrays, sections, run)

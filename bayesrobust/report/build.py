@@ -30,7 +30,7 @@ def build_report(run: RunDir, *, assume_complete: bool = False) -> None:
     """Render every section whose files exist; write figures, report.md and report.html."""
     from bayesrobust.suites.registry import report_order
 
-    sections = [s for name in report_order() for s in built_sections(SECTIONS.get(name), run)]
+    sections = [s for name in report_order() for s in built_sections(SECTIONS.get(name), run, name)]
     env = run.read_json("env.json") if run.file("env.json").exists() else {}
     complete = assume_complete or run.complete
     pngs = {name: save_figure(run, name, fig) for name, fig in unique_figures(sections)}
@@ -38,10 +38,17 @@ def build_report(run: RunDir, *, assume_complete: bool = False) -> None:
     run.write_text("report.html", _html(run, sections, env, complete, pngs))
 
 
-def built_sections(section_function, run: RunDir) -> list[Section]:
+def built_sections(section_function, run: RunDir, name: str = "") -> list[Section]:
     """What one registered section function made of the run: a Section, several (the attack suite's
-    analyses), or none when its files are absent."""
-    made = section_function(run)
+    analyses), or none when its files are absent. A result key the section needs and the folder lacks is a
+    RunError naming both: the folder was written under other key names (an older bayesrobust)."""
+    try:
+        made = section_function(run)
+    except KeyError as exc:
+        raise RunError(f"{run.path}: the report section {name or section_function.__name__!r} needs {exc.args[0]!r}, which "
+                       "this run folder does not hold; it was written under other key names (before 2026-12's typed keys, "
+                       "docs/architecture.md 'Keys and registries'): rebuild it with the version that wrote it, or run "
+                       "the experiment again") from None
     return [] if made is None else made if isinstance(made, list) else [made]
 
 

@@ -32,8 +32,8 @@ class AttackMeta:
     examples: int
     eval_samples: int
     eot_samples: int
-    modes: dict[str, str]
-    draws: dict[str, str]  # model → its draw protocol ("none": one deterministic pass)
+    modes: dict[str, str] = field(default_factory=dict)
+    draws: dict[str, str] = field(default_factory=dict)  # model → its draw protocol ("none": one deterministic pass)
     analyses: dict[str, Any] = field(default_factory=dict)  # analysis name → what its run returned for the report
 
     def write(self, run) -> None:

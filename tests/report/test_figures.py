@@ -124,3 +124,20 @@ def test_lines_that_coincide_are_said_to_coincide():
     fig = shift_curves([0.0, 45.0, 90.0], curves, "rotation (degrees)")
     notes = [[t.get_text() for t in ax.texts] for ax in fig.axes]
     assert notes == [["coincide: lenet = lenet_ts"], [], ["coincide: lenet = lenet_ts"], []]  # accuracy and ECE panels
+
+
+def test_a_run_folder_under_other_key_names_is_a_clear_error(tmp_path):
+    """A folder whose arrays use names the report no longer reads (an older bayesrobust wrote it) gets a
+    RunError naming the section and the key, not a KeyError from deep inside a section."""
+    from bayesrobust.errors import RunError
+    from bayesrobust.report import build_report
+    from bayesrobust.runs import RunDir
+
+    run = RunDir.create(tmp_path / "run")
+    run.write_json("arrays/evaluation.json", {"models": ["m"], "shifted": ["digits"], "unlabelled": [], "samples": 2,
+                                              "test": "mnist-5k", "rotations": [], "translations": [], "shift_examples": 0})
+    run.save_arrays("arrays/evaluation.npz", **{"test/labels": np.zeros(3), "test/m/entropy": np.zeros(3),
+                                                "test/m/mutual_information": np.zeros(3), "shift/digits/m/entropy": np.zeros(3)})
+    run.update_metrics({"clean/m/acc": 1.0})
+    with pytest.raises(RunError, match="section 'evaluation' needs 'shifted/digits/m/entropy'.*other key names"):
+        build_report(run)
