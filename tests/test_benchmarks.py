@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 from bayesrobust.models import build_model
-from tests.conftest import REPO
+from tests.conftest import REPO, load_benchmark
 
 SCRIPTS = sorted(p.stem for p in (REPO / "benchmarks").glob("*.py"))
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def tiny_run_folder(tmp_path):
@@ -55,7 +46,7 @@ def test_every_benchmark_has_tiny_settings():
 def test_benchmark_runs(name, tmp_path, capsys):
     if name == "sweep":
         pytest.importorskip("ray", reason="the sweep benchmark compares against Ray: pip install 'bayesrobust[distributed]'")
-    report = load(name).main(TINY[name](tmp_path))
+    report = load_benchmark(name).main(TINY[name](tmp_path))
     assert isinstance(report, dict) and report
     assert capsys.readouterr().out.strip()  # prints its JSON
     if name == "gpdnn":  # the residual extractor is timed against the LeNet one at the same M
@@ -65,7 +56,7 @@ def test_benchmark_runs(name, tmp_path, capsys):
 
 
 def test_stochastic_attack_benchmark_skips_eot_only_rows_on_plain_models(tmp_path):
-    report = load("stochastic_attacks").main(["--run", str(tiny_run_folder(tmp_path)), "--limit", "10", "--eval-samples", "3",
+    report = load_benchmark("stochastic_attacks").main(["--run", str(tiny_run_folder(tmp_path)), "--limit", "10", "--eval-samples", "3",
                                               "--rows", "bim_a", "bim_a eot10", "bim_a eot10 k1"])
     assert set(report["models"]) == {"mc", "plain"}
     assert "bim_a eot10" in report["models"]["mc"] and "bim_a eot10" not in report["models"]["plain"]
@@ -77,7 +68,7 @@ def test_stochastic_attack_benchmark_skips_eot_only_rows_on_plain_models(tmp_pat
 def test_conformal_benchmark_agrees_with_its_peers(capsys):
     """LAC's sets are MAPIE's set for set, and the AURC interval is the plain loop's on the same resamples."""
     pytest.importorskip("mapie")
-    report = load("conformal").main(["--predictions", "400", "--resamples", "30", "--peer-resamples", "30", "--repeats", "1"])
+    report = load_benchmark("conformal").main(["--predictions", "400", "--resamples", "30", "--peer-resamples", "30", "--repeats", "1"])
     assert report["conformal"]["lac"]["lac_sets_equal"]
     for method in ("aps", "raps"):
         assert report["conformal"][method]["peer_coverage"] >= 0.85

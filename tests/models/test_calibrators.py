@@ -20,7 +20,7 @@ from bayesrobust.seeding import seed_everything
 def synthetic(n: int = 3000, classes: int = 5, seed: int = 0):
     """Over-confident probabilities (labels drawn from softened ones; the conformal benchmark's) as
     ``(1, N, C)`` log-probability logits, the probabilities and the labels."""
-    from tests.test_benchmarks import load
+    from tests.conftest import load_benchmark as load
 
     p, y = load("conformal").synthetic_predictions(n, classes, seed)
     return torch.log(torch.tensor(p))[None], p, y
