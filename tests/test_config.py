@@ -128,3 +128,13 @@ def test_renamed_analysis_tables_are_refused_with_the_new_name(old, new):
         config_from_dict(raw)
     raw["attack"] = {new: {}}
     assert getattr(config_from_dict(raw).suites["attack"], new) is not None
+
+
+@pytest.mark.parametrize("table, key", [("papernot", "model"), ("logit_sweep", "model"), ("triptych", "model"),
+                                        ("masking", "reference"), ("kos", "judge")])
+def test_an_analysis_names_only_models_of_the_config(table, key):
+    raw = {"models": {"m": {"arch": "lenet"}, "v": {"arch": "vae"}}, "attack": {table: {key: "nope"}}}
+    with pytest.raises(ConfigError, match=f"attack.{table}.{key}: unknown model 'nope'"):
+        config_from_dict(raw)
+    raw["attack"][table][key] = "v" if table == "kos" and key == "model" else "m"
+    config_from_dict(raw)

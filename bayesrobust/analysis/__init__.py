@@ -41,6 +41,16 @@ def analyses() -> dict[str, Analysis]:
     return dict(sorted(ANALYSES.load_all().items(), key=lambda item: item[1].order))
 
 
+def check_model_name(config, cfg, key: str, where: str) -> None:
+    """An analysis table's optional model name (``model``, ``judge``, ``reference``) names a model of the
+    config, or is empty."""
+    from bayesrobust.errors import ConfigError
+
+    name = getattr(cfg, key)
+    if name and name not in config.models:
+        raise ConfigError(f"{where}.{key}: unknown model {name!r}")
+
+
 def one_per_class(labels: torch.Tensor, count: int = 8) -> torch.Tensor:
     """Indices of the first example of each class, in class order, at most ``count`` of them
     (so figures show different digits even when a subset is sorted by label)."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from bayesrobust.analysis import ANALYSES, Analysis
+from bayesrobust.analysis import ANALYSES, Analysis, check_model_name
 from bayesrobust.analysis.papernot import source_target_pairs
 from bayesrobust.attacks.base import run_batched
 from bayesrobust.attacks.kos import LOSSES, KosAttack
@@ -139,8 +139,7 @@ def validate(config, kos: KosSection, where: str) -> None:
         raise ConfigError(f"{where}.model: {kos.model!r} is not a VAE of this config (VAEs: {', '.join(vaes) or 'none'})")
     if not vaes:
         raise ConfigError(f"{where} attacks a VAE: add a model with arch = 'vae'")
-    if kos.judge and kos.judge not in config.models:
-        raise ConfigError(f"{where}.judge: unknown model {kos.judge!r}")
+    check_model_name(config, kos, "judge", where)
     for loss in kos.losses:
         if loss not in LOSSES:
             raise ConfigError(f"{where}.losses: unknown loss {loss!r}; known: {', '.join(LOSSES)}")

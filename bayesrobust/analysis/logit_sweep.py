@@ -9,8 +9,7 @@ import matplotlib.patches
 import numpy as np
 import torch
 
-from bayesrobust.analysis import ANALYSES, Analysis
-from bayesrobust.errors import ConfigError
+from bayesrobust.analysis import ANALYSES, Analysis, check_model_name
 from bayesrobust.keys import Key
 from bayesrobust.report.figures import new_figure
 from bayesrobust.report.sections import Section
@@ -50,8 +49,7 @@ def logit_sweep(model, x: torch.Tensor, y: torch.Tensor, section, *, eot_samples
 
 
 def validate(config, cfg: LogitSweepSection, where: str) -> None:
-    if cfg.model and cfg.model not in config.models:
-        raise ConfigError(f"{where}.model: unknown model {cfg.model!r}")
+    check_model_name(config, cfg, "model", where)
 
 
 def run(ctx, cfg: LogitSweepSection) -> dict:

@@ -19,7 +19,7 @@ from functools import partial
 
 import torch
 
-from bayesrobust.analysis import ANALYSES, Analysis
+from bayesrobust.analysis import ANALYSES, Analysis, check_model_name
 from bayesrobust.attacks import build_attack
 from bayesrobust.attacks.base import run_batched
 from bayesrobust.errors import ConfigError
@@ -103,8 +103,7 @@ def validate(config, m: MaskingSection, where: str) -> None:
         raise ConfigError(f"{where}: steps (one or more), queries and eot_samples must be >= 1, limit >= 0")
     if not 0 < m.eps <= 1 or m.square_margin < 0 or m.tolerance < 0:
         raise ConfigError(f"{where}: eps must be in (0, 1], square_margin and tolerance >= 0")
-    if m.reference and m.reference not in config.models:
-        raise ConfigError(f"{where}.reference: unknown model {m.reference!r}")
+    check_model_name(config, m, "reference", where)
 
 
 def run(ctx, m: MaskingSection) -> dict:

@@ -10,10 +10,9 @@ from functools import partial
 import numpy as np
 import torch
 
-from bayesrobust.analysis import ANALYSES, Analysis
+from bayesrobust.analysis import ANALYSES, Analysis, check_model_name
 from bayesrobust.attacks import build_attack
 from bayesrobust.attacks.base import run_batched
-from bayesrobust.errors import ConfigError
 from bayesrobust.keys import Key
 from bayesrobust.report.figures import heatmap
 from bayesrobust.report.sections import Section, Table, fmt
@@ -157,8 +156,7 @@ def papernot_analysis(model, x, y, section, *, name: str, eval_samples: int, eot
 
 
 def validate(config, cfg: PapernotSection, where: str) -> None:
-    if cfg.model and cfg.model not in config.models:
-        raise ConfigError(f"{where}.model: unknown model {cfg.model!r}")
+    check_model_name(config, cfg, "model", where)
 
 
 def run(ctx, cfg: PapernotSection) -> dict:

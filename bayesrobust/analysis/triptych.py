@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bayesrobust.analysis import ANALYSES, Analysis
+from bayesrobust.analysis import ANALYSES, Analysis, check_model_name
 from bayesrobust.attacks import build_attack
 from bayesrobust.attacks.spec import AttackSpec
 from bayesrobust.errors import ConfigError
@@ -86,8 +86,7 @@ def validate(config, cfg: TriptychSection, where: str) -> None:
     if cfg.targets != "none":
         raise ConfigError(f"{where}.targets: the triptych's target is its `target` class; remove targets")
     cfg.check(where, targeted=True)
-    if cfg.model and cfg.model not in config.models:
-        raise ConfigError(f"{where}.model: unknown model {cfg.model!r}")
+    check_model_name(config, cfg, "model", where)
     if cfg.source == cfg.target:
         raise ConfigError(f"{where}: source and target must differ")
 
